@@ -1,0 +1,16 @@
+//! idx: turns a pile of JSON/JSONL training data into an indexed, de-duplicated, traceable dataset.
+//!
+//! The pipeline, one module per stage: [`source`] finds objects → [`parse`] reads records and
+//! [`normalize`]s them → [`fingerprint`] hashes them → [`store`] (redb, the source of truth) and
+//! [`search`] (tantivy, derived) keep them → [`ingest`] drives the whole, and [`query`] answers.
+//! [`families`] classifies object keys; [`model`] holds the values passed between stages.
+
+pub mod error;
+pub mod families;
+pub mod fingerprint;
+pub mod model;
+pub mod normalize;
+pub mod parse;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,145 @@
+//! The values passed between pipeline stages: a canonical conversation, the record kinds idx reads,
+//! an object's identity and version, and a row's provenance. Pure data with serde/bincode derives;
+//! no I/O and no logic beyond small accessors lives here.
+
+use serde::{Deserialize, Serialize};
+
+/// A chat role after normalisation (ChatML roles only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One ChatML message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// The record format a row was read from; kept on the row so later stages can route it
+/// (preference data to alignment, plain text to continued pretraining).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Chatml,
+    Sharegpt,
+    Alpaca,
+    PromptResponse,
+    Preference,
+    Kto,
+    Text,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Chatml => "chatml",
+            RecordKind::Sharegpt => "sharegpt",
+            RecordKind::Alpaca => "alpaca",
+            RecordKind::PromptResponse => "prompt_response",
+            RecordKind::Preference => "preference",
+            RecordKind::Kto => "kto",
+            RecordKind::Text => "text",
+        }
+    }
+
+    /// Kinds whose content is the same thing (a conversation) share a class, so an Alpaca record
+    /// and a ChatML record with the same turns are one row; the classes never collide.
+    pub fn content_class(self) -> u8 {
+        match self {
+            RecordKind::Chatml
+            | RecordKind::Sharegpt
+            | RecordKind::Alpaca
+            | RecordKind::PromptResponse => 0,
+            RecordKind::Preference => 1,
+            RecordKind::Kto => 2,
+            RecordKind::Text => 3,
+        }
+    }
+}
+
+/// The canonical form of every record: a ChatML conversation plus what some kinds add.
+///
+/// - conversations (ChatML, ShareGPT, Alpaca, prompt/response): `messages` only;
+/// - preference pairs: `messages` is the prompt followed by the chosen answer, `rejected` the
+///   rejected answer's messages;
+/// - KTO: `messages` is the prompt followed by the completion, `label` the desirability label;
+/// - plain text: one `assistant` message holding the text (kind `text` says it is not a dialogue).
+///
+/// Stored with bincode, so no field may be skipped when serialising.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Conversation {
+    pub kind: RecordKind,
+    pub messages: Vec<Message>,
+    #[serde(default)]
+    pub rejected: Option<Vec<Message>>,
+    #[serde(default)]
+    pub label: Option<bool>,
+}
+
+impl Conversation {
+    /// Every message, including a preference pair's rejected answer, in a fixed order.
+    pub fn all_messages(&self) -> impl Iterator<Item = &Message> {
+        self.messages
+            .iter()
+            .chain(self.rejected.iter().flat_map(|r| r.iter()))
+    }
+
+    /// Total UTF-8 bytes of message content.
+    pub fn content_bytes(&self) -> usize {
+        self.all_messages().map(|m| m.content.len()).sum()
+    }
+}
+
+/// What identifies one version of an object: a change in any field means the object changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectVersion {
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch (local files) or 0 when unknown.
+    pub mtime_ns: i128,
+    /// Content digest: XXH3-128 of the raw bytes as hex (local files), or the ETag (S3).
+    pub digest: String,
+}
+
+/// Where one row occurrence came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Place {
+    /// The source root the object was found under (`file:///abs/dir` or `s3://bucket/prefix`).
+    pub source: String,
+    /// The object key relative to its source root, `/`-separated.
+    pub key: String,
+    /// 1-based line number where the record starts.
+    pub line: u64,
+    /// 0-based index of the record within the object.
+    pub record: u32,
+}
+
+/// A rejected line or record: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub line: u64,
+    pub reason: String,
+}

@@ -1,0 +1,410 @@
+//! Reading objects into records: file-format detection by key (`.jsonl`/`.ndjson`, `.json`,
+//! `.txt`, each optionally `.gz`), streaming line reading with a per-line byte limit, UTF-8 and
+//! JSON validation, record-format detection ([`formats`]) and canonicalisation ([`crate::normalize`]).
+//! Every bad line becomes a [`Rejection`] with its 1-based line number; nothing here panics on
+//! input or stops an object early except a read error, which is reported as a rejection too.
+
+pub mod formats;
+
+use std::io::{BufRead, BufReader, Read};
+
+use serde_json::value::RawValue;
+
+use crate::model::{Conversation, Rejection};
+use crate::normalize::canonicalize;
+
+/// How an object's bytes are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// One JSON record per line.
+    Jsonl,
+    /// A JSON array of records, or one record.
+    Json,
+    /// A whole file of plain text: one `text` row.
+    Text,
+}
+
+/// The format of an object from its key, and whether it is gzip-compressed; `None` when the
+/// object is not something idx reads as training data.
+pub fn detect_file_format(key: &str) -> Option<(FileFormat, bool)> {
+    let lower = key.to_ascii_lowercase();
+    let (base, gz) = match lower.strip_suffix(".gz") {
+        Some(b) => (b, true),
+        None => (lower.as_str(), false),
+    };
+    let format = if base.ends_with(".jsonl") || base.ends_with(".ndjson") {
+        FileFormat::Jsonl
+    } else if base.ends_with(".json") {
+        FileFormat::Json
+    } else if base.ends_with(".txt") {
+        FileFormat::Text
+    } else {
+        return None;
+    };
+    Some((format, gz))
+}
+
+/// Bounds that keep memory flat whatever the input.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A JSONL line longer than this is rejected without being buffered.
+    pub max_line_bytes: usize,
+    /// A `.json` or `.txt` object is read whole; one larger than this is rejected.
+    pub max_document_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line_bytes: 64 << 20,
+            max_document_bytes: 1 << 30,
+        }
+    }
+}
+
+/// One accepted record, canonicalised and non-empty.
+#[derive(Debug, Clone)]
+pub struct ParsedRecord {
+    pub line: u64,
+    pub record: u32,
+    pub conversation: Conversation,
+}
+
+/// What the reader hands to its sink, in input order.
+#[derive(Debug)]
+pub enum Item {
+    Record(ParsedRecord),
+    Rejected(Rejection),
+}
+
+/// Read one object, calling `sink` for every record and every rejection in order.
+pub fn read_object(
+    raw: impl Read,
+    format: FileFormat,
+    gzip: bool,
+    limits: Limits,
+    sink: &mut dyn FnMut(Item),
+) {
+    if gzip {
+        let decoder = flate2::read::MultiGzDecoder::new(raw);
+        read_plain(decoder, format, limits, sink);
+    } else {
+        read_plain(raw, format, limits, sink);
+    }
+}
+
+fn read_plain(raw: impl Read, format: FileFormat, limits: Limits, sink: &mut dyn FnMut(Item)) {
+    let mut reader = BufReader::with_capacity(256 << 10, raw);
+    match format {
+        FileFormat::Jsonl => read_jsonl(&mut reader, limits, sink),
+        FileFormat::Json | FileFormat::Text => {
+            let mut buf = Vec::new();
+            let limit = limits.max_document_bytes as u64;
+            match (&mut reader).take(limit + 1).read_to_end(&mut buf) {
+                Ok(_) if buf.len() as u64 > limit => sink(reject(
+                    1,
+                    format!(
+                        "document is over the limit of {} bytes (read as a whole for .json and .txt; use .jsonl for large data)",
+                        limits.max_document_bytes
+                    ),
+                )),
+                Ok(_) => read_document(&buf, format, limits, sink),
+                Err(e) => sink(reject(1, format!("read error: {e}"))),
+            }
+        }
+    }
+}
+
+fn reject(line: u64, reason: String) -> Item {
+    Item::Rejected(Rejection { line, reason })
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Streams lines; a line over the limit is skipped without being held in memory.
+fn read_jsonl(reader: &mut impl BufRead, limits: Limits, sink: &mut dyn FnMut(Item)) {
+    let mut line_no: u64 = 0;
+    let mut record: u32 = 0;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        line_no += 1;
+        buf.clear();
+        let mut line_len: u64 = 0;
+        let mut overflow = false;
+        let mut saw_any = false;
+        loop {
+            let chunk = match reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    sink(reject(line_no, format!("read error: {e}")));
+                    return;
+                }
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            saw_any = true;
+            let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (&chunk[..i], true),
+                None => (chunk, false),
+            };
+            line_len += part.len() as u64;
+            if !overflow {
+                if buf.len() + part.len() > limits.max_line_bytes {
+                    overflow = true;
+                    buf = Vec::new();
+                } else {
+                    buf.extend_from_slice(part);
+                }
+            }
+            let used = part.len() + usize::from(done);
+            reader.consume(used);
+            if done {
+                break;
+            }
+        }
+        if !saw_any {
+            return;
+        }
+        if overflow {
+            sink(reject(
+                line_no,
+                format!(
+                    "line is {line_len} bytes, over the limit of {} bytes",
+                    limits.max_line_bytes
+                ),
+            ));
+            continue;
+        }
+        let mut bytes: &[u8] = &buf;
+        if line_no == 1 {
+            bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+        }
+        if let Some(stripped) = bytes.strip_suffix(b"\r") {
+            bytes = stripped;
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match parse_record_bytes(bytes) {
+            Ok(conversation) => {
+                sink(Item::Record(ParsedRecord {
+                    line: line_no,
+                    record,
+                    conversation,
+                }));
+                record += 1;
+            }
+            Err(reason) => sink(reject(line_no, reason)),
+        }
+    }
+}
+
+fn parse_record_bytes(bytes: &[u8]) -> Result<Conversation, String> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    finish(formats::detect(value)?)
+}
+
+/// Canonicalise and refuse records with nothing in them.
+fn finish(mut conversation: Conversation) -> Result<Conversation, String> {
+    canonicalize(&mut conversation);
+    if conversation.messages.is_empty() {
+        return Err("empty conversation".to_string());
+    }
+    if conversation.all_messages().all(|m| m.content.is_empty()) {
+        return Err("empty conversation: every message is blank".to_string());
+    }
+    Ok(conversation)
+}
+
+fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn FnMut(Item)) {
+    let bytes = buf.strip_prefix(BOM).unwrap_or(buf);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.valid_up_to();
+            let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+            sink(reject(line, format!("invalid UTF-8 at byte {at}")));
+            return;
+        }
+    };
+    if format == FileFormat::Text {
+        let conversation = crate::model::Conversation {
+            kind: crate::model::RecordKind::Text,
+            messages: vec![crate::model::Message::new(
+                crate::model::Role::Assistant,
+                text,
+            )],
+            rejected: None,
+            label: None,
+        };
+        match finish(conversation) {
+            Ok(conversation) => sink(Item::Record(ParsedRecord {
+                line: 1,
+                record: 0,
+                conversation,
+            })),
+            Err(_) => sink(reject(1, "empty text file".to_string())),
+        }
+        return;
+    }
+    if text.trim().is_empty() {
+        sink(reject(1, "empty JSON document".to_string()));
+        return;
+    }
+    let first = text.trim_start().as_bytes()[0];
+    if first == b'[' {
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => emit_array(text, &items, sink),
+            Err(e) => sink(reject(e.line() as u64, format!("invalid JSON: {e}"))),
+        }
+        return;
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => {
+            let line = line_of(text, text.len() - text.trim_start().len());
+            let item = match formats::detect(value).and_then(finish) {
+                Ok(conversation) => Item::Record(ParsedRecord {
+                    line,
+                    record: 0,
+                    conversation,
+                }),
+                Err(reason) => reject(line, reason),
+            };
+            sink(item);
+        }
+        // Many `.json` files are really JSON Lines: read them as such rather than fail.
+        Err(e) if e.to_string().starts_with("trailing characters") => {
+            let mut reader = BufReader::new(bytes);
+            read_jsonl(&mut reader, limits, sink);
+        }
+        Err(e) => sink(reject(e.line() as u64, format!("invalid JSON: {e}"))),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> u64 {
+    1 + text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count() as u64
+}
+
+fn emit_array(text: &str, items: &[&RawValue], sink: &mut dyn FnMut(Item)) {
+    let base = text.as_ptr() as usize;
+    let mut line = 1u64;
+    let mut counted_to = 0usize;
+    for (index, raw) in items.iter().enumerate() {
+        let offset = (raw.get().as_ptr() as usize).saturating_sub(base);
+        line += text.as_bytes()[counted_to..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        counted_to = offset;
+        let parsed = serde_json::from_str::<serde_json::Value>(raw.get())
+            .map_err(|e| format!("invalid JSON: {e}"))
+            .and_then(formats::detect)
+            .and_then(finish);
+        let item = match parsed {
+            Ok(conversation) => Item::Record(ParsedRecord {
+                line,
+                record: u32::try_from(index).unwrap_or(u32::MAX),
+                conversation,
+            }),
+            Err(reason) => reject(line, format!("record {index}: {reason}")),
+        };
+        sink(item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(
+        data: &[u8],
+        format: FileFormat,
+        limits: Limits,
+    ) -> (Vec<ParsedRecord>, Vec<Rejection>) {
+        let mut recs = Vec::new();
+        let mut rejs = Vec::new();
+        read_object(data, format, false, limits, &mut |item| match item {
+            Item::Record(r) => recs.push(r),
+            Item::Rejected(r) => rejs.push(r),
+        });
+        (recs, rejs)
+    }
+
+    #[test]
+    fn jsonl_lines_are_numbered_and_blank_lines_skipped() {
+        let data = b"{\"text\":\"a\"}\r\n\n{\"text\":\"b\"}\n{bad\n";
+        let (recs, rejs) = collect(data, FileFormat::Jsonl, Limits::default());
+        assert_eq!(recs.iter().map(|r| r.line).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            recs.iter().map(|r| r.record).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert_eq!(rejs.len(), 1);
+        assert_eq!(rejs[0].line, 4);
+        assert!(rejs[0].reason.starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn long_lines_are_rejected_and_reading_goes_on() {
+        let long = format!(
+            "{{\"text\":\"{}\"}}\n{{\"text\":\"ok\"}}\n",
+            "x".repeat(5000)
+        );
+        let limits = Limits {
+            max_line_bytes: 1000,
+            ..Limits::default()
+        };
+        let (recs, rejs) = collect(long.as_bytes(), FileFormat::Jsonl, limits);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].line, 2);
+        assert!(rejs[0].reason.contains("over the limit"));
+    }
+
+    #[test]
+    fn json_array_elements_get_their_line() {
+        let data = b"[\n  {\"text\": \"a\"},\n  {\"nope\": 1},\n  {\"text\": \"c\"}\n]";
+        let (recs, rejs) = collect(data, FileFormat::Json, Limits::default());
+        assert_eq!(recs.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(rejs[0].line, 3);
+        assert!(rejs[0].reason.contains("record 1"));
+    }
+
+    #[test]
+    fn json_file_holding_lines_is_read_as_jsonl() {
+        let data = b"{\"text\":\"a\"}\n{\"text\":\"b\"}\n";
+        let (recs, rejs) = collect(data, FileFormat::Json, Limits::default());
+        assert_eq!(recs.len(), 2);
+        assert!(rejs.is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_rejection() {
+        let data = b"{\"text\":\"\xff\xfe\"}\n";
+        let (recs, rejs) = collect(data, FileFormat::Jsonl, Limits::default());
+        assert!(recs.is_empty());
+        assert!(rejs[0].reason.contains("invalid UTF-8"));
+    }
+
+    #[test]
+    fn formats_by_extension() {
+        assert_eq!(
+            detect_file_format("a/b.JSONL"),
+            Some((FileFormat::Jsonl, false))
+        );
+        assert_eq!(
+            detect_file_format("a/b.json.gz"),
+            Some((FileFormat::Json, true))
+        );
+        assert_eq!(detect_file_format("t.txt"), Some((FileFormat::Text, false)));
+        assert_eq!(detect_file_format("README.md"), None);
+        assert_eq!(detect_file_format("x.ipynb"), None);
+    }
+}

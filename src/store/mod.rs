@@ -1,0 +1,758 @@
+//! The index's source of truth: every redb table, the only code that opens one, and the write
+//! batch that keeps them consistent. One [`WriteBatch`] is one redb write transaction: an object's
+//! rows and its checkpoint (its [`ObjectRecord`] with version) commit together, so a crash leaves
+//! the previous or the next state, never a mix. Derived counters (rows per family, totals) are
+//! updated by deltas in the same transaction, and every commit appends the content hashes it
+//! touched to `fts_log`, from which the full-text index catches up (see `search`).
+//!
+//! Tables (keys in `keys`, values in `records`, encoded by `codec`):
+//!
+//! | table          | key                               | value                          |
+//! |----------------|-----------------------------------|--------------------------------|
+//! | meta           | name                              | format version, seq, totals…   |
+//! | objects        | source \0 key                     | ObjectRecord                   |
+//! | object_places  | object id \0 line record          | content hash ‖ variant hash    |
+//! | row_places     | hash ‖ object id \0 line record   | ()                             |
+//! | variants       | hash ‖ variant hash               | VariantRecord (text, tokens)   |
+//! | variant_refs   | hash ‖ variant hash               | u64 occurrences                |
+//! | rows           | hash                              | RowRecord                      |
+//! | family_stats   | family                            | FamilyStats                    |
+//! | fts_log        | seq                               | hashes touched by that commit  |
+
+mod codec;
+pub mod keys;
+mod records;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
+    ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
+};
+use serde::Serialize;
+
+pub use records::{
+    FamilyStats, ObjectRecord, ObjectStatus, RowRecord, Totals, VariantRecord, KEPT_REJECTIONS,
+};
+
+use crate::error::{Error, Result};
+use crate::fingerprint::{Fingerprints, Hash128};
+use crate::model::Conversation;
+
+/// Version of the on-disk layout; bumped on any incompatible change to tables or records.
+pub const FORMAT_VERSION: u32 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const OBJECT_PLACES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("object_places");
+const ROW_PLACES: TableDefinition<&[u8], ()> = TableDefinition::new("row_places");
+const VARIANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("variants");
+const VARIANT_REFS: TableDefinition<&[u8], u64> = TableDefinition::new("variant_refs");
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+const FAMILY_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("family_stats");
+const FTS_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("fts_log");
+
+const META_VERSION: &str = "format_version";
+const META_SEQ: &str = "seq";
+const META_TOTALS: &str = "totals";
+const META_FTS_PRUNED: &str = "fts_pruned_through";
+
+enum Db {
+    Write(Database),
+    Read(ReadOnlyDatabase),
+}
+
+/// An open index database.
+pub struct Store {
+    db: Db,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn builder() -> Builder {
+    let mut b = Builder::new();
+    b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b
+}
+
+impl Store {
+    /// Open (creating if needed) for writing. Other processes may open it read-only meanwhile.
+    pub fn open_write(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let db = builder().create(path).map_err(|e| Error::Database {
+            path: path.to_path_buf(),
+            source: Box::new(e.into()),
+        })?;
+        let store = Store {
+            db: Db::Write(db),
+            path: path.to_path_buf(),
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Open an existing index for reading; works while another process writes to it. Falls back
+    /// to a writable open when the file needs recovery after a crash and no writer holds it.
+    pub fn open_read(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::NoIndex(path.to_path_buf()));
+        }
+        let store = match builder().open_read_only(path) {
+            Ok(db) => Store {
+                db: Db::Read(db),
+                path: path.to_path_buf(),
+            },
+            Err(first) => match builder().open(path) {
+                Ok(db) => Store {
+                    db: Db::Write(db),
+                    path: path.to_path_buf(),
+                },
+                Err(_) => {
+                    return Err(Error::Database {
+                        path: path.to_path_buf(),
+                        source: Box::new(first.into()),
+                    })
+                }
+            },
+        };
+        store.check_version()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init(&self) -> Result<()> {
+        let Db::Write(db) = &self.db else {
+            return Ok(());
+        };
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let existing = meta.get(META_VERSION)?.map(|v| v.value().to_vec());
+            match existing {
+                None => {
+                    meta.insert(META_VERSION, codec::encode(&FORMAT_VERSION).as_slice())?;
+                }
+                Some(bytes) => {
+                    let found: u32 = codec::decode("meta", &bytes)?;
+                    if found != FORMAT_VERSION {
+                        return Err(Error::Version {
+                            path: self.path.clone(),
+                            found,
+                            expected: FORMAT_VERSION,
+                        });
+                    }
+                }
+            }
+            // Create every table so readers never meet a missing one.
+            txn.open_table(OBJECTS)?;
+            txn.open_table(OBJECT_PLACES)?;
+            txn.open_table(ROW_PLACES)?;
+            txn.open_table(VARIANTS)?;
+            txn.open_table(VARIANT_REFS)?;
+            txn.open_table(ROWS)?;
+            txn.open_table(FAMILY_STATS)?;
+            txn.open_table(FTS_LOG)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn check_version(&self) -> Result<()> {
+        let view = self.read()?;
+        match view.meta::<u32>(META_VERSION)? {
+            Some(v) if v == FORMAT_VERSION => Ok(()),
+            Some(found) => Err(Error::Version {
+                path: self.path.clone(),
+                found,
+                expected: FORMAT_VERSION,
+            }),
+            None => Err(Error::NoIndex(self.path.clone())),
+        }
+    }
+
+    /// A consistent snapshot of the committed state.
+    pub fn read(&self) -> Result<ReadView> {
+        let txn = match &self.db {
+            Db::Write(db) => db.begin_read()?,
+            Db::Read(db) => db.begin_read()?,
+        };
+        Ok(ReadView { txn })
+    }
+
+    /// Start a write transaction; `None` when this store was opened read-only.
+    pub fn begin_write(&self) -> Result<WriteTransaction> {
+        match &self.db {
+            Db::Write(db) => Ok(db.begin_write()?),
+            Db::Read(_) => Err(Error::Query(format!(
+                "{} is open read-only",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
+/// Row-level changes gathered during a batch, applied in `finish`.
+#[derive(Default)]
+struct RowDelta {
+    places: i64,
+    families: BTreeMap<String, i64>,
+    simhash: u64,
+}
+
+/// What one committed batch changed, for the full-text index to follow.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutcome {
+    /// The commit sequence number this batch will have once committed.
+    pub seq: u64,
+    /// Content hashes whose row was created, changed or removed.
+    pub touched: Vec<Hash128>,
+}
+
+/// The tables of one write transaction, open for the duration of a batch.
+pub struct WriteBatch<'t> {
+    meta: Table<'t, &'static str, &'static [u8]>,
+    objects: Table<'t, &'static str, &'static [u8]>,
+    object_places: Table<'t, &'static [u8], &'static [u8]>,
+    row_places: Table<'t, &'static [u8], ()>,
+    variants: Table<'t, &'static [u8], &'static [u8]>,
+    variant_refs: Table<'t, &'static [u8], u64>,
+    rows: Table<'t, &'static [u8], &'static [u8]>,
+    family_stats: Table<'t, &'static str, &'static [u8]>,
+    fts_log: Table<'t, u64, &'static [u8]>,
+    totals: Totals,
+    deltas: BTreeMap<Hash128, RowDelta>,
+    primary_cache: HashMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct VariantRef<'a> {
+    tokens: u64,
+    conversation: &'a Conversation,
+}
+
+fn status_counts(t: &mut Totals, status: &ObjectStatus, sign: i64) {
+    let field = match status {
+        ObjectStatus::Indexed => &mut t.objects_indexed,
+        ObjectStatus::Skipped { .. } => &mut t.objects_skipped,
+        ObjectStatus::Failed { .. } => &mut t.objects_failed,
+    };
+    *field = field.saturating_add_signed(sign);
+    t.objects = t.objects.saturating_add_signed(sign);
+}
+
+impl<'t> WriteBatch<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self> {
+        let meta = txn.open_table(META)?;
+        let totals = match meta.get(META_TOTALS)? {
+            Some(v) => codec::decode("meta", v.value())?,
+            None => Totals::default(),
+        };
+        Ok(WriteBatch {
+            meta,
+            objects: txn.open_table(OBJECTS)?,
+            object_places: txn.open_table(OBJECT_PLACES)?,
+            row_places: txn.open_table(ROW_PLACES)?,
+            variants: txn.open_table(VARIANTS)?,
+            variant_refs: txn.open_table(VARIANT_REFS)?,
+            rows: txn.open_table(ROWS)?,
+            family_stats: txn.open_table(FAMILY_STATS)?,
+            fts_log: txn.open_table(FTS_LOG)?,
+            totals,
+            deltas: BTreeMap::new(),
+            primary_cache: HashMap::new(),
+        })
+    }
+
+    pub fn object(&self, id: &str) -> Result<Option<ObjectRecord>> {
+        match self.objects.get(id)? {
+            Some(v) => Ok(Some(codec::decode("objects", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Write an object's record (its checkpoint), keeping the totals in step.
+    pub fn put_object(&mut self, record: &ObjectRecord) -> Result<()> {
+        let id = keys::object_id(&record.source, &record.key);
+        if let Some(old) = self.object(&id)? {
+            status_counts(&mut self.totals, &old.status, -1);
+            self.totals.rejected_rows = self.totals.rejected_rows.saturating_sub(old.rejected);
+        }
+        status_counts(&mut self.totals, &record.status, 1);
+        self.totals.rejected_rows += record.rejected;
+        self.primary_cache.remove(&id);
+        self.objects
+            .insert(id.as_str(), codec::encode(record).as_slice())?;
+        Ok(())
+    }
+
+    /// Remove an object: its rows, then its record.
+    pub fn delete_object(&mut self, id: &str) -> Result<Option<ObjectRecord>> {
+        let Some(old) = self.object(id)? else {
+            return Ok(None);
+        };
+        self.remove_places(id, &old.families)?;
+        status_counts(&mut self.totals, &old.status, -1);
+        self.totals.rejected_rows = self.totals.rejected_rows.saturating_sub(old.rejected);
+        self.objects.remove(id)?;
+        self.primary_cache.remove(id);
+        Ok(Some(old))
+    }
+
+    /// Remove every place of an object (tagged with `families`); returns how many.
+    pub fn remove_places(&mut self, object_id: &str, families: &[String]) -> Result<u64> {
+        let prefix = keys::object_places_prefix(object_id);
+        let end = keys::prefix_end(&prefix);
+        let mut doomed: Vec<(Vec<u8>, Hash128, Hash128)> = Vec::new();
+        for entry in self
+            .object_places
+            .range::<&[u8]>(prefix.as_slice()..end.as_slice())?
+        {
+            let (k, v) = entry?;
+            let v = v.value();
+            let (Some(hash), Some(variant)) =
+                (Hash128::from_bytes(&v[..16]), Hash128::from_bytes(&v[16..]))
+            else {
+                return Err(Error::Codec {
+                    table: "object_places",
+                    message: "value is not two 16-byte hashes".into(),
+                });
+            };
+            doomed.push((k.value().to_vec(), hash, variant));
+        }
+        for (k, hash, variant) in &doomed {
+            let (line, record) = keys::place_tail(k);
+            self.row_places
+                .remove(keys::row_place(*hash, object_id, line, record).as_slice())?;
+            let vk = keys::variant(*hash, *variant);
+            let refs = self
+                .variant_refs
+                .get(vk.as_slice())?
+                .map_or(0, |v| v.value());
+            if refs <= 1 {
+                self.variant_refs.remove(vk.as_slice())?;
+                self.variants.remove(vk.as_slice())?;
+            } else {
+                self.variant_refs.insert(vk.as_slice(), refs - 1)?;
+            }
+            self.object_places.remove(k.as_slice())?;
+            let delta = self.deltas.entry(*hash).or_default();
+            delta.places -= 1;
+            for f in families {
+                *delta.families.entry(f.clone()).or_default() -= 1;
+            }
+        }
+        let n = doomed.len() as u64;
+        self.totals.rows = self.totals.rows.saturating_sub(n);
+        Ok(n)
+    }
+
+    /// Record one occurrence of a row.
+    pub fn add_place(
+        &mut self,
+        object_id: &str,
+        families: &[String],
+        line: u64,
+        record: u32,
+        fp: &Fingerprints,
+        conversation: &Conversation,
+    ) -> Result<()> {
+        let pk = keys::object_place(object_id, line, record);
+        let mut value = [0u8; 32];
+        value[..16].copy_from_slice(&fp.content_hash.to_bytes());
+        value[16..].copy_from_slice(&fp.variant_hash.to_bytes());
+        if self
+            .object_places
+            .insert(pk.as_slice(), value.as_slice())?
+            .is_some()
+        {
+            return Err(Error::Query(format!(
+                "place {object_id}:{line}#{record} added twice in one batch"
+            )));
+        }
+        self.row_places.insert(
+            keys::row_place(fp.content_hash, object_id, line, record).as_slice(),
+            (),
+        )?;
+        let vk = keys::variant(fp.content_hash, fp.variant_hash);
+        let refs = self
+            .variant_refs
+            .get(vk.as_slice())?
+            .map_or(0, |v| v.value());
+        if refs == 0 {
+            let encoded = codec::encode(&VariantRef {
+                tokens: fp.tokens,
+                conversation,
+            });
+            self.variants.insert(vk.as_slice(), encoded.as_slice())?;
+        }
+        self.variant_refs.insert(vk.as_slice(), refs + 1)?;
+        let delta = self.deltas.entry(fp.content_hash).or_default();
+        delta.places += 1;
+        delta.simhash = fp.simhash;
+        for f in families {
+            *delta.families.entry(f.clone()).or_default() += 1;
+        }
+        self.totals.rows += 1;
+        Ok(())
+    }
+
+    fn primary_of(&mut self, object_id: &str) -> Result<String> {
+        if let Some(p) = self.primary_cache.get(object_id) {
+            return Ok(p.clone());
+        }
+        let primary = self
+            .object(object_id)?
+            .map(|o| o.primary_family)
+            .unwrap_or_else(|| crate::families::UNASSIGNED.to_string());
+        self.primary_cache
+            .insert(object_id.to_string(), primary.clone());
+        Ok(primary)
+    }
+
+    /// Apply the gathered row changes, derived counters and the full-text log; prune log entries
+    /// the full-text index has already committed (`fts_committed`). Call once, before commit.
+    pub fn finish(mut self, fts_committed: u64) -> Result<BatchOutcome> {
+        let seq = match self.meta.get(META_SEQ)? {
+            Some(v) => codec::decode::<u64>("meta", v.value())?,
+            None => 0,
+        } + 1;
+        let mut stats: BTreeMap<String, [i64; 3]> = BTreeMap::new();
+        let mut touched = Vec::new();
+        let deltas = std::mem::take(&mut self.deltas);
+        for (hash, delta) in deltas {
+            let hk = hash.to_bytes();
+            let old: Option<RowRecord> = match self.rows.get(hk.as_slice())? {
+                Some(v) => Some(codec::decode("rows", v.value())?),
+                None => None,
+            };
+            let places = old.as_ref().map_or(0, |o| o.places as i64) + delta.places;
+            let new = if places <= 0 {
+                None
+            } else {
+                let mut families: BTreeMap<String, i64> = old
+                    .as_ref()
+                    .map(|o| {
+                        o.families
+                            .iter()
+                            .map(|(f, n)| (f.clone(), *n as i64))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for (f, d) in &delta.families {
+                    *families.entry(f.clone()).or_default() += d;
+                }
+                let vstart = keys::variant(hash, Hash128(0));
+                let vend = keys::variant(hash, Hash128(u128::MAX));
+                let rep: VariantRecord = match self
+                    .variants
+                    .range::<&[u8]>(vstart.as_slice()..=vend.as_slice())?
+                    .next()
+                {
+                    Some(entry) => codec::decode("variants", entry?.1.value())?,
+                    None => {
+                        return Err(Error::Codec {
+                            table: "variants",
+                            message: format!("row {hash} has places but no stored text"),
+                        })
+                    }
+                };
+                let pstart = hk.to_vec();
+                let pend = keys::prefix_end(&hk);
+                let first_place = match self
+                    .row_places
+                    .range::<&[u8]>(pstart.as_slice()..pend.as_slice())?
+                    .next()
+                {
+                    Some(entry) => keys::split_row_place(entry?.0.value()).0,
+                    None => String::new(),
+                };
+                let primary_family = self.primary_of(&first_place)?;
+                Some(RowRecord {
+                    simhash: old.as_ref().map_or(delta.simhash, |o| o.simhash),
+                    tokens: rep.tokens,
+                    kind: rep.conversation.kind,
+                    places: places as u64,
+                    primary_family,
+                    families: families
+                        .into_iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(f, n)| (f, n as u64))
+                        .collect(),
+                })
+            };
+            if old == new {
+                continue;
+            }
+            for (row, sign) in [(old.as_ref(), -1i64), (new.as_ref(), 1)] {
+                let Some(row) = row else { continue };
+                for (f, n) in &row.families {
+                    let s = stats.entry(f.clone()).or_default();
+                    s[0] += sign * *n as i64;
+                    s[1] += sign;
+                    s[2] += sign * row.tokens as i64;
+                }
+                self.totals.unique_rows = self.totals.unique_rows.saturating_add_signed(sign);
+                self.totals.tokens = self
+                    .totals
+                    .tokens
+                    .saturating_add_signed(sign * row.tokens as i64);
+            }
+            match &new {
+                Some(row) => {
+                    self.rows
+                        .insert(hk.as_slice(), codec::encode(row).as_slice())?;
+                }
+                None => {
+                    self.rows.remove(hk.as_slice())?;
+                }
+            }
+            touched.push(hash);
+        }
+        for (family, [rows, unique, tokens]) in stats {
+            let mut s: FamilyStats = match self.family_stats.get(family.as_str())? {
+                Some(v) => codec::decode("family_stats", v.value())?,
+                None => FamilyStats::default(),
+            };
+            s.rows = s.rows.saturating_add_signed(rows);
+            s.unique_rows = s.unique_rows.saturating_add_signed(unique);
+            s.tokens = s.tokens.saturating_add_signed(tokens);
+            if s == FamilyStats::default() {
+                self.family_stats.remove(family.as_str())?;
+            } else {
+                self.family_stats
+                    .insert(family.as_str(), codec::encode(&s).as_slice())?;
+            }
+        }
+        if !touched.is_empty() {
+            let mut log = Vec::with_capacity(touched.len() * 16);
+            for h in &touched {
+                log.extend_from_slice(&h.to_bytes());
+            }
+            self.fts_log.insert(seq, log.as_slice())?;
+        }
+        let pruned: Option<u64> = match self.meta.get(META_FTS_PRUNED)? {
+            Some(v) => Some(codec::decode("meta", v.value())?),
+            None => None,
+        };
+        if fts_committed > pruned.unwrap_or(0) {
+            self.fts_log.retain_in(..=fts_committed, |_, _| false)?;
+            self.meta
+                .insert(META_FTS_PRUNED, codec::encode(&fts_committed).as_slice())?;
+        }
+        self.meta.insert(META_SEQ, codec::encode(&seq).as_slice())?;
+        self.meta
+            .insert(META_TOTALS, codec::encode(&self.totals).as_slice())?;
+        Ok(BatchOutcome { seq, touched })
+    }
+}
+
+/// A read transaction with typed accessors. Every answer comes from one committed state.
+pub struct ReadView {
+    txn: ReadTransaction,
+}
+
+impl ReadView {
+    fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let t = self.txn.open_table(META)?;
+        match t.get(name)? {
+            Some(v) => Ok(Some(codec::decode("meta", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The number of commits made to this index.
+    pub fn seq(&self) -> Result<u64> {
+        Ok(self.meta(META_SEQ)?.unwrap_or(0))
+    }
+
+    /// The highest seq whose full-text log entries were pruned.
+    pub fn fts_pruned_through(&self) -> Result<u64> {
+        Ok(self.meta(META_FTS_PRUNED)?.unwrap_or(0))
+    }
+
+    pub fn totals(&self) -> Result<Totals> {
+        Ok(self.meta(META_TOTALS)?.unwrap_or_default())
+    }
+
+    pub fn family_stats(&self) -> Result<Vec<(String, FamilyStats)>> {
+        let t = self.txn.open_table(FAMILY_STATS)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            out.push((
+                k.value().to_string(),
+                codec::decode("family_stats", v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    pub fn row(&self, hash: Hash128) -> Result<Option<RowRecord>> {
+        let t = self.txn.open_table(ROWS)?;
+        match t.get(hash.to_bytes().as_slice())? {
+            Some(v) => Ok(Some(codec::decode("rows", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Number of unique rows.
+    pub fn row_count(&self) -> Result<u64> {
+        Ok(self.txn.open_table(ROWS)?.len()?)
+    }
+
+    /// Visit every row in hash order.
+    pub fn for_each_row(&self, mut f: impl FnMut(Hash128, RowRecord) -> Result<()>) -> Result<()> {
+        let t = self.txn.open_table(ROWS)?;
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            let hash = Hash128::from_bytes(k.value()).ok_or_else(|| Error::Codec {
+                table: "rows",
+                message: "key is not a 16-byte hash".into(),
+            })?;
+            f(hash, codec::decode("rows", v.value())?)?;
+        }
+        Ok(())
+    }
+
+    /// The representative spelling of a row (smallest variant hash).
+    pub fn representative(&self, hash: Hash128) -> Result<Option<VariantRecord>> {
+        let t = self.txn.open_table(VARIANTS)?;
+        let start = keys::variant(hash, Hash128(0));
+        let end = keys::variant(hash, Hash128(u128::MAX));
+        match t.range::<&[u8]>(start.as_slice()..=end.as_slice())?.next() {
+            Some(entry) => Ok(Some(codec::decode("variants", entry?.1.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every place of a row as (object id, line, record), in (source, key, line) order.
+    pub fn places(&self, hash: Hash128) -> Result<Vec<(String, u64, u32)>> {
+        let t = self.txn.open_table(ROW_PLACES)?;
+        let start = hash.to_bytes();
+        let end = keys::prefix_end(&start);
+        let mut out = Vec::new();
+        for entry in t.range::<&[u8]>(start.as_slice()..end.as_slice())? {
+            out.push(keys::split_row_place(entry?.0.value()));
+        }
+        Ok(out)
+    }
+
+    pub fn object(&self, id: &str) -> Result<Option<ObjectRecord>> {
+        let t = self.txn.open_table(OBJECTS)?;
+        match t.get(id)? {
+            Some(v) => Ok(Some(codec::decode("objects", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every object, in (source, key) order.
+    pub fn objects(&self) -> Result<Vec<ObjectRecord>> {
+        self.objects_in(None)
+    }
+
+    /// The objects under one source root, in key order.
+    pub fn objects_under(&self, source: &str) -> Result<Vec<ObjectRecord>> {
+        self.objects_in(Some(source))
+    }
+
+    fn objects_in(&self, source: Option<&str>) -> Result<Vec<ObjectRecord>> {
+        let t = self.txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        let iter = match source {
+            None => t.iter()?,
+            Some(s) => {
+                let start = keys::source_prefix(s);
+                let end = format!("{s}\u{1}");
+                t.range::<&str>(start.as_str()..end.as_str())?
+            }
+        };
+        for entry in iter {
+            out.push(codec::decode("objects", entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The rows of one object as (line, record, content hash), in line order.
+    pub fn object_places(&self, id: &str) -> Result<Vec<(u64, u32, Hash128)>> {
+        let t = self.txn.open_table(OBJECT_PLACES)?;
+        let prefix = keys::object_places_prefix(id);
+        let end = keys::prefix_end(&prefix);
+        let mut out = Vec::new();
+        for entry in t.range::<&[u8]>(prefix.as_slice()..end.as_slice())? {
+            let (k, v) = entry?;
+            let (line, record) = keys::place_tail(k.value());
+            let hash = Hash128::from_bytes(v.value()).ok_or_else(|| Error::Codec {
+                table: "object_places",
+                message: "value is not a hash".into(),
+            })?;
+            out.push((line, record, hash));
+        }
+        Ok(out)
+    }
+
+    /// Hashes touched by commits after `after`, or `None` when the log no longer reaches back
+    /// that far (then the full-text index must be rebuilt).
+    pub fn fts_log_since(&self, after: u64) -> Result<Option<Vec<Hash128>>> {
+        if after < self.fts_pruned_through()? {
+            return Ok(None);
+        }
+        let t = self.txn.open_table(FTS_LOG)?;
+        let mut out = Vec::new();
+        for entry in t.range((after + 1)..)? {
+            let (_, v) = entry?;
+            out.extend(v.value().chunks_exact(16).filter_map(Hash128::from_bytes));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(Some(out))
+    }
+
+    /// A canonical dump of every table except the commit counter and full-text log, for
+    /// comparing two indexes built in different orders.
+    pub fn state_digest(&self) -> Result<String> {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        fn feed<K: redb::Key + 'static, V: redb::Value + 'static>(
+            h: &mut xxhash_rust::xxh3::Xxh3,
+            t: &impl ReadableTable<K, V>,
+            name: &str,
+        ) -> Result<()>
+        where
+            for<'a> K::SelfType<'a>: std::fmt::Debug,
+            for<'a> V::SelfType<'a>: std::fmt::Debug,
+        {
+            h.update(name.as_bytes());
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                h.update(format!("{:?}={:?};", k.value(), v.value()).as_bytes());
+            }
+            Ok(())
+        }
+        feed(&mut h, &self.txn.open_table(OBJECTS)?, "objects")?;
+        feed(
+            &mut h,
+            &self.txn.open_table(OBJECT_PLACES)?,
+            "object_places",
+        )?;
+        feed(&mut h, &self.txn.open_table(ROW_PLACES)?, "row_places")?;
+        feed(&mut h, &self.txn.open_table(VARIANTS)?, "variants")?;
+        feed(&mut h, &self.txn.open_table(VARIANT_REFS)?, "variant_refs")?;
+        feed(&mut h, &self.txn.open_table(ROWS)?, "rows")?;
+        feed(&mut h, &self.txn.open_table(FAMILY_STATS)?, "family_stats")?;
+        h.update(format!("{:?}", self.totals()?).as_bytes());
+        Ok(format!("{:032x}", h.digest128()))
+    }
+}

@@ -1,0 +1,81 @@
+//! The values stored in redb tables. Each derives serde and is encoded by `codec` only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Conversation, ObjectVersion, RecordKind, Rejection};
+
+/// How many rejection reasons are kept per object (all are counted).
+pub const KEPT_REJECTIONS: usize = 20;
+
+/// What idx did with an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectStatus {
+    /// Read as training data into rows.
+    Indexed,
+    /// Listed but never read: not training data, or a format idx does not read.
+    Skipped { reason: String },
+    /// Could not be read; its previous rows (if any) are kept and it is retried on the next scan.
+    Failed { error: String },
+}
+
+/// One object (file or S3 object) and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub source: String,
+    pub key: String,
+    pub version: ObjectVersion,
+    pub status: ObjectStatus,
+    pub primary_family: String,
+    pub families: Vec<String>,
+    /// Digest of the families config the classification came from.
+    pub families_digest: String,
+    /// Records accepted (row occurrences).
+    pub rows: u64,
+    /// Lines or records rejected.
+    pub rejected: u64,
+    /// The first [`KEPT_REJECTIONS`] rejections.
+    pub rejections: Vec<Rejection>,
+}
+
+/// One spelling of a row: the canonical conversation as it appeared, with its token count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantRecord {
+    pub tokens: u64,
+    pub conversation: Conversation,
+}
+
+/// One unique row (content hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowRecord {
+    pub simhash: u64,
+    /// Tokens of the representative spelling (smallest variant hash).
+    pub tokens: u64,
+    pub kind: RecordKind,
+    /// Number of places (occurrences) of this row.
+    pub places: u64,
+    /// The primary family of the object holding the first place (by source, key, line).
+    pub primary_family: String,
+    /// Per family tag, how many of this row's places carry it (sorted by family).
+    pub families: Vec<(String, u64)>,
+}
+
+/// Per family tag: occurrences, unique rows and their tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyStats {
+    pub rows: u64,
+    pub unique_rows: u64,
+    pub tokens: u64,
+}
+
+/// Index-wide counters, kept in step with every commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub objects: u64,
+    pub objects_indexed: u64,
+    pub objects_skipped: u64,
+    pub objects_failed: u64,
+    pub rows: u64,
+    pub unique_rows: u64,
+    pub rejected_rows: u64,
+    pub tokens: u64,
+}
