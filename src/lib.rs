@@ -8,9 +8,14 @@
 pub mod error;
 pub mod families;
 pub mod fingerprint;
+pub mod index;
+pub mod ingest;
 pub mod model;
 pub mod normalize;
 pub mod parse;
+pub mod query;
+pub mod search;
+pub mod source;
 pub mod store;
 
 pub use error::{Error, Result};

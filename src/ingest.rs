@@ -1,0 +1,580 @@
+//! The ingest driver: scan sources, decide per object whether it is new, changed, unchanged,
+//! deleted or not training data, then read the changed ones on a reader thread (parse, normalise,
+//! fingerprint) while this thread writes them to redb in batches and feeds the full-text index.
+//! The two threads are joined by a small bounded channel, so a slow writer slows the reader
+//! rather than growing memory. An object never straddles two redb transactions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::error::Result;
+use crate::families::{Classification, Classifier};
+use crate::fingerprint::{fingerprint, Fingerprints};
+use crate::index::Index;
+use crate::model::{Conversation, ObjectVersion, Rejection};
+use crate::parse::{self, Item, Limits};
+use crate::source::{self, FoundObject, Scan};
+use crate::store::{keys, ObjectRecord, ObjectStatus, WriteBatch, KEPT_REJECTIONS};
+
+/// Knobs of one ingest run.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub limits: Limits,
+    /// Input bytes per redb write transaction (an object is never split).
+    pub batch_bytes: u64,
+    /// Draw a progress line on stderr.
+    pub progress: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            limits: Limits::default(),
+            batch_bytes: 64 << 20,
+            progress: false,
+        }
+    }
+}
+
+/// A rejected line with the object it is in.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RejectionReport {
+    pub key: String,
+    pub line: u64,
+    pub reason: String,
+}
+
+/// An object that could not be read.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FailureReport {
+    pub key: String,
+    pub error: String,
+}
+
+/// What one ingest run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    pub objects_scanned: u64,
+    pub objects_new: u64,
+    pub objects_changed: u64,
+    pub objects_unchanged: u64,
+    pub objects_deleted: u64,
+    pub objects_skipped: u64,
+    pub objects_failed: u64,
+    pub rows_added: u64,
+    pub rows_removed: u64,
+    pub rejected_rows: u64,
+    /// The first rejections of this run, with object and line.
+    pub rejections: Vec<RejectionReport>,
+    pub failures: Vec<FailureReport>,
+    /// Folders that could not be read during the scan.
+    pub scan_errors: Vec<FailureReport>,
+    pub bytes_read: u64,
+    pub seconds: f64,
+    pub commits: u64,
+}
+
+const REPORTED_REJECTIONS: usize = 10;
+const CHUNK_ROWS: usize = 512;
+
+/// One object the reader thread must read.
+struct Work {
+    source: String,
+    found: FoundObject,
+    primary: String,
+    families: Vec<String>,
+    families_digest: String,
+    format: (parse::FileFormat, bool),
+    existed: bool,
+}
+
+struct PreparedRow {
+    line: u64,
+    record: u32,
+    fp: Fingerprints,
+    conversation: Conversation,
+}
+
+enum Msg {
+    Begin(usize),
+    Rows(usize, Vec<PreparedRow>),
+    End {
+        work: usize,
+        digest: String,
+        bytes: u64,
+        rows: u64,
+        rejected: u64,
+        rejections: Vec<Rejection>,
+    },
+    Failed(usize, String),
+}
+
+/// Ingest the given folders and files into the index.
+pub fn ingest(
+    index: &mut Index,
+    classifier: &Classifier,
+    paths: &[PathBuf],
+    options: &IngestOptions,
+) -> Result<IngestReport> {
+    let started = Instant::now();
+    let mut report = IngestReport::default();
+    let mut scans: Vec<Scan> = Vec::new();
+    for p in paths {
+        scans.push(source::local::scan(p, Some(&index.data_dir))?);
+    }
+    // Two paths may name overlapping scans of one source: merge so nothing is seen twice.
+    let scans = merge_scans(scans);
+
+    let view = index.store.read()?;
+    let mut work: Vec<Work> = Vec::new();
+    let mut skipped: Vec<ObjectRecord> = Vec::new();
+    let mut deletions: Vec<String> = Vec::new();
+    for scan in &scans {
+        for (path, error) in &scan.errors {
+            report.scan_errors.push(FailureReport {
+                key: path.clone(),
+                error: error.clone(),
+            });
+        }
+        let stored: BTreeMap<String, ObjectRecord> = view
+            .objects_under(&scan.source)?
+            .into_iter()
+            .map(|o| (o.key.clone(), o))
+            .collect();
+        let seen: BTreeSet<&str> = scan.objects.iter().map(|o| o.key.as_str()).collect();
+        for key in stored.keys() {
+            if !seen.contains(key.as_str()) && scan.vouches_for(key) {
+                deletions.push(keys::object_id(&scan.source, key));
+            }
+        }
+        for found in &scan.objects {
+            report.objects_scanned += 1;
+            let old = stored.get(&found.key);
+            let (primary, families) = match classifier.classify(&found.key) {
+                Classification::NotData { reason } => {
+                    report.objects_skipped += 1;
+                    plan_skip(&scan.source, found, reason, classifier, old, &mut skipped);
+                    continue;
+                }
+                Classification::Data { primary, tags } => (primary, tags),
+            };
+            let Some(format) = parse::detect_file_format(&found.key) else {
+                report.objects_skipped += 1;
+                let ext = Path::new(&found.key)
+                    .extension()
+                    .map(|e| format!(".{}", e.to_string_lossy()))
+                    .unwrap_or_else(|| "no extension".to_string());
+                let reason = format!(
+                    "unsupported format ({ext}); idx reads .jsonl, .json and .txt, optionally .gz"
+                );
+                plan_skip(&scan.source, found, reason, classifier, old, &mut skipped);
+                continue;
+            };
+            let unchanged = old.is_some_and(|o| {
+                o.status == ObjectStatus::Indexed
+                    && o.version.size == found.size
+                    && o.version.mtime_ns == found.mtime_ns
+                    && o.families_digest == classifier.digest()
+                    && o.primary_family == primary
+                    && o.families == families
+            });
+            if unchanged {
+                report.objects_unchanged += 1;
+                continue;
+            }
+            work.push(Work {
+                source: scan.source.clone(),
+                found: found.clone(),
+                primary,
+                families,
+                families_digest: classifier.digest().to_string(),
+                format,
+                existed: old.is_some_and(|o| o.status == ObjectStatus::Indexed),
+            });
+        }
+    }
+    drop(view);
+
+    if work.is_empty() && skipped.is_empty() && deletions.is_empty() {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+
+    let total_bytes: u64 = work.iter().map(|w| w.found.size).sum();
+    let (tx, rx) = sync_channel::<Msg>(8);
+    let limits = options.limits;
+    let work_for_reader: Vec<(PathBuf, (parse::FileFormat, bool))> = work
+        .iter()
+        .map(|w| (w.found.path.clone(), w.format))
+        .collect();
+    let mut fts_seq = index.search.committed_seq()?;
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || reader_thread(work_for_reader, limits, tx));
+        let mut progress = Progress::new(options.progress, work.len(), total_bytes);
+        let mut first = true;
+        let mut finished = false;
+        while !finished {
+            let txn = index.store.begin_write()?;
+            let mut batch = WriteBatch::open(&txn)?;
+            if first {
+                first = false;
+                for id in &deletions {
+                    if let Some(old) = batch.delete_object(id)? {
+                        report.rows_removed += old.rows;
+                        report.objects_deleted += 1;
+                        info!(key = %old.key, rows = old.rows, "object deleted");
+                    }
+                }
+                for record in &skipped {
+                    let id = keys::object_id(&record.source, &record.key);
+                    if let Some(old) = batch.object(&id)? {
+                        report.rows_removed += batch.remove_places(&id, &old.families)?;
+                    }
+                    batch.put_object(record)?;
+                }
+            }
+            finished = write_batch(&mut batch, &rx, &work, options, &mut report, &mut progress)?;
+            let outcome = batch.finish(fts_seq)?;
+            txn.commit()?;
+            report.commits += 1;
+            if !outcome.touched.is_empty() {
+                let view = index.store.read()?;
+                index.search.apply(&view, &outcome.touched, outcome.seq)?;
+                fts_seq = outcome.seq;
+            }
+        }
+        progress.finish();
+        Ok(())
+    })?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn merge_scans(scans: Vec<Scan>) -> Vec<Scan> {
+    let mut by_source: BTreeMap<String, Scan> = BTreeMap::new();
+    for scan in scans {
+        match by_source.get_mut(&scan.source) {
+            None => {
+                by_source.insert(scan.source.clone(), scan);
+            }
+            Some(existing) => {
+                existing.scope = match (&existing.scope, &scan.scope) {
+                    (source::ScanScope::Keys(a), source::ScanScope::Keys(b)) => {
+                        source::ScanScope::Keys(a.iter().chain(b).cloned().collect())
+                    }
+                    _ => source::ScanScope::All,
+                };
+                existing.errors.extend(scan.errors);
+                existing.objects.extend(scan.objects);
+                existing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+                existing.objects.dedup_by(|a, b| a.key == b.key);
+            }
+        }
+    }
+    by_source.into_values().collect()
+}
+
+fn plan_skip(
+    source: &str,
+    found: &FoundObject,
+    reason: String,
+    classifier: &Classifier,
+    old: Option<&ObjectRecord>,
+    out: &mut Vec<ObjectRecord>,
+) {
+    let record = ObjectRecord {
+        source: source.to_string(),
+        key: found.key.clone(),
+        version: ObjectVersion {
+            size: found.size,
+            mtime_ns: found.mtime_ns,
+            digest: String::new(),
+        },
+        status: ObjectStatus::Skipped { reason },
+        primary_family: String::new(),
+        families: Vec::new(),
+        families_digest: classifier.digest().to_string(),
+        rows: 0,
+        rejected: 0,
+        rejections: Vec::new(),
+    };
+    if old != Some(&record) {
+        out.push(record);
+    }
+}
+
+/// Consume reader messages into one batch until it is full; returns true when the reader is done.
+fn write_batch(
+    batch: &mut WriteBatch<'_>,
+    rx: &Receiver<Msg>,
+    work: &[Work],
+    options: &IngestOptions,
+    report: &mut IngestReport,
+    progress: &mut Progress,
+) -> Result<bool> {
+    let mut batch_bytes = 0u64;
+    for msg in rx.iter() {
+        match msg {
+            Msg::Begin(i) => {
+                let w = &work[i];
+                let id = keys::object_id(&w.source, &w.found.key);
+                if let Some(old) = batch.object(&id)? {
+                    report.rows_removed += batch.remove_places(&id, &old.families)?;
+                }
+            }
+            Msg::Rows(i, rows) => {
+                let w = &work[i];
+                let id = keys::object_id(&w.source, &w.found.key);
+                for r in &rows {
+                    batch.add_place(&id, &w.families, r.line, r.record, &r.fp, &r.conversation)?;
+                }
+                report.rows_added += rows.len() as u64;
+            }
+            Msg::End {
+                work: i,
+                digest,
+                bytes,
+                rows,
+                rejected,
+                rejections,
+            } => {
+                let w = &work[i];
+                for r in &rejections {
+                    if report.rejections.len() < REPORTED_REJECTIONS {
+                        report.rejections.push(RejectionReport {
+                            key: w.found.key.clone(),
+                            line: r.line,
+                            reason: r.reason.clone(),
+                        });
+                    }
+                }
+                report.rejected_rows += rejected;
+                report.bytes_read += bytes;
+                if w.existed {
+                    report.objects_changed += 1;
+                } else {
+                    report.objects_new += 1;
+                }
+                batch.put_object(&ObjectRecord {
+                    source: w.source.clone(),
+                    key: w.found.key.clone(),
+                    version: ObjectVersion {
+                        size: w.found.size,
+                        mtime_ns: w.found.mtime_ns,
+                        digest,
+                    },
+                    status: ObjectStatus::Indexed,
+                    primary_family: w.primary.clone(),
+                    families: w.families.clone(),
+                    families_digest: w.families_digest.clone(),
+                    rows,
+                    rejected,
+                    rejections,
+                })?;
+                info!(key = %w.found.key, rows, rejected, family = %w.primary, "object indexed");
+                progress.object_done(w.found.size);
+                batch_bytes += w.found.size;
+                if batch_bytes >= options.batch_bytes {
+                    return Ok(false);
+                }
+            }
+            Msg::Failed(i, error) => {
+                let w = &work[i];
+                warn!(key = %w.found.key, %error, "object could not be read");
+                report.objects_failed += 1;
+                report.failures.push(FailureReport {
+                    key: w.found.key.clone(),
+                    error: error.clone(),
+                });
+                let id = keys::object_id(&w.source, &w.found.key);
+                // Keep whatever was indexed before (rows and version) so the next scan retries.
+                let record = match batch.object(&id)? {
+                    Some(mut old) => {
+                        old.status = ObjectStatus::Failed { error };
+                        old
+                    }
+                    None => ObjectRecord {
+                        source: w.source.clone(),
+                        key: w.found.key.clone(),
+                        version: ObjectVersion {
+                            size: 0,
+                            mtime_ns: 0,
+                            digest: String::new(),
+                        },
+                        status: ObjectStatus::Failed { error },
+                        primary_family: w.primary.clone(),
+                        families: w.families.clone(),
+                        families_digest: String::new(),
+                        rows: 0,
+                        rejected: 0,
+                        rejections: Vec::new(),
+                    },
+                };
+                batch.put_object(&record)?;
+                progress.object_done(w.found.size);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Reads, parses and fingerprints objects in order, streaming rows to the writer.
+fn reader_thread(
+    work: Vec<(PathBuf, (parse::FileFormat, bool))>,
+    limits: Limits,
+    tx: SyncSender<Msg>,
+) {
+    for (i, (path, (format, gzip))) in work.into_iter().enumerate() {
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                if tx
+                    .send(Msg::Failed(
+                        i,
+                        format!("cannot open {}: {e}", path.display()),
+                    ))
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        if tx.send(Msg::Begin(i)).is_err() {
+            return;
+        }
+        let mut digester = DigestReader {
+            inner: file,
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            bytes: 0,
+        };
+        let mut chunk: Vec<PreparedRow> = Vec::with_capacity(CHUNK_ROWS);
+        let mut rows = 0u64;
+        let mut rejected = 0u64;
+        let mut rejections = Vec::new();
+        let mut closed = false;
+        parse::read_object(
+            &mut digester,
+            format,
+            gzip,
+            limits,
+            &mut |item| match item {
+                Item::Record(r) => {
+                    let fp = fingerprint(&r.conversation);
+                    chunk.push(PreparedRow {
+                        line: r.line,
+                        record: r.record,
+                        fp,
+                        conversation: r.conversation,
+                    });
+                    rows += 1;
+                    if chunk.len() >= CHUNK_ROWS && !closed {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
+                        closed = tx.send(Msg::Rows(i, full)).is_err();
+                    }
+                }
+                Item::Rejected(r) => {
+                    rejected += 1;
+                    if rejections.len() < KEPT_REJECTIONS {
+                        rejections.push(r);
+                    }
+                }
+            },
+        );
+        if closed {
+            return;
+        }
+        // Drain what the parser left unread (e.g. after a document-size rejection) so the digest
+        // covers the whole object.
+        let _ = std::io::copy(&mut digester, &mut std::io::sink());
+        if !chunk.is_empty() && tx.send(Msg::Rows(i, chunk)).is_err() {
+            return;
+        }
+        let end = Msg::End {
+            work: i,
+            digest: format!("{:032x}", digester.hasher.digest128()),
+            bytes: digester.bytes,
+            rows,
+            rejected,
+            rejections,
+        };
+        if tx.send(end).is_err() {
+            return;
+        }
+    }
+}
+
+struct DigestReader<R> {
+    inner: R,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    bytes: u64,
+}
+
+impl<R: Read> Read for DigestReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// A single progress line on stderr, redrawn at most a few times a second.
+struct Progress {
+    enabled: bool,
+    objects: usize,
+    total_bytes: u64,
+    done_objects: usize,
+    done_bytes: u64,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(enabled: bool, objects: usize, total_bytes: u64) -> Self {
+        let now = Instant::now();
+        Progress {
+            enabled,
+            objects,
+            total_bytes,
+            done_objects: 0,
+            done_bytes: 0,
+            started: now,
+            last: now - Duration::from_secs(1),
+        }
+    }
+
+    fn object_done(&mut self, bytes: u64) {
+        self.done_objects += 1;
+        self.done_bytes += bytes;
+        if self.enabled && self.last.elapsed() >= Duration::from_millis(200) {
+            self.last = Instant::now();
+            self.draw();
+        }
+    }
+
+    fn draw(&self) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-6);
+        eprint!(
+            "\ringest: {}/{} objects, {:.1}/{:.1} MB, {:.1} MB/s   ",
+            self.done_objects,
+            self.objects,
+            self.done_bytes as f64 / 1e6,
+            self.total_bytes as f64 / 1e6,
+            self.done_bytes as f64 / 1e6 / secs
+        );
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.objects > 0 {
+            self.draw();
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Answers to questions about the index (`idx status`, `idx query …`), as serialisable values.
+//! Everything here reads one redb snapshot (plus the tantivy reader for text search) and never
+//! writes. Rendering for humans is the binary's job.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::families::{Classifier, UNASSIGNED};
+use crate::fingerprint::Hash128;
+use crate::model::{Message, ObjectVersion, Rejection};
+use crate::search::SearchIndex;
+use crate::store::{keys, ObjectStatus, ReadView};
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FamilyCounts {
+    pub rows: u64,
+    pub unique_rows: u64,
+    pub tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SkippedObject {
+    pub key: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Status {
+    pub objects: u64,
+    pub objects_indexed: u64,
+    pub objects_skipped: u64,
+    pub objects_failed: u64,
+    /// Every accepted record, duplicates included.
+    pub rows: u64,
+    /// Distinct content hashes.
+    pub unique_rows: u64,
+    pub rejected_rows: u64,
+    pub tokens: u64,
+    /// Per family tag (configured families always listed, with zeros when empty).
+    pub families: BTreeMap<String, FamilyCounts>,
+    /// Keys of indexed objects no family rule matched.
+    pub unassigned_objects: Vec<String>,
+    /// Objects listed but not read, with the reason.
+    pub skipped_objects: Vec<SkippedObject>,
+    pub failed_objects: Vec<SkippedObject>,
+    /// Objects holding rejected lines, with how many.
+    pub objects_with_rejections: BTreeMap<String, u64>,
+    /// redb commits so far.
+    pub commits: u64,
+}
+
+/// Index-wide counts and per-family figures.
+pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
+    let totals = view.totals()?;
+    let mut families: BTreeMap<String, FamilyCounts> = classifier
+        .config()
+        .families
+        .iter()
+        .map(|f| (f.name.clone(), FamilyCounts::default()))
+        .collect();
+    for (name, s) in view.family_stats()? {
+        families.insert(
+            name,
+            FamilyCounts {
+                rows: s.rows,
+                unique_rows: s.unique_rows,
+                tokens: s.tokens,
+            },
+        );
+    }
+    let mut unassigned_objects = Vec::new();
+    let mut skipped_objects = Vec::new();
+    let mut failed_objects = Vec::new();
+    let mut objects_with_rejections = BTreeMap::new();
+    for o in view.objects()? {
+        match &o.status {
+            ObjectStatus::Indexed if o.primary_family == UNASSIGNED => {
+                unassigned_objects.push(o.key.clone())
+            }
+            ObjectStatus::Indexed => {}
+            ObjectStatus::Skipped { reason } => skipped_objects.push(SkippedObject {
+                key: o.key.clone(),
+                reason: reason.clone(),
+            }),
+            ObjectStatus::Failed { error } => failed_objects.push(SkippedObject {
+                key: o.key.clone(),
+                reason: error.clone(),
+            }),
+        }
+        if o.rejected > 0 {
+            objects_with_rejections.insert(o.key.clone(), o.rejected);
+        }
+    }
+    Ok(Status {
+        objects: totals.objects,
+        objects_indexed: totals.objects_indexed,
+        objects_skipped: totals.objects_skipped,
+        objects_failed: totals.objects_failed,
+        rows: totals.rows,
+        unique_rows: totals.unique_rows,
+        rejected_rows: totals.rejected_rows,
+        tokens: totals.tokens,
+        families,
+        unassigned_objects,
+        skipped_objects,
+        failed_objects,
+        objects_with_rejections,
+        commits: view.seq()?,
+    })
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SourceRef {
+    pub source: String,
+    pub key: String,
+    pub line: u64,
+    pub record: u32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RowAnswer {
+    pub content_hash: String,
+    pub family: String,
+    pub families: Vec<String>,
+    pub kind: String,
+    pub tokens: u64,
+    pub simhash: String,
+    pub messages: Vec<Message>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Vec<Message>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<bool>,
+    pub sources: Vec<SourceRef>,
+}
+
+fn parse_hash(hex: &str) -> Result<Hash128> {
+    Hash128::from_hex(hex).ok_or_else(|| {
+        Error::Query(format!(
+            "`{hex}` is not a content hash (32 hexadecimal digits)"
+        ))
+    })
+}
+
+fn source_refs(view: &ReadView, hash: Hash128) -> Result<Vec<SourceRef>> {
+    Ok(view
+        .places(hash)?
+        .into_iter()
+        .map(|(id, line, record)| {
+            let (source, key) = keys::split_object_id(&id);
+            SourceRef {
+                source: source.to_string(),
+                key: key.to_string(),
+                line,
+                record,
+            }
+        })
+        .collect())
+}
+
+/// A row by content hash: its canonical conversation and every place it occurs.
+pub fn row(view: &ReadView, hex: &str) -> Result<Option<RowAnswer>> {
+    let hash = parse_hash(hex)?;
+    let (Some(row), Some(rep)) = (view.row(hash)?, view.representative(hash)?) else {
+        return Ok(None);
+    };
+    Ok(Some(RowAnswer {
+        content_hash: hash.to_hex(),
+        family: row.primary_family,
+        families: row.families.into_iter().map(|(f, _)| f).collect(),
+        kind: rep.conversation.kind.as_str().to_string(),
+        tokens: row.tokens,
+        simhash: format!("{:016x}", row.simhash),
+        messages: rep.conversation.messages,
+        rejected: rep.conversation.rejected,
+        label: rep.conversation.label,
+        sources: source_refs(view, hash)?,
+    }))
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SourceRow {
+    pub line: u64,
+    pub record: u32,
+    pub content_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SourceAnswer {
+    pub source: String,
+    pub key: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub version: ObjectVersion,
+    pub family: String,
+    pub families: Vec<String>,
+    pub rows: Vec<SourceRow>,
+    pub rejected: u64,
+    pub rejections: Vec<Rejection>,
+}
+
+/// The objects with this key (or `source/key` URI) and the rows indexed from each.
+pub fn source(view: &ReadView, key: &str) -> Result<Vec<SourceAnswer>> {
+    let mut out = Vec::new();
+    for o in view.objects()? {
+        let uri = format!("{}/{}", o.source, o.key);
+        if o.key != key && uri != key {
+            continue;
+        }
+        let id = keys::object_id(&o.source, &o.key);
+        let rows = view
+            .object_places(&id)?
+            .into_iter()
+            .map(|(line, record, hash)| SourceRow {
+                line,
+                record,
+                content_hash: hash.to_hex(),
+            })
+            .collect();
+        let (status, reason) = match &o.status {
+            ObjectStatus::Indexed => ("indexed", None),
+            ObjectStatus::Skipped { reason } => ("skipped", Some(reason.clone())),
+            ObjectStatus::Failed { error } => ("failed", Some(error.clone())),
+        };
+        out.push(SourceAnswer {
+            source: o.source,
+            key: o.key,
+            status: status.to_string(),
+            reason,
+            version: o.version,
+            family: o.primary_family,
+            families: o.families,
+            rows,
+            rejected: o.rejected,
+            rejections: o.rejections,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TextHit {
+    pub content_hash: String,
+    pub family: String,
+    pub key: String,
+    pub line: u64,
+    pub score: f32,
+    pub snippet: String,
+}
+
+/// Full-text search; hits carry their first place (in `family` when one is given) and a snippet.
+pub fn text(
+    view: &ReadView,
+    search: &SearchIndex,
+    query: &str,
+    family: Option<&str>,
+    limit: usize,
+) -> Result<Vec<TextHit>> {
+    let (raw, text_query) = search.search(query, family, limit)?;
+    let mut hits = Vec::with_capacity(raw.len());
+    for hit in raw {
+        // The full-text index may briefly lag redb while a writer works: trust redb.
+        let (Some(row), Some(rep)) = (
+            view.row(hit.content_hash)?,
+            view.representative(hit.content_hash)?,
+        ) else {
+            continue;
+        };
+        let places = view.places(hit.content_hash)?;
+        let mut chosen = places.first().cloned();
+        if let Some(f) = family {
+            for p in &places {
+                let in_family = view
+                    .object(&p.0)?
+                    .is_some_and(|o| o.families.iter().any(|t| t == f));
+                if in_family {
+                    chosen = Some(p.clone());
+                    break;
+                }
+            }
+        }
+        let Some((id, line, _)) = chosen else {
+            continue;
+        };
+        let key = keys::split_object_id(&id).1.to_string();
+        let family_name = match family {
+            Some(f) => f.to_string(),
+            None => row.primary_family.clone(),
+        };
+        let full: String = rep
+            .conversation
+            .all_messages()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        hits.push(TextHit {
+            content_hash: hit.content_hash.to_hex(),
+            family: family_name,
+            key,
+            line,
+            score: hit.score,
+            snippet: search.snippet(&*text_query, &full)?,
+        });
+    }
+    Ok(hits)
+}

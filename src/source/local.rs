@@ -1,0 +1,131 @@
+//! Local drop folders: walk a directory (or take one file) and report its files with size and
+//! modification time. Hidden directories (`.git`, `.idx`, …) and the index's own data directory are
+//! never walked; symlinked directories are not followed (no cycles). Unreadable entries are
+//! reported, not fatal.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use super::{FoundObject, Scan, ScanScope};
+use crate::error::{Error, Result};
+
+/// `file://` URI of an absolute directory.
+pub fn source_uri(dir: &Path) -> String {
+    let s = dir.to_string_lossy().replace('\\', "/");
+    if s.starts_with('/') {
+        format!("file://{s}")
+    } else {
+        format!("file:///{s}")
+    }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// Scan a folder (recursively) or a single file. `skip` is a directory never to enter (the data
+/// directory, when it lies inside the folder).
+pub fn scan(path: &Path, skip: Option<&Path>) -> Result<Scan> {
+    let abs = std::fs::canonicalize(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let meta = std::fs::metadata(&abs).map_err(|source| Error::Io {
+        path: abs.clone(),
+        source,
+    })?;
+    let skip = skip.and_then(|s| std::fs::canonicalize(s).ok());
+    if meta.is_file() {
+        let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let key = abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(Scan {
+            source: source_uri(&dir),
+            objects: vec![FoundObject {
+                key: key.clone(),
+                path: abs.clone(),
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            }],
+            scope: ScanScope::Keys(vec![key]),
+            errors: Vec::new(),
+        });
+    }
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    walk(&abs, &abs, skip.as_deref(), &mut objects, &mut errors);
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(Scan {
+        source: source_uri(&abs),
+        objects,
+        scope: ScanScope::All,
+        errors,
+    })
+}
+
+fn relative_key(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    skip: Option<&Path>,
+    out: &mut Vec<FoundObject>,
+    errors: &mut Vec<(String, String)>,
+) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push((relative_key(root, dir), e.to_string()));
+            return;
+        }
+    };
+    let mut children: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => children.push(e.path()),
+            Err(e) => errors.push((relative_key(root, dir), e.to_string())),
+        }
+    }
+    children.sort();
+    for child in children {
+        let name = child
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let link = std::fs::symlink_metadata(&child).map(|m| m.file_type().is_symlink());
+        let meta = match std::fs::metadata(&child) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push((relative_key(root, &child), e.to_string()));
+                continue;
+            }
+        };
+        if meta.is_dir() {
+            let hidden = name.starts_with('.');
+            let is_skip = skip.is_some_and(|s| s == child);
+            if hidden || is_skip || matches!(link, Ok(true)) {
+                continue;
+            }
+            walk(root, &child, skip, out, errors);
+        } else if meta.is_file() {
+            out.push(FoundObject {
+                key: relative_key(root, &child),
+                path: child.clone(),
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            });
+        }
+    }
+}
