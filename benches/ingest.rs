@@ -1,1 +1,234 @@
-fn main() {}
+//! Ingest throughput (MB/s and rows/s) on a generated corpus, full-text indexing included.
+//!
+//! `cargo bench --bench ingest` builds a ~100 MB JSONL corpus (IDX_BENCH_MB overrides the size) of
+//! multi-turn counselling-style conversations with 5% exact duplicates, then times a complete
+//! ingest into a fresh index (redb + tantivy) per iteration. Criterion reports bytes/s; the rows
+//! per iteration are printed so rows/s = rows / time.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use idx::families::Classifier;
+use idx::index::Index;
+use idx::ingest::{ingest, IngestOptions};
+
+const WORDS: &[&str] = &[
+    "I",
+    "feel",
+    "anxious",
+    "about",
+    "work",
+    "and",
+    "my",
+    "sleep",
+    "has",
+    "been",
+    "bad",
+    "lately",
+    "you",
+    "mentioned",
+    "that",
+    "your",
+    "sister",
+    "called",
+    "what",
+    "did",
+    "it",
+    "bring",
+    "up",
+    "for",
+    "you",
+    "sometimes",
+    "when",
+    "we",
+    "are",
+    "tired",
+    "everything",
+    "seems",
+    "heavier",
+    "can",
+    "tell",
+    "me",
+    "more",
+    "the",
+    "panic",
+    "started",
+    "last",
+    "week",
+    "at",
+    "a",
+    "meeting",
+    "breathing",
+    "exercise",
+    "helped",
+    "little",
+    "but",
+    "thoughts",
+    "keep",
+    "racing",
+    "night",
+    "it",
+    "sounds",
+    "exhausting",
+    "to",
+    "carry",
+    "alone",
+    "who",
+    "else",
+    "knows",
+    "how",
+    "hard",
+    "this",
+    "is",
+    "therapy",
+    "session",
+    "goal",
+    "trauma",
+    "recovery",
+    "shame",
+    "boundaries",
+    "parents",
+    "childhood",
+    "memories",
+    "grief",
+    "loss",
+    "friend",
+    "lonely",
+    "isolated",
+    "hope",
+    "small",
+    "steps",
+    "today",
+    "tomorrow",
+    "plan",
+    "notice",
+    "body",
+    "tension",
+    "shoulders",
+    "gentle",
+    "kind",
+    "yourself",
+    "progress",
+    "not",
+    "linear",
+    "setback",
+    "normal",
+    "okay",
+];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn sentence(rng: &mut Rng, words: usize) -> String {
+    let mut s = String::with_capacity(words * 7);
+    for i in 0..words {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(WORDS[rng.below(WORDS.len())]);
+    }
+    s.push('.');
+    s
+}
+
+/// Writes the corpus; returns (bytes, rows).
+fn generate(dir: &Path, target_bytes: u64) -> (u64, u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut bytes, mut rows, mut file_no) = (0u64, 0u64, 0);
+    let mut previous: Vec<String> = Vec::new();
+    while bytes < target_bytes {
+        let path = dir.join(format!(
+            "datasets/consolidated/conversations_{file_no:03}.jsonl"
+        ));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let mut file_bytes = 0u64;
+        while file_bytes < 8 << 20 && bytes + file_bytes < target_bytes {
+            let line = if !previous.is_empty() && rng.below(20) == 0 {
+                previous[rng.below(previous.len())].clone()
+            } else {
+                let turns = 2 + rng.below(6);
+                let messages: Vec<serde_json::Value> = (0..turns)
+                    .map(|t| {
+                        let role = if t % 2 == 0 { "user" } else { "assistant" };
+                        let len = 15 + rng.below(60);
+                        serde_json::json!({"role": role, "content": sentence(&mut rng, len)})
+                    })
+                    .collect();
+                serde_json::json!({ "messages": messages }).to_string()
+            };
+            if previous.len() < 1000 {
+                previous.push(line.clone());
+            }
+            writeln!(out, "{line}").unwrap();
+            file_bytes += line.len() as u64 + 1;
+            rows += 1;
+        }
+        out.flush().unwrap();
+        bytes += file_bytes;
+        file_no += 1;
+    }
+    (bytes, rows)
+}
+
+fn bench_ingest(c: &mut Criterion) {
+    let mb: u64 = std::env::var("IDX_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (bytes, rows) = generate(&data, mb << 20);
+    eprintln!(
+        "corpus: {:.1} MB, {rows} rows (rows/s = {rows} / time per iteration)",
+        bytes as f64 / 1e6
+    );
+    let classifier = Classifier::load(None).unwrap();
+    let mut group = c.benchmark_group("ingest");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Bytes(bytes));
+    let mut run = 0u32;
+    group.bench_function(format!("generated_{mb}MB_full_text"), |b| {
+        b.iter_batched(
+            || {
+                run += 1;
+                let dir: PathBuf = tmp.path().join(format!("index-{run}"));
+                dir
+            },
+            |dir| {
+                let mut index = Index::open_write(&dir).unwrap();
+                let report = ingest(
+                    &mut index,
+                    &classifier,
+                    std::slice::from_ref(&data),
+                    &IngestOptions::default(),
+                )
+                .unwrap();
+                assert_eq!(report.rows_added, rows);
+                drop(index);
+                std::fs::remove_dir_all(&dir).unwrap();
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_ingest);
+criterion_main!(benches);

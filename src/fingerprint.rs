@@ -7,10 +7,14 @@
 //!   differ only in spacing, CRLF, compatibility forms or case therefore share a hash.
 //! - `variant_hash`: the same over the unfolded canonical text; it tells apart the spellings of one
 //!   row so a representative can be chosen independently of ingest order.
-//! - SimHash: the `simhash` crate's stream API over word 3-shingles of the folded text, where each
-//!   message is prefixed by its role word. Shingles (rather than single words) make the fingerprint
-//!   sensitive to word order; 3 is the usual choice for near-duplicate detection of prose.
-//!   Texts with fewer than three words use their words as features.
+//! - SimHash: Charikar's SimHash as the `simhash` crate's stream API defines it (each feature
+//!   hashed with SipHash-2-4 under zero keys through `Hash for str`, one vote per bit), over word
+//!   3-shingles of the folded text where each message is prefixed by its role word. Shingles
+//!   (rather than single words) make the fingerprint sensitive to word order; 3 is the usual choice
+//!   for near-duplicate detection of prose. Texts with fewer than three words use their words as
+//!   features. The crate's accumulator branches on every bit of every feature, which profiling
+//!   showed to be a third of ingest time; [`simhash_of`] computes the identical value with a
+//!   branch-free accumulator, and a test checks it against `simhash::simhash_stream` itself.
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -117,23 +121,60 @@ fn hash_parts<'a>(
 
 /// SimHash of single-space separated text over word shingles (see module doc).
 pub fn simhash_of(text: &str) -> u64 {
+    let mut acc = SimhashAccumulator::default();
+    for_each_shingle(text, |f| acc.add(f));
+    acc.finish()
+}
+
+/// Calls `f` with every feature of `text`: its word 3-shingles, or its words when it has fewer.
+fn for_each_shingle<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
+    if text.is_empty() {
+        return;
+    }
     let starts: Vec<usize> = std::iter::once(0)
         .chain(text.match_indices(' ').map(|(i, _)| i + 1))
         .collect();
-    if text.is_empty() {
-        return 0;
-    }
     if starts.len() < SHINGLE_WORDS {
-        return simhash::simhash_stream(text.split(' '));
+        text.split(' ').for_each(f);
+        return;
     }
-    let n = starts.len() - SHINGLE_WORDS + 1;
-    let shingles = (0..n).map(|i| {
+    for i in 0..=starts.len() - SHINGLE_WORDS {
         let end = starts
             .get(i + SHINGLE_WORDS)
             .map_or(text.len(), |next| next - 1);
-        &text[starts[i]..end]
-    });
-    simhash::simhash_stream(shingles)
+        f(&text[starts[i]..end]);
+    }
+}
+
+/// Bit votes of the features seen so far (the `simhash` crate's algorithm, without branches).
+struct SimhashAccumulator {
+    votes: [i32; 64],
+}
+
+impl Default for SimhashAccumulator {
+    fn default() -> Self {
+        SimhashAccumulator { votes: [0; 64] }
+    }
+}
+
+impl SimhashAccumulator {
+    fn add(&mut self, feature: &str) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = siphasher::sip::SipHasher::default();
+        feature.hash(&mut hasher);
+        let h = hasher.finish();
+        for (i, v) in self.votes.iter_mut().enumerate() {
+            // +1 for a set bit, -1 for a clear one; saturation cannot occur below 2^31 features.
+            *v += (((h >> i) & 1) as i32) * 2 - 1;
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.votes
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (i, &v)| acc | (u64::from(v > 0) << i))
+    }
 }
 
 /// o200k_base tokens of the message contents (chat-template overhead not included).
@@ -199,6 +240,47 @@ mod tests {
         let d_far = simhash::hamming_distance(simhash_of(base), simhash_of(other));
         assert!(d_near < d_far, "near {d_near} far {d_far}");
         assert!(d_far > 10);
+    }
+
+    #[test]
+    fn simhash_equals_the_simhash_crate_stream_api() {
+        let texts = [
+            "",
+            "one",
+            "two words",
+            "three words here",
+            "user: i have been feeling really anxious about work lately assistant: that sounds hard",
+            "ünïcödé wörds ǆ and emoji 🙂 in a longer run of text to shingle properly",
+        ];
+        for t in texts {
+            let mut features = Vec::new();
+            for_each_shingle(t, |f| features.push(f));
+            assert_eq!(
+                simhash_of(t),
+                simhash::simhash_stream(features.into_iter()),
+                "{t}"
+            );
+        }
+        let mut seed = 7u64;
+        for _ in 0..200 {
+            let words: Vec<String> = (0..(seed % 40))
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    format!("w{}", seed % 50)
+                })
+                .collect();
+            let t = words.join(" ");
+            let mut features = Vec::new();
+            for_each_shingle(&t, |f| features.push(f));
+            assert_eq!(
+                simhash_of(&t),
+                simhash::simhash_stream(features.into_iter()),
+                "{t}"
+            );
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        }
     }
 
     #[test]

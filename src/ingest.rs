@@ -4,7 +4,7 @@
 //! The two threads are joined by a small bounded channel, so a slow writer slows the reader
 //! rather than growing memory. An object never straddles two redb transactions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -15,10 +15,11 @@ use tracing::{info, warn};
 
 use crate::error::Result;
 use crate::families::{Classification, Classifier};
-use crate::fingerprint::{fingerprint, Fingerprints};
+use crate::fingerprint::{fingerprint, Fingerprints, Hash128};
 use crate::index::Index;
 use crate::model::{Conversation, ObjectVersion, Rejection};
 use crate::parse::{self, Item, Limits};
+use crate::search::SearchIndex;
 use crate::source::{self, FoundObject, Scan};
 use crate::store::{keys, ObjectRecord, ObjectStatus, WriteBatch, KEPT_REJECTIONS};
 
@@ -239,13 +240,30 @@ pub fn ingest(
                     batch.put_object(record)?;
                 }
             }
-            finished = write_batch(&mut batch, &rx, &work, options, &mut report, &mut progress)?;
+            let mut early = EarlyText::default();
+            finished = write_batch(
+                &mut batch,
+                &mut index.search,
+                &mut early,
+                &rx,
+                &work,
+                options,
+                &mut report,
+                &mut progress,
+            )?;
             let outcome = batch.finish(fts_seq)?;
             txn.commit()?;
             report.commits += 1;
             if !outcome.touched.is_empty() {
+                // Rows indexed early and untouched since need no second look.
+                let rest: Vec<_> = outcome
+                    .touched
+                    .iter()
+                    .copied()
+                    .filter(|h| !early.clean.contains_key(h))
+                    .collect();
                 let view = index.store.read()?;
-                index.search.apply(&view, &outcome.touched, outcome.seq)?;
+                index.search.apply(&view, &rest, outcome.seq)?;
                 fts_seq = outcome.seq;
             }
         }
@@ -309,9 +327,22 @@ fn plan_skip(
     }
 }
 
+/// Rows new to the index are sent to the full-text index as they are written, so tantivy works
+/// while the batch is still being read. A row stays "clean" while every later place of it in the
+/// same batch has the same spelling and family tags; any other row is re-indexed from redb after
+/// the commit.
+#[derive(Default)]
+struct EarlyText {
+    /// content hash → (variant hash, index of the work item whose family tags it carries)
+    clean: HashMap<Hash128, (Hash128, usize)>,
+}
+
 /// Consume reader messages into one batch until it is full; returns true when the reader is done.
+#[allow(clippy::too_many_arguments)]
 fn write_batch(
     batch: &mut WriteBatch<'_>,
+    search: &mut SearchIndex,
+    early: &mut EarlyText,
     rx: &Receiver<Msg>,
     work: &[Work],
     options: &IngestOptions,
@@ -332,7 +363,17 @@ fn write_batch(
                 let w = &work[i];
                 let id = keys::object_id(&w.source, &w.found.key);
                 for r in &rows {
+                    let hash = r.fp.content_hash;
+                    let new = batch.is_new_row(hash)?;
                     batch.add_place(&id, &w.families, r.line, r.record, &r.fp, &r.conversation)?;
+                    if new {
+                        search.add_new_row(hash, &r.conversation, &w.families)?;
+                        early.clean.insert(hash, (r.fp.variant_hash, i));
+                    } else if let Some(&(variant, first)) = early.clean.get(&hash) {
+                        if variant != r.fp.variant_hash || work[first].families != w.families {
+                            early.clean.remove(&hash);
+                        }
+                    }
                 }
                 report.rows_added += rows.len() as u64;
             }

@@ -13,6 +13,7 @@ use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocumen
 
 use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
+use crate::model::Conversation;
 use crate::store::{ReadView, Store};
 
 const WRITER_MEMORY: usize = 128 << 20;
@@ -137,27 +138,60 @@ impl SearchIndex {
         })
     }
 
+    fn document<'a>(
+        &self,
+        hex: String,
+        conversation: &Conversation,
+        families: impl Iterator<Item = &'a str>,
+    ) -> TantivyDocument {
+        let mut text = String::with_capacity(conversation.content_bytes() + 8);
+        for m in conversation.all_messages() {
+            text.push_str(&m.content);
+            text.push('\n');
+        }
+        let mut d = doc!(self.f_hash => hex, self.f_text => text);
+        for family in families {
+            d.add_text(self.f_family, family);
+        }
+        d
+    }
+
+    fn add_document(&mut self, d: TantivyDocument) -> Result<()> {
+        let dir = self.dir.clone();
+        self.writer()?
+            .add_document(d)
+            .map_err(|source| Error::Search { path: dir, source })?;
+        Ok(())
+    }
+
+    /// Index a row that did not exist before this batch, straight from the ingest (no redb
+    /// read). Visible to searches after the next [`SearchIndex::apply`] commit.
+    pub fn add_new_row(
+        &mut self,
+        hash: Hash128,
+        conversation: &Conversation,
+        families: &[String],
+    ) -> Result<()> {
+        let d = self.document(
+            hash.to_hex(),
+            conversation,
+            families.iter().map(String::as_str),
+        );
+        self.add_document(d)
+    }
+
     fn add_row(&mut self, view: &ReadView, hash: Hash128) -> Result<()> {
         let hex = hash.to_hex();
-        let (f_hash, f_family, f_text) = (self.f_hash, self.f_family, self.f_text);
-        let row = view.row(hash)?;
-        let rep = view.representative(hash)?;
-        let writer = self.writer()?;
-        writer.delete_term(Term::from_field_text(f_hash, &hex));
-        if let (Some(row), Some(rep)) = (row, rep) {
-            let mut text = String::with_capacity(rep.conversation.content_bytes() + 8);
-            for m in rep.conversation.all_messages() {
-                text.push_str(&m.content);
-                text.push('\n');
-            }
-            let mut d = doc!(f_hash => hex, f_text => text);
-            for (family, _) in &row.families {
-                d.add_text(f_family, family);
-            }
-            writer.add_document(d).map_err(|e| Error::Search {
-                path: PathBuf::new(),
-                source: e,
-            })?;
+        let f_hash = self.f_hash;
+        self.writer()?
+            .delete_term(Term::from_field_text(f_hash, &hex));
+        if let (Some(row), Some(rep)) = (view.row(hash)?, view.representative(hash)?) {
+            let d = self.document(
+                hex,
+                &rep.conversation,
+                row.families.iter().map(|(f, _)| f.as_str()),
+            );
+            self.add_document(d)?;
         }
         Ok(())
     }
@@ -176,7 +210,8 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// Re-index the given rows (removed rows are deleted) and commit as redb commit `seq`.
+    /// Re-index the given rows from the snapshot (removed rows are deleted), then commit
+    /// everything added since the last commit as redb commit `seq`.
     pub fn apply(&mut self, view: &ReadView, hashes: &[Hash128], seq: u64) -> Result<()> {
         for &h in hashes {
             self.add_row(view, h)?;

@@ -138,25 +138,22 @@ impl Store {
         let Db::Write(db) = &self.db else {
             return Ok(());
         };
+        // An initialised index is only checked: opening it must write nothing.
+        let initialised = {
+            let txn = db.begin_read()?;
+            match txn.open_table(META) {
+                Ok(meta) => meta.get(META_VERSION)?.is_some(),
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if initialised {
+            return self.check_version();
+        }
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
-            let existing = meta.get(META_VERSION)?.map(|v| v.value().to_vec());
-            match existing {
-                None => {
-                    meta.insert(META_VERSION, codec::encode(&FORMAT_VERSION).as_slice())?;
-                }
-                Some(bytes) => {
-                    let found: u32 = codec::decode("meta", &bytes)?;
-                    if found != FORMAT_VERSION {
-                        return Err(Error::Version {
-                            path: self.path.clone(),
-                            found,
-                            expected: FORMAT_VERSION,
-                        });
-                    }
-                }
-            }
+            meta.insert(META_VERSION, codec::encode(&FORMAT_VERSION).as_slice())?;
             // Create every table so readers never meet a missing one.
             txn.open_table(OBJECTS)?;
             txn.open_table(OBJECT_PLACES)?;
@@ -358,6 +355,14 @@ impl<'t> WriteBatch<'t> {
         let n = doomed.len() as u64;
         self.totals.rows = self.totals.rows.saturating_sub(n);
         Ok(n)
+    }
+
+    /// Whether a content hash has no row yet, committed or in this batch.
+    pub fn is_new_row(&self, hash: Hash128) -> Result<bool> {
+        Ok(
+            !self.deltas.contains_key(&hash)
+                && self.rows.get(hash.to_bytes().as_slice())?.is_none(),
+        )
     }
 
     /// Record one occurrence of a row.

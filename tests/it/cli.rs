@@ -1,0 +1,117 @@
+//! The command-line contract: `--json` documents with the documented fields, human output,
+//! exit codes, and errors on stderr.
+
+use std::process::{Command, Output};
+
+use super::common::{chat, Fixture};
+
+fn idx(f: &Fixture, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_idx"))
+        .arg("--data-dir")
+        .arg(&f.index_dir)
+        .args(args)
+        .env_remove("IDX_FAMILIES")
+        .env_remove("RUST_LOG")
+        .current_dir(f.data.parent().unwrap())
+        .output()
+        .expect("run idx")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "idx failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+}
+
+#[test]
+fn ingest_status_and_queries_speak_json() {
+    let f = Fixture::new();
+    f.write(
+        "datasets/sarcasm/s.jsonl",
+        format!(
+            "{}\n{}\n{{oops\n",
+            chat("Oh joy, rain again", "Rain can feel heavy."),
+            chat("oh JOY, rain   again", "Rain can feel heavy.")
+        ),
+    );
+    let data = f.data.to_str().unwrap();
+
+    let report = json(&idx(&f, &["--json", "ingest", data]));
+    assert_eq!(report["objects_new"], 1);
+    assert_eq!(report["rows_added"], 2);
+    assert_eq!(report["rejected_rows"], 1);
+    assert_eq!(report["rejections"][0]["line"], 3);
+    assert_eq!(report["rejections"][0]["key"], "datasets/sarcasm/s.jsonl");
+
+    let status = json(&idx(&f, &["status", "--json"]));
+    for field in [
+        "objects",
+        "rows",
+        "unique_rows",
+        "rejected_rows",
+        "families",
+    ] {
+        assert!(status.get(field).is_some(), "status lacks {field}");
+    }
+    assert_eq!(status["rows"], 2);
+    assert_eq!(status["unique_rows"], 1);
+    assert_eq!(status["families"]["sarcasm"]["unique_rows"], 1);
+    assert!(status["families"]["sarcasm"]["tokens"].as_u64().unwrap() > 0);
+
+    let source = json(&idx(
+        &f,
+        &["query", "source", "datasets/sarcasm/s.jsonl", "--json"],
+    ));
+    let hash = source[0]["rows"][0]["content_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(source[0]["rows"][1]["content_hash"], hash.as_str());
+
+    let row = json(&idx(&f, &["query", "hash", &hash, "--json"]));
+    assert_eq!(row["content_hash"], hash.as_str());
+    assert_eq!(row["family"], "sarcasm");
+    assert_eq!(row["messages"][0]["role"], "user");
+    assert_eq!(row["sources"].as_array().unwrap().len(), 2);
+    assert_eq!(row["sources"][1]["line"], 2);
+
+    let hits = json(&idx(
+        &f,
+        &["query", "text", "rain", "--family", "sarcasm", "--json"],
+    ));
+    let hit = &hits[0];
+    assert_eq!(hit["content_hash"], hash.as_str());
+    for field in ["family", "key", "line", "snippet"] {
+        assert!(hit.get(field).is_some(), "hit lacks {field}");
+    }
+
+    let human = idx(&f, &["status"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("rows: 2 (1 unique), 1 rejected"), "{text}");
+}
+
+#[test]
+fn errors_go_to_stderr_with_distinct_exit_codes() {
+    let f = Fixture::new();
+    let none = idx(&f, &["status"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no index"));
+
+    f.write("a.jsonl", chat("a", "b"));
+    assert!(idx(&f, &["ingest", f.data.to_str().unwrap()])
+        .status
+        .success());
+    let missing = idx(&f, &["query", "hash", &"0".repeat(32)]);
+    assert_eq!(missing.status.code(), Some(3));
+    let bad = idx(&f, &["query", "hash", "zz"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a content hash"));
+    let nowhere = idx(&f, &["ingest", "/definitely/not/here"]);
+    assert_eq!(nowhere.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("/definitely/not/here"));
+    let usage = idx(&f, &["ingest"]);
+    assert_eq!(usage.status.code(), Some(2));
+}

@@ -1,0 +1,100 @@
+//! Test fixture: a temporary data folder and index directory, with helpers to write objects,
+//! ingest and read the state back.
+
+use std::path::{Path, PathBuf};
+
+use idx::families::Classifier;
+use idx::index::Index;
+use idx::ingest::{ingest, IngestOptions, IngestReport};
+use idx::query::{self, Status};
+
+pub struct Fixture {
+    _tmp: tempfile::TempDir,
+    pub data: PathBuf,
+    pub index_dir: PathBuf,
+    pub options: IngestOptions,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let index_dir = tmp.path().join("index");
+        Fixture {
+            _tmp: tmp,
+            data,
+            index_dir,
+            options: IngestOptions::default(),
+        }
+    }
+
+    /// A second index over the same data folder.
+    pub fn with_index(&self, name: &str) -> PathBuf {
+        self.index_dir.with_file_name(name)
+    }
+
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.data.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.data.join(rel)).unwrap();
+    }
+
+    pub fn ingest(&self) -> IngestReport {
+        self.ingest_into(&self.index_dir, &[self.data.clone()])
+    }
+
+    pub fn ingest_into(&self, index_dir: &Path, paths: &[PathBuf]) -> IngestReport {
+        let classifier = Classifier::load(None).unwrap();
+        let mut index = Index::open_write(index_dir).expect("open index");
+        ingest(&mut index, &classifier, paths, &self.options).expect("ingest")
+    }
+
+    pub fn status(&self) -> Status {
+        status_of(&self.index_dir)
+    }
+
+    pub fn digest(&self) -> String {
+        digest_of(&self.index_dir)
+    }
+}
+
+pub fn status_of(index_dir: &Path) -> Status {
+    let store = Index::open_store_read(index_dir).unwrap();
+    query::status(&store.read().unwrap(), &Classifier::load(None).unwrap()).unwrap()
+}
+
+pub fn digest_of(index_dir: &Path) -> String {
+    let store = Index::open_store_read(index_dir).unwrap();
+    let d = store.read().unwrap().state_digest().unwrap();
+    d
+}
+
+/// The content hashes of one object's rows, in line order.
+pub fn hashes_of(index_dir: &Path, key: &str) -> Vec<String> {
+    let store = Index::open_store_read(index_dir).unwrap();
+    let answers = query::source(&store.read().unwrap(), key).unwrap();
+    answers
+        .into_iter()
+        .flat_map(|a| a.rows.into_iter().map(|r| r.content_hash))
+        .collect()
+}
+
+pub fn row(index_dir: &Path, hash: &str) -> Option<query::RowAnswer> {
+    let store = Index::open_store_read(index_dir).unwrap();
+    let answer = query::row(&store.read().unwrap(), hash).unwrap();
+    answer
+}
+
+pub fn chat(user: &str, assistant: &str) -> String {
+    serde_json::json!({"messages": [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": assistant}
+    ]})
+    .to_string()
+}

@@ -1,0 +1,144 @@
+//! Every record format and file format reads into the expected canonical row.
+
+use std::io::Write;
+
+use super::common::{hashes_of, row, Fixture};
+
+#[test]
+fn every_record_format_becomes_a_row_of_its_kind() {
+    let f = Fixture::new();
+    let lines = [
+        (
+            r#"{"messages":[{"role":"system","content":"Be kind."},{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}"#,
+            "chatml",
+            3,
+        ),
+        (
+            r#"{"conversations":[{"from":"human","value":"q1"},{"from":"gpt","value":"a1"}]}"#,
+            "sharegpt",
+            2,
+        ),
+        (
+            r#"{"instruction":"Summarise","input":"long text","output":"short"}"#,
+            "alpaca",
+            2,
+        ),
+        (r#"{"prompt":"p2","response":"r2"}"#, "prompt_response", 2),
+        (r#"{"question":"q3","answer":"a3"}"#, "prompt_response", 2),
+        (
+            r#"{"prompt":"p4","chosen":"good","rejected":"bad"}"#,
+            "preference",
+            2,
+        ),
+        (
+            r#"{"prompt":"p5","completion":"c5","label":false}"#,
+            "kto",
+            2,
+        ),
+        (r#"{"text":"Plain pretraining text."}"#, "text", 1),
+    ];
+    let body: String = lines.iter().map(|(l, _, _)| format!("{l}\n")).collect();
+    f.write("mixed.jsonl", body);
+    let r = f.ingest();
+    assert_eq!(r.rows_added, lines.len() as u64);
+    assert_eq!(r.rejected_rows, 0, "{:?}", r.rejections);
+    let hashes = hashes_of(&f.index_dir, "mixed.jsonl");
+    assert_eq!(hashes.len(), lines.len());
+    for (hash, (_, kind, messages)) in hashes.iter().zip(lines) {
+        let row = row(&f.index_dir, hash).unwrap();
+        assert_eq!(row.kind, kind);
+        assert_eq!(row.messages.len(), messages, "{kind}");
+        assert!(row.tokens > 0);
+    }
+    let alpaca = row(&f.index_dir, &hashes[2]).unwrap();
+    assert_eq!(alpaca.messages[0].content, "Summarise long text");
+    let pref = row(&f.index_dir, &hashes[5]).unwrap();
+    assert_eq!(pref.rejected.unwrap()[0].content, "bad");
+    let kto = row(&f.index_dir, &hashes[6]).unwrap();
+    assert_eq!(kto.label, Some(false));
+}
+
+#[test]
+fn json_arrays_single_records_text_and_gzip() {
+    let f = Fixture::new();
+    f.write(
+        "arr.json",
+        "[\n {\"text\": \"one\"},\n {\"text\": \"two\"}\n]\n",
+    );
+    f.write("single.json", r#"{"prompt": "p", "response": "r"}"#);
+    f.write("talk.txt", "A transcript\nover two lines.\n");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"{\"text\": \"zipped one\"}\n{\"text\": \"zipped two\"}\n")
+        .unwrap();
+    f.write("packed.jsonl.gz", gz.finish().unwrap());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"[{\"text\": \"zipped array\"}]").unwrap();
+    f.write("packed.json.gz", gz.finish().unwrap());
+
+    let r = f.ingest();
+    assert_eq!(r.objects_new, 5);
+    assert_eq!(r.rows_added, 2 + 1 + 1 + 2 + 1);
+    assert_eq!(r.rejected_rows, 0);
+    let store = idx::index::Index::open_store_read(&f.index_dir).unwrap();
+    let view = store.read().unwrap();
+    let arr = idx::query::source(&view, "arr.json").unwrap();
+    assert_eq!(
+        arr[0].rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    let txt = hashes_of(&f.index_dir, "talk.txt");
+    let t = row(&f.index_dir, &txt[0]).unwrap();
+    assert_eq!(t.kind, "text");
+    assert_eq!(t.messages[0].content, "A transcript over two lines.");
+}
+
+#[test]
+fn non_training_objects_are_listed_not_indexed_and_unmatched_keys_are_unassigned() {
+    let f = Fixture::new();
+    f.write("README.md", "# docs");
+    f.write("notes/analysis.ipynb", "{}");
+    f.write("tables/data.csv", "a,b\n1,2\n");
+    f.write("misc/stuff.jsonl", super::common::chat("a", "b"));
+    let r = f.ingest();
+    assert_eq!(r.objects_skipped, 3);
+    assert_eq!(r.rows_added, 1);
+    let s = f.status();
+    assert_eq!(s.objects_skipped, 3);
+    assert_eq!(s.unassigned_objects, vec!["misc/stuff.jsonl".to_string()]);
+    assert_eq!(s.families["unassigned"].rows, 1);
+    assert!(s
+        .skipped_objects
+        .iter()
+        .any(|o| o.key == "tables/data.csv" && o.reason.contains("unsupported format (.csv)")));
+    assert!(s
+        .skipped_objects
+        .iter()
+        .any(|o| o.key == "README.md" && o.reason.contains("not training data")));
+}
+
+#[test]
+fn families_are_counted_per_tag() {
+    let f = Fixture::new();
+    f.write(
+        "datasets/gdrive/tier4_voice_persona/Tim Fletcher/Addiction and Complex Trauma Recovery.txt",
+        "A talk about recovery from addiction and complex trauma.",
+    );
+    f.write(
+        "datasets/consolidated/datasets/sarcasm_data.json",
+        format!("[{}]", super::common::chat("oh great", "hmm")),
+    );
+    f.ingest();
+    let s = f.status();
+    for family in [
+        "video_transcripts",
+        "voice_persona",
+        "cptsd",
+        "addiction",
+        "sarcasm",
+    ] {
+        assert_eq!(s.families[family].unique_rows, 1, "{family}");
+        assert!(s.families[family].tokens > 0, "{family}");
+    }
+    assert_eq!(s.families["dpo_preference"].rows, 0);
+    assert_eq!(s.unique_rows, 2);
+}

@@ -1,0 +1,159 @@
+//! Incremental ingest: unchanged objects write nothing, a changed object replaces exactly its
+//! rows, a deleted one drops them, and the state never depends on ingest order or batch size.
+
+use super::common::{chat, digest_of, hashes_of, row, status_of, Fixture};
+
+fn lines(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(u, a)| format!("{}\n", chat(u, a)))
+        .collect()
+}
+
+#[test]
+fn re_ingesting_unchanged_objects_writes_nothing() {
+    let f = Fixture::new();
+    f.write("a.jsonl", lines(&[("a1", "x"), ("a2", "y")]));
+    f.write("README.md", "docs");
+    let first = f.ingest();
+    assert_eq!(first.commits, 1);
+    let before = f.digest();
+    let seq_before = f.status().commits;
+    // redb rewrites its own header on close; what must not change is any table or the text index.
+    let text_meta = f.index_dir.join("text").join("meta.json");
+    let meta_before = std::fs::read(&text_meta).unwrap();
+
+    let again = f.ingest();
+    assert_eq!(again.commits, 0);
+    assert_eq!(again.objects_unchanged, 1);
+    assert_eq!(again.objects_skipped, 1);
+    assert_eq!(again.rows_added + again.rows_removed, 0);
+    assert_eq!(f.digest(), before);
+    assert_eq!(f.status().commits, seq_before);
+    assert_eq!(
+        std::fs::read(&text_meta).unwrap(),
+        meta_before,
+        "the text index was committed"
+    );
+}
+
+#[test]
+fn a_changed_object_replaces_exactly_its_rows() {
+    let f = Fixture::new();
+    f.write("a.jsonl", lines(&[("keep", "1"), ("drop", "2")]));
+    f.write("b.jsonl", lines(&[("drop", "2"), ("other", "3")]));
+    f.ingest();
+    let old = hashes_of(&f.index_dir, "a.jsonl");
+    let b_before = hashes_of(&f.index_dir, "b.jsonl");
+
+    // Different size, so the change is seen whatever the clock's resolution.
+    f.write(
+        "a.jsonl",
+        lines(&[("keep", "1"), ("new row", "4"), ("another new", "5")]),
+    );
+    let r = f.ingest();
+    assert_eq!(r.objects_changed, 1);
+    assert_eq!(r.objects_unchanged, 1);
+    assert_eq!(r.rows_removed, 2);
+    assert_eq!(r.rows_added, 3);
+    let new = hashes_of(&f.index_dir, "a.jsonl");
+    assert_eq!(new[0], old[0]);
+    assert_eq!(new.len(), 3);
+    assert_eq!(hashes_of(&f.index_dir, "b.jsonl"), b_before);
+    // The shared row lost its place in a.jsonl but lives on in b.jsonl.
+    let shared = row(&f.index_dir, &old[1]).unwrap();
+    assert_eq!(shared.sources.len(), 1);
+    assert_eq!(shared.sources[0].key, "b.jsonl");
+    let s = f.status();
+    assert_eq!((s.rows, s.unique_rows), (5, 5));
+}
+
+#[test]
+fn a_deleted_object_drops_its_rows() {
+    let f = Fixture::new();
+    f.write("a.jsonl", lines(&[("only in a", "1"), ("shared", "2")]));
+    f.write("sub/b.jsonl", lines(&[("shared", "2")]));
+    f.ingest();
+    let a = hashes_of(&f.index_dir, "a.jsonl");
+    f.remove("a.jsonl");
+    let r = f.ingest();
+    assert_eq!(r.objects_deleted, 1);
+    assert_eq!(r.rows_removed, 2);
+    assert!(row(&f.index_dir, &a[0]).is_none());
+    assert_eq!(row(&f.index_dir, &a[1]).unwrap().sources.len(), 1);
+    let s = f.status();
+    assert_eq!((s.objects, s.rows, s.unique_rows), (1, 1, 1));
+}
+
+#[test]
+fn ingesting_one_file_does_not_delete_its_neighbours() {
+    let f = Fixture::new();
+    f.write("a.jsonl", lines(&[("a", "1")]));
+    f.write("b.jsonl", lines(&[("b", "2")]));
+    f.ingest();
+    f.write("a.jsonl", lines(&[("a", "1"), ("a2", "3")]));
+    let r = f.ingest_into(&f.index_dir, &[f.data.join("a.jsonl")]);
+    assert_eq!(r.objects_deleted, 0);
+    assert_eq!(f.status().objects, 2);
+}
+
+#[test]
+fn state_does_not_depend_on_ingest_order_or_batching() {
+    let f = Fixture::new();
+    f.write(
+        "a.jsonl",
+        lines(&[("one", "x"), ("two", "y"), ("SHARED  row", "z")]),
+    );
+    f.write("b.jsonl", lines(&[("three", "x"), ("shared row", "z")]));
+    f.write("c.json", format!("[{}]", chat("four", "w")));
+    let (a, b, c) = (
+        f.data.join("a.jsonl"),
+        f.data.join("b.jsonl"),
+        f.data.join("c.json"),
+    );
+
+    let ab = f.with_index("ab");
+    f.ingest_into(&ab, &[a.clone()]);
+    f.ingest_into(&ab, &[b.clone()]);
+    f.ingest_into(&ab, &[c.clone()]);
+
+    let ba = f.with_index("ba");
+    f.ingest_into(&ba, &[c.clone()]);
+    f.ingest_into(&ba, &[b.clone()]);
+    f.ingest_into(&ba, &[a.clone()]);
+
+    let mut tiny = Fixture::new();
+    tiny.options.batch_bytes = 1;
+    let together = f.with_index("together");
+    let r = tiny.ingest_into(&together, &[f.data.clone()]);
+    assert!(r.commits >= 3, "one commit per object with a 1-byte batch");
+
+    let once = f.with_index("once");
+    f.ingest_into(&once, &[c, b, a]);
+
+    let reference = digest_of(&ab);
+    assert_eq!(digest_of(&ba), reference);
+    assert_eq!(digest_of(&together), reference);
+    assert_eq!(digest_of(&once), reference);
+    assert_eq!(status_of(&ab), status_of(&ba));
+}
+
+#[test]
+fn reclassification_follows_a_config_change() {
+    let f = Fixture::new();
+    f.write("misc/x.jsonl", lines(&[("a", "b")]));
+    f.ingest();
+    assert_eq!(f.status().families["unassigned"].rows, 1);
+    let text = format!(
+        "{}\n[[rule]]\nfamily = \"sarcasm\"\nprefixes = [\"misc/\"]\n",
+        idx::families::DEFAULT_FAMILIES_TOML
+    );
+    let classifier = idx::families::Classifier::from_toml(&text, "test").unwrap();
+    let mut index = idx::index::Index::open_write(&f.index_dir).unwrap();
+    let r = idx::ingest::ingest(&mut index, &classifier, &[f.data.clone()], &f.options).unwrap();
+    drop(index);
+    assert_eq!(r.objects_changed, 1);
+    let s = f.status();
+    assert_eq!(s.families["sarcasm"].rows, 1);
+    assert_eq!(s.families.get("unassigned").map_or(0, |c| c.rows), 0);
+}

@@ -1,0 +1,7 @@
+mod cli;
+mod common;
+mod dedup;
+mod formats;
+mod incremental;
+mod rejections;
+mod search;
