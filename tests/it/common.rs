@@ -46,13 +46,21 @@ impl Fixture {
     }
 
     pub fn ingest(&self) -> IngestReport {
-        self.ingest_into(&self.index_dir, &[self.data.clone()])
+        self.ingest_into(&self.index_dir, [&self.data])
     }
 
-    pub fn ingest_into(&self, index_dir: &Path, paths: &[PathBuf]) -> IngestReport {
+    pub fn ingest_into<P: AsRef<Path>>(
+        &self,
+        index_dir: &Path,
+        paths: impl IntoIterator<Item = P>,
+    ) -> IngestReport {
+        let paths: Vec<PathBuf> = paths
+            .into_iter()
+            .map(|p| p.as_ref().to_path_buf())
+            .collect();
         let classifier = Classifier::load(None).unwrap();
         let mut index = Index::open_write(index_dir).expect("open index");
-        ingest(&mut index, &classifier, paths, &self.options).expect("ingest")
+        ingest(&mut index, &classifier, &paths, &self.options).expect("ingest")
     }
 
     pub fn status(&self) -> Status {
@@ -71,8 +79,8 @@ pub fn status_of(index_dir: &Path) -> Status {
 
 pub fn digest_of(index_dir: &Path) -> String {
     let store = Index::open_store_read(index_dir).unwrap();
-    let d = store.read().unwrap().state_digest().unwrap();
-    d
+    let view = store.read().unwrap();
+    view.state_digest().unwrap()
 }
 
 /// The content hashes of one object's rows, in line order.
@@ -87,8 +95,8 @@ pub fn hashes_of(index_dir: &Path, key: &str) -> Vec<String> {
 
 pub fn row(index_dir: &Path, hash: &str) -> Option<query::RowAnswer> {
     let store = Index::open_store_read(index_dir).unwrap();
-    let answer = query::row(&store.read().unwrap(), hash).unwrap();
-    answer
+    let view = store.read().unwrap();
+    query::row(&view, hash).unwrap()
 }
 
 pub fn chat(user: &str, assistant: &str) -> String {

@@ -58,17 +58,17 @@ fn the_representative_spelling_does_not_depend_on_order() {
     f.write("y.jsonl", msg("hello there friend"));
     let first = f.with_index("first");
     let second = f.with_index("second");
-    f.ingest_into(&first, &[f.data.join("x.jsonl")]);
-    f.ingest_into(&first, &[f.data.join("y.jsonl")]);
-    f.ingest_into(&second, &[f.data.join("y.jsonl")]);
-    f.ingest_into(&second, &[f.data.join("x.jsonl")]);
+    f.ingest_into(&first, [f.data.join("x.jsonl")]);
+    f.ingest_into(&first, [f.data.join("y.jsonl")]);
+    f.ingest_into(&second, [f.data.join("y.jsonl")]);
+    f.ingest_into(&second, [f.data.join("x.jsonl")]);
     let h = hashes_of(&first, "x.jsonl")[0].clone();
     let a = row(&first, &h).unwrap();
     let b = row(&second, &h).unwrap();
     assert_eq!(a.messages, b.messages);
     // Removing the object holding the representative switches to the other spelling.
     f.remove("x.jsonl");
-    f.ingest_into(&first, &[f.data.clone()]);
+    f.ingest_into(&first, [&f.data]);
     let after = row(&first, &h).unwrap();
     assert_eq!(after.messages[0].content, "hello there friend");
     assert_eq!(after.sources.len(), 1);

@@ -92,7 +92,7 @@ fn ingesting_one_file_does_not_delete_its_neighbours() {
     f.write("b.jsonl", lines(&[("b", "2")]));
     f.ingest();
     f.write("a.jsonl", lines(&[("a", "1"), ("a2", "3")]));
-    let r = f.ingest_into(&f.index_dir, &[f.data.join("a.jsonl")]);
+    let r = f.ingest_into(&f.index_dir, [f.data.join("a.jsonl")]);
     assert_eq!(r.objects_deleted, 0);
     assert_eq!(f.status().objects, 2);
 }
@@ -113,23 +113,23 @@ fn state_does_not_depend_on_ingest_order_or_batching() {
     );
 
     let ab = f.with_index("ab");
-    f.ingest_into(&ab, &[a.clone()]);
-    f.ingest_into(&ab, &[b.clone()]);
-    f.ingest_into(&ab, &[c.clone()]);
+    f.ingest_into(&ab, [&a]);
+    f.ingest_into(&ab, [&b]);
+    f.ingest_into(&ab, [&c]);
 
     let ba = f.with_index("ba");
-    f.ingest_into(&ba, &[c.clone()]);
-    f.ingest_into(&ba, &[b.clone()]);
-    f.ingest_into(&ba, &[a.clone()]);
+    f.ingest_into(&ba, [&c]);
+    f.ingest_into(&ba, [&b]);
+    f.ingest_into(&ba, [&a]);
 
     let mut tiny = Fixture::new();
     tiny.options.batch_bytes = 1;
     let together = f.with_index("together");
-    let r = tiny.ingest_into(&together, &[f.data.clone()]);
+    let r = tiny.ingest_into(&together, [&f.data]);
     assert!(r.commits >= 3, "one commit per object with a 1-byte batch");
 
     let once = f.with_index("once");
-    f.ingest_into(&once, &[c, b, a]);
+    f.ingest_into(&once, [c, b, a]);
 
     let reference = digest_of(&ab);
     assert_eq!(digest_of(&ba), reference);
@@ -150,7 +150,13 @@ fn reclassification_follows_a_config_change() {
     );
     let classifier = idx::families::Classifier::from_toml(&text, "test").unwrap();
     let mut index = idx::index::Index::open_write(&f.index_dir).unwrap();
-    let r = idx::ingest::ingest(&mut index, &classifier, &[f.data.clone()], &f.options).unwrap();
+    let r = idx::ingest::ingest(
+        &mut index,
+        &classifier,
+        std::slice::from_ref(&f.data),
+        &f.options,
+    )
+    .unwrap();
     drop(index);
     assert_eq!(r.objects_changed, 1);
     let s = f.status();

@@ -7,8 +7,8 @@ use super::common::{chat, hashes_of, Fixture};
 
 fn search(f: &Fixture, q: &str, family: Option<&str>) -> Vec<query::TextHit> {
     let (store, search) = Index::open_read(&f.index_dir).unwrap();
-    let hits = query::text(&store.read().unwrap(), &search, q, family, 10).unwrap();
-    hits
+    let view = store.read().unwrap();
+    query::text(&view, &search, q, family, 10).unwrap()
 }
 
 #[test]
