@@ -236,11 +236,14 @@ fn print_status(s: &query::Status, data_dir: &Path) {
     println!("index: {}", data_dir.display());
     println!(
         "objects: {} ({} indexed, {} skipped, {} failed)",
-        s.objects, s.objects_indexed, s.objects_skipped, s.objects_failed
+        s.totals.objects,
+        s.totals.objects_indexed,
+        s.totals.objects_skipped,
+        s.totals.objects_failed
     );
     println!(
         "rows: {} ({} unique), {} rejected, {} tokens",
-        s.rows, s.unique_rows, s.rejected_rows, s.tokens
+        s.totals.rows, s.totals.unique_rows, s.totals.rejected_rows, s.totals.tokens
     );
     println!(
         "{:<32} {:>10} {:>10} {:>12}",

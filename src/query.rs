@@ -11,14 +11,7 @@ use crate::families::{Classifier, UNASSIGNED};
 use crate::fingerprint::Hash128;
 use crate::model::{Message, ObjectVersion, Rejection};
 use crate::search::SearchIndex;
-use crate::store::{keys, ObjectStatus, ReadView};
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct FamilyCounts {
-    pub rows: u64,
-    pub unique_rows: u64,
-    pub tokens: u64,
-}
+use crate::store::{keys, FamilyStats, ObjectStatus, ReadView, Totals};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SkippedObject {
@@ -28,18 +21,12 @@ pub struct SkippedObject {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Status {
-    pub objects: u64,
-    pub objects_indexed: u64,
-    pub objects_skipped: u64,
-    pub objects_failed: u64,
-    /// Every accepted record, duplicates included.
-    pub rows: u64,
-    /// Distinct content hashes.
-    pub unique_rows: u64,
-    pub rejected_rows: u64,
-    pub tokens: u64,
+    /// Objects, rows (every accepted record, duplicates included), unique rows (distinct content
+    /// hashes), rejected rows and tokens (over unique rows).
+    #[serde(flatten)]
+    pub totals: Totals,
     /// Per family tag (configured families always listed, with zeros when empty).
-    pub families: BTreeMap<String, FamilyCounts>,
+    pub families: BTreeMap<String, FamilyStats>,
     /// Keys of indexed objects no family rule matched.
     pub unassigned_objects: Vec<String>,
     /// Objects listed but not read, with the reason.
@@ -54,22 +41,13 @@ pub struct Status {
 /// Index-wide counts and per-family figures.
 pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
     let totals = view.totals()?;
-    let mut families: BTreeMap<String, FamilyCounts> = classifier
+    let mut families: BTreeMap<String, FamilyStats> = classifier
         .config()
         .families
         .iter()
-        .map(|f| (f.name.clone(), FamilyCounts::default()))
+        .map(|f| (f.name.clone(), FamilyStats::default()))
         .collect();
-    for (name, s) in view.family_stats()? {
-        families.insert(
-            name,
-            FamilyCounts {
-                rows: s.rows,
-                unique_rows: s.unique_rows,
-                tokens: s.tokens,
-            },
-        );
-    }
+    families.extend(view.family_stats()?);
     let mut unassigned_objects = Vec::new();
     let mut skipped_objects = Vec::new();
     let mut failed_objects = Vec::new();
@@ -94,14 +72,7 @@ pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
         }
     }
     Ok(Status {
-        objects: totals.objects,
-        objects_indexed: totals.objects_indexed,
-        objects_skipped: totals.objects_skipped,
-        objects_failed: totals.objects_failed,
-        rows: totals.rows,
-        unique_rows: totals.unique_rows,
-        rejected_rows: totals.rejected_rows,
-        tokens: totals.tokens,
+        totals,
         families,
         unassigned_objects,
         skipped_objects,

@@ -47,8 +47,8 @@ fn spacing_crlf_width_and_case_variants_are_one_row_with_all_places() {
         ]
     );
     let s = f.status();
-    assert_eq!(s.rows, 6);
-    assert_eq!(s.unique_rows, 2);
+    assert_eq!(s.totals.rows, 6);
+    assert_eq!(s.totals.unique_rows, 2);
 }
 
 #[test]

@@ -103,7 +103,7 @@ fn non_training_objects_are_listed_not_indexed_and_unmatched_keys_are_unassigned
     assert_eq!(r.objects_skipped, 3);
     assert_eq!(r.rows_added, 1);
     let s = f.status();
-    assert_eq!(s.objects_skipped, 3);
+    assert_eq!(s.totals.objects_skipped, 3);
     assert_eq!(s.unassigned_objects, vec!["misc/stuff.jsonl".to_string()]);
     assert_eq!(s.families["unassigned"].rows, 1);
     assert!(s
@@ -140,5 +140,5 @@ fn families_are_counted_per_tag() {
         assert!(s.families[family].tokens > 0, "{family}");
     }
     assert_eq!(s.families["dpo_preference"].rows, 0);
-    assert_eq!(s.unique_rows, 2);
+    assert_eq!(s.totals.unique_rows, 2);
 }

@@ -65,7 +65,7 @@ fn a_changed_object_replaces_exactly_its_rows() {
     assert_eq!(shared.sources.len(), 1);
     assert_eq!(shared.sources[0].key, "b.jsonl");
     let s = f.status();
-    assert_eq!((s.rows, s.unique_rows), (5, 5));
+    assert_eq!((s.totals.rows, s.totals.unique_rows), (5, 5));
 }
 
 #[test]
@@ -82,7 +82,10 @@ fn a_deleted_object_drops_its_rows() {
     assert!(row(&f.index_dir, &a[0]).is_none());
     assert_eq!(row(&f.index_dir, &a[1]).unwrap().sources.len(), 1);
     let s = f.status();
-    assert_eq!((s.objects, s.rows, s.unique_rows), (1, 1, 1));
+    assert_eq!(
+        (s.totals.objects, s.totals.rows, s.totals.unique_rows),
+        (1, 1, 1)
+    );
 }
 
 #[test]
@@ -94,7 +97,7 @@ fn ingesting_one_file_does_not_delete_its_neighbours() {
     f.write("a.jsonl", lines(&[("a", "1"), ("a2", "3")]));
     let r = f.ingest_into(&f.index_dir, [f.data.join("a.jsonl")]);
     assert_eq!(r.objects_deleted, 0);
-    assert_eq!(f.status().objects, 2);
+    assert_eq!(f.status().totals.objects, 2);
 }
 
 #[test]

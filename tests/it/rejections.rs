@@ -46,9 +46,9 @@ fn every_kind_of_bad_line_is_counted_with_its_line_and_reason() {
     assert!(r.rejections.iter().all(|x| x.key == "bad.jsonl"));
 
     let s = f.status();
-    assert_eq!(s.rejected_rows, 9);
+    assert_eq!(s.totals.rejected_rows, 9);
     assert_eq!(s.objects_with_rejections.get("bad.jsonl"), Some(&9));
-    assert_eq!(s.rows, 3);
+    assert_eq!(s.totals.rows, 3);
 }
 
 #[test]
