@@ -104,6 +104,8 @@ struct PreparedRow {
 
 enum Msg {
     Begin(usize),
+    /// Records read but not yet fingerprinted (the fingerprint stage turns these into `Rows`).
+    Parsed(usize, Vec<parse::ParsedRecord>),
     Rows(usize, Vec<PreparedRow>),
     End {
         work: usize,
@@ -208,7 +210,8 @@ pub fn ingest(
     }
 
     let total_bytes: u64 = work.iter().map(|w| w.found.size).sum();
-    let (tx, rx) = sync_channel::<Msg>(8);
+    let (tx, parsed_rx) = sync_channel::<Msg>(4);
+    let (fp_tx, rx) = sync_channel::<Msg>(4);
     let limits = options.limits;
     let work_for_reader: Vec<(PathBuf, (parse::FileFormat, bool))> = work
         .iter()
@@ -217,6 +220,7 @@ pub fn ingest(
     let mut fts_seq = index.search.committed_seq()?;
     std::thread::scope(|scope| -> Result<()> {
         scope.spawn(move || reader_thread(work_for_reader, limits, tx));
+        scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx));
         let mut progress = Progress::new(options.progress, work.len(), total_bytes);
         let mut first = true;
         let mut finished = false;
@@ -251,9 +255,16 @@ pub fn ingest(
                 &mut report,
                 &mut progress,
             )?;
+            let written = Instant::now();
             let outcome = batch.finish(fts_seq)?;
             txn.commit()?;
             report.commits += 1;
+            info!(
+                seq = outcome.seq,
+                touched = outcome.touched.len(),
+                commit_ms = written.elapsed().as_millis() as u64,
+                "batch committed to redb"
+            );
             if !outcome.touched.is_empty() {
                 // Rows indexed early and untouched since need no second look.
                 let rest: Vec<_> = outcome
@@ -263,8 +274,15 @@ pub fn ingest(
                     .filter(|h| !early.clean.contains_key(h))
                     .collect();
                 let view = index.store.read()?;
+                let started = Instant::now();
                 index.search.apply(&view, &rest, outcome.seq)?;
                 fts_seq = outcome.seq;
+                info!(
+                    seq = outcome.seq,
+                    reindexed = rest.len(),
+                    commit_ms = started.elapsed().as_millis() as u64,
+                    "full-text index committed"
+                );
             }
         }
         progress.finish();
@@ -359,22 +377,13 @@ fn write_batch(
                     report.rows_removed += batch.remove_places(&id, &old.families)?;
                 }
             }
+            Msg::Parsed(i, records) => {
+                let rows = prepare(records);
+                write_rows(batch, search, early, work, i, &rows)?;
+                report.rows_added += rows.len() as u64;
+            }
             Msg::Rows(i, rows) => {
-                let w = &work[i];
-                let id = keys::object_id(&w.source, &w.found.key);
-                for r in &rows {
-                    let hash = r.fp.content_hash;
-                    let new = batch.is_new_row(hash)?;
-                    batch.add_place(&id, &w.families, r.line, r.record, &r.fp, &r.conversation)?;
-                    if new {
-                        search.add_new_row(hash, &r.conversation, &w.families)?;
-                        early.clean.insert(hash, (r.fp.variant_hash, i));
-                    } else if let Some(&(variant, first)) = early.clean.get(&hash) {
-                        if variant != r.fp.variant_hash || work[first].families != w.families {
-                            early.clean.remove(&hash);
-                        }
-                    }
-                }
+                write_rows(batch, search, early, work, i, &rows)?;
                 report.rows_added += rows.len() as u64;
             }
             Msg::End {
@@ -465,7 +474,58 @@ fn write_batch(
     Ok(true)
 }
 
-/// Reads, parses and fingerprints objects in order, streaming rows to the writer.
+fn prepare(records: Vec<parse::ParsedRecord>) -> Vec<PreparedRow> {
+    records
+        .into_iter()
+        .map(|r| PreparedRow {
+            line: r.line,
+            record: r.record,
+            fp: fingerprint(&r.conversation),
+            conversation: r.conversation,
+        })
+        .collect()
+}
+
+fn write_rows(
+    batch: &mut WriteBatch<'_>,
+    search: &mut SearchIndex,
+    early: &mut EarlyText,
+    work: &[Work],
+    i: usize,
+    rows: &[PreparedRow],
+) -> Result<()> {
+    let w = &work[i];
+    let id = keys::object_id(&w.source, &w.found.key);
+    for r in rows {
+        let hash = r.fp.content_hash;
+        let new = batch.is_new_row(hash)?;
+        batch.add_place(&id, &w.families, r.line, r.record, &r.fp, &r.conversation)?;
+        if new {
+            search.add_new_row(hash, &r.conversation, &w.families)?;
+            early.clean.insert(hash, (r.fp.variant_hash, i));
+        } else if let Some(&(variant, first)) = early.clean.get(&hash) {
+            if variant != r.fp.variant_hash || work[first].families != w.families {
+                early.clean.remove(&hash);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fingerprints parsed records between the reader and the writer; passes everything else on.
+fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>) {
+    for msg in rx {
+        let out = match msg {
+            Msg::Parsed(i, records) => Msg::Rows(i, prepare(records)),
+            other => other,
+        };
+        if tx.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads and parses objects in order, streaming records to the fingerprint stage.
 fn reader_thread(
     work: Vec<(PathBuf, (parse::FileFormat, bool))>,
     limits: Limits,
@@ -495,7 +555,7 @@ fn reader_thread(
             hasher: xxhash_rust::xxh3::Xxh3::new(),
             bytes: 0,
         };
-        let mut chunk: Vec<PreparedRow> = Vec::with_capacity(CHUNK_ROWS);
+        let mut chunk: Vec<parse::ParsedRecord> = Vec::with_capacity(CHUNK_ROWS);
         let mut rows = 0u64;
         let mut rejected = 0u64;
         let mut rejections = Vec::new();
@@ -507,17 +567,11 @@ fn reader_thread(
             limits,
             &mut |item| match item {
                 Item::Record(r) => {
-                    let fp = fingerprint(&r.conversation);
-                    chunk.push(PreparedRow {
-                        line: r.line,
-                        record: r.record,
-                        fp,
-                        conversation: r.conversation,
-                    });
+                    chunk.push(r);
                     rows += 1;
                     if chunk.len() >= CHUNK_ROWS && !closed {
                         let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
-                        closed = tx.send(Msg::Rows(i, full)).is_err();
+                        closed = tx.send(Msg::Parsed(i, full)).is_err();
                     }
                 }
                 Item::Rejected(r) => {
@@ -534,7 +588,7 @@ fn reader_thread(
         // Drain what the parser left unread (e.g. after a document-size rejection) so the digest
         // covers the whole object.
         let _ = std::io::copy(&mut digester, &mut std::io::sink());
-        if !chunk.is_empty() && tx.send(Msg::Rows(i, chunk)).is_err() {
+        if !chunk.is_empty() && tx.send(Msg::Parsed(i, chunk)).is_err() {
             return;
         }
         let end = Msg::End {

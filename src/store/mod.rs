@@ -38,7 +38,7 @@ pub use records::{
 
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprints, Hash128};
-use crate::model::Conversation;
+use crate::model::{Conversation, RecordKind};
 
 /// Version of the on-disk layout; bumped on any incompatible change to tables or records.
 pub const FORMAT_VERSION: u32 = 1;
@@ -462,12 +462,14 @@ impl<'t> WriteBatch<'t> {
                 }
                 let vstart = keys::variant(hash, Hash128(0));
                 let vend = keys::variant(hash, Hash128(u128::MAX));
-                let rep: VariantRecord = match self
+                // Only the leading (tokens, kind) of the representative is needed: decoding the
+                // prefix skips the text.
+                let (rep_tokens, rep_kind): (u64, RecordKind) = match self
                     .variants
                     .range::<&[u8]>(vstart.as_slice()..=vend.as_slice())?
                     .next()
                 {
-                    Some(entry) => codec::decode("variants", entry?.1.value())?,
+                    Some(entry) => codec::decode_prefix("variants", entry?.1.value())?,
                     None => {
                         return Err(Error::Codec {
                             table: "variants",
@@ -488,8 +490,8 @@ impl<'t> WriteBatch<'t> {
                 let primary_family = self.primary_of(&first_place)?;
                 Some(RowRecord {
                     simhash: old.as_ref().map_or(delta.simhash, |o| o.simhash),
-                    tokens: rep.tokens,
-                    kind: rep.conversation.kind,
+                    tokens: rep_tokens,
+                    kind: rep_kind,
                     places: places as u64,
                     primary_family,
                     families: families

@@ -38,6 +38,8 @@ pub struct ObjectRecord {
 }
 
 /// One spelling of a row: the canonical conversation as it appeared, with its token count.
+/// Field order matters: `tokens` then `conversation.kind` lead the encoding so that they can be
+/// decoded alone (see `codec::decode_prefix`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VariantRecord {
     pub tokens: u64,
