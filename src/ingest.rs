@@ -1,8 +1,8 @@
 //! The ingest driver: scan sources, decide per object whether it is new, changed, unchanged,
-//! deleted or not training data, then read the changed ones on a reader thread (parse, normalise,
-//! fingerprint) while this thread writes them to redb in batches and feeds the full-text index.
-//! The two threads are joined by a small bounded channel, so a slow writer slows the reader
-//! rather than growing memory. An object never straddles two redb transactions.
+//! deleted or not training data, then read the changed ones on a reader thread (parse, normalise),
+//! fingerprint them on a second thread, while this thread writes them to redb in batches and feeds
+//! the full-text index. The stages are joined by small bounded channels, so a slow writer slows
+//! the reader rather than growing memory. An object never straddles two redb transactions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
@@ -79,6 +79,8 @@ pub struct IngestReport {
     pub bytes_read: u64,
     pub seconds: f64,
     pub commits: u64,
+    /// Things worth a look that are not errors (e.g. overlapping source roots).
+    pub warnings: Vec<String>,
 }
 
 const REPORTED_REJECTIONS: usize = 10;
@@ -135,6 +137,7 @@ pub fn ingest(
     let scans = merge_scans(scans);
 
     let view = index.store.read()?;
+    report.warnings = overlap_warnings(&scans, &view.sources()?);
     let mut work: Vec<Work> = Vec::new();
     let mut skipped: Vec<ObjectRecord> = Vec::new();
     let mut deletions: Vec<String> = Vec::new();
@@ -217,13 +220,14 @@ pub fn ingest(
         .iter()
         .map(|w| (w.found.path.clone(), w.format))
         .collect();
-    let mut fts_seq = index.search.committed_seq()?;
+    let fts_seq = index.search.committed_seq()?;
     std::thread::scope(|scope| -> Result<()> {
         scope.spawn(move || reader_thread(work_for_reader, limits, tx));
         scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx));
         let mut progress = Progress::new(options.progress, work.len(), total_bytes);
         let mut first = true;
         let mut finished = false;
+        let mut text_pending: Option<u64> = None;
         while !finished {
             let txn = index.store.begin_write()?;
             let mut batch = WriteBatch::open(&txn)?;
@@ -266,30 +270,51 @@ pub fn ingest(
                 "batch committed to redb"
             );
             if !outcome.touched.is_empty() {
-                // Rows indexed early and untouched since need no second look.
+                // Rows indexed early and untouched since need no second look. The full-text index
+                // commits once at the end: its fts_log entries cover a crash meanwhile.
                 let rest: Vec<_> = outcome
                     .touched
                     .iter()
                     .copied()
                     .filter(|h| !early.clean.contains_key(h))
                     .collect();
-                let view = index.store.read()?;
-                let started = Instant::now();
-                index.search.apply(&view, &rest, outcome.seq)?;
-                fts_seq = outcome.seq;
-                info!(
-                    seq = outcome.seq,
-                    reindexed = rest.len(),
-                    commit_ms = started.elapsed().as_millis() as u64,
-                    "full-text index committed"
-                );
+                index.search.reindex(&index.store.read()?, &rest)?;
+                text_pending = Some(outcome.seq);
             }
+        }
+        if let Some(seq) = text_pending {
+            let started = Instant::now();
+            index.search.commit(seq)?;
+            info!(
+                seq,
+                commit_ms = started.elapsed().as_millis() as u64,
+                "full-text index committed"
+            );
         }
         progress.finish();
         Ok(())
     })?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// A source root inside (or around) another one already indexed sees the same files under other
+/// keys, so their rows would count twice.
+fn overlap_warnings(scans: &[Scan], indexed: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for scan in scans {
+        for other in indexed {
+            let nested = other.starts_with(&format!("{}/", scan.source))
+                || scan.source.starts_with(&format!("{other}/"));
+            if nested {
+                out.push(format!(
+                    "{} overlaps {} already in the index: files under both are indexed twice; ingest one root consistently",
+                    scan.source, other
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn merge_scans(scans: Vec<Scan>) -> Vec<Scan> {

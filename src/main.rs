@@ -222,6 +222,9 @@ fn print_ingest(r: &IngestReport) {
     for f in &r.scan_errors {
         println!("  unreadable {}: {}", f.key, f.error);
     }
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
     let mb = r.bytes_read as f64 / 1e6;
     println!(
         "read {:.1} MB in {:.2} s ({:.1} MB/s), {} commit(s)",

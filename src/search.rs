@@ -196,7 +196,8 @@ impl SearchIndex {
         Ok(())
     }
 
-    fn commit(&mut self, seq: u64) -> Result<()> {
+    /// Commit everything added since the last commit, as reflecting redb commit `seq`.
+    pub fn commit(&mut self, seq: u64) -> Result<()> {
         let dir = self.dir.clone();
         let wrap = |source| Error::Search {
             path: dir.clone(),
@@ -213,10 +214,16 @@ impl SearchIndex {
     /// Re-index the given rows from the snapshot (removed rows are deleted), then commit
     /// everything added since the last commit as redb commit `seq`.
     pub fn apply(&mut self, view: &ReadView, hashes: &[Hash128], seq: u64) -> Result<()> {
+        self.reindex(view, hashes)?;
+        self.commit(seq)
+    }
+
+    /// Re-index the given rows from the snapshot without committing (see [`SearchIndex::commit`]).
+    pub fn reindex(&mut self, view: &ReadView, hashes: &[Hash128]) -> Result<()> {
         for &h in hashes {
             self.add_row(view, h)?;
         }
-        self.commit(seq)
+        Ok(())
     }
 
     /// Drop everything and index every row of the snapshot.

@@ -3,7 +3,9 @@
 //! them. Detection order (first match wins): ChatML `messages`; ShareGPT `conversations`;
 //! preference `prompt`+`chosen`+`rejected`; KTO `prompt`+`completion`+`label`; Alpaca
 //! `instruction`+`output`; prompt/response pairs (`prompt`/`response`, `prompt`/`completion`,
-//! `question`/`answer`, `input`/`output`, `query`/`response`); plain `text`.
+//! `question`/`answer`, `input`/`output`, `query`/`response`); ESConv-style emotional-support
+//! dialogues `dialog: [{speaker, content}]` (seeker/speaker/usr → user, supporter/listener/sys →
+//! assistant, read as ShareGPT-like conversations); plain `text`.
 
 use serde_json::{Map, Value};
 
@@ -28,6 +30,13 @@ pub fn detect(value: Value) -> Result<Conversation, String> {
         Conversation {
             kind: RecordKind::Sharegpt,
             messages: message_list(v, "conversations", "from", "value")?,
+            rejected: None,
+            label: None,
+        }
+    } else if let Some(v) = obj.get("dialog") {
+        Conversation {
+            kind: RecordKind::Sharegpt,
+            messages: message_list(v, "dialog", "speaker", "content")?,
             rejected: None,
             label: None,
         }
@@ -108,8 +117,11 @@ fn string_field(obj: &Map<String, Value>, field: &str) -> Result<String, String>
 fn parse_role(raw: &str) -> Option<Role> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "system" => Some(Role::System),
-        "user" | "human" | "prompter" => Some(Role::User),
-        "assistant" | "gpt" | "bot" | "chatgpt" | "model" => Some(Role::Assistant),
+        "user" | "human" | "prompter" | "seeker" | "speaker" | "usr" | "client" | "patient" => {
+            Some(Role::User)
+        }
+        "assistant" | "gpt" | "bot" | "chatgpt" | "model" | "supporter" | "listener" | "sys"
+        | "therapist" | "counselor" | "counsellor" => Some(Role::Assistant),
         _ => None,
     }
 }
@@ -295,6 +307,16 @@ mod tests {
             Ok(RecordKind::Kto)
         );
         assert_eq!(kind(json!({"text": "t"})), Ok(RecordKind::Text));
+        let esconv = detect(json!({"situation": "s", "dialog": [
+            {"speaker": "speaker", "annotation": {}, "content": "Hey there"},
+            {"speaker": "listener", "annotation": {"strategy": "Question"}, "content": "Hi, how are you?"}
+        ]}))
+        .unwrap();
+        assert_eq!(esconv.kind, RecordKind::Sharegpt);
+        assert_eq!(
+            esconv.messages.iter().map(|m| m.role).collect::<Vec<_>>(),
+            vec![Role::User, Role::Assistant]
+        );
     }
 
     #[test]

@@ -666,6 +666,20 @@ impl ReadView {
         }
     }
 
+    /// The distinct source roots of all objects, sorted.
+    pub fn sources(&self) -> Result<Vec<String>> {
+        let t = self.txn.open_table(OBJECTS)?;
+        let mut out: Vec<String> = Vec::new();
+        for entry in t.iter()? {
+            let (k, _) = entry?;
+            let (source, _) = keys::split_object_id(k.value());
+            if out.last().map(String::as_str) != Some(source) {
+                out.push(source.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// Every object, in (source, key) order.
     pub fn objects(&self) -> Result<Vec<ObjectRecord>> {
         self.objects_in(None)

@@ -166,3 +166,14 @@ fn reclassification_follows_a_config_change() {
     assert_eq!(s.families["sarcasm"].rows, 1);
     assert_eq!(s.families.get("unassigned").map_or(0, |c| c.rows), 0);
 }
+
+#[test]
+fn overlapping_source_roots_are_warned_about() {
+    let f = Fixture::new();
+    f.write("sub/a.jsonl", lines(&[("a", "1")]));
+    let first = f.ingest_into(&f.index_dir, [f.data.join("sub")]);
+    assert!(first.warnings.is_empty());
+    let second = f.ingest();
+    assert_eq!(second.warnings.len(), 1, "{:?}", second.warnings);
+    assert!(second.warnings[0].contains("overlaps"));
+}
