@@ -1,5 +1,6 @@
 mod cli;
 mod common;
+mod crash;
 mod dedup;
 mod formats;
 mod incremental;
