@@ -85,6 +85,9 @@ pub struct IngestReport {
 
 const REPORTED_REJECTIONS: usize = 10;
 const CHUNK_ROWS: usize = 512;
+/// Chunks each channel holds: enough (~16k rows, ~20 MB of text) for reading to go on while the
+/// writer commits a batch, small enough to bound memory.
+const CHANNEL_CHUNKS: usize = 32;
 
 /// One object the reader thread must read.
 struct Work {
@@ -213,8 +216,8 @@ pub fn ingest(
     }
 
     let total_bytes: u64 = work.iter().map(|w| w.found.size).sum();
-    let (tx, parsed_rx) = sync_channel::<Msg>(4);
-    let (fp_tx, rx) = sync_channel::<Msg>(4);
+    let (tx, parsed_rx) = sync_channel::<Msg>(CHANNEL_CHUNKS);
+    let (fp_tx, rx) = sync_channel::<Msg>(CHANNEL_CHUNKS);
     let limits = options.limits;
     let work_for_reader: Vec<(PathBuf, (parse::FileFormat, bool))> = work
         .iter()
