@@ -21,7 +21,13 @@ use idx::query;
 /// Every row gets a content hash, a SimHash and its provenance (object, version, line) in an
 /// embedded redb database; the text goes into a tantivy full-text index rebuilt from redb at will.
 #[derive(Parser, Debug)]
-#[command(name = "idx", version, about, long_about)]
+#[command(
+    name = "idx",
+    version,
+    about,
+    long_about,
+    after_long_help = "Examples:\n  idx ingest examples/data                 index a folder (again: only changes are read)\n  idx status --json                        counts per family, for scripts\n  idx query text \"can't sleep\" --limit 5   full-text search with file and line\n  idx query source datasets/a.jsonl        rows and rejections of one object\n  idx query hash 1f0c...                   one row and every place it occurs"
+)]
 struct Cli {
     /// Where the index lives (created on first ingest)
     #[arg(long, global = true, env = "IDX_DATA_DIR", default_value = ".idx")]
