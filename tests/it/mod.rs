@@ -5,4 +5,5 @@ mod dedup;
 mod formats;
 mod incremental;
 mod rejections;
+mod robustness;
 mod search;
