@@ -19,6 +19,7 @@ use crate::fingerprint::{fingerprint, Fingerprints, Hash128};
 use crate::index::Index;
 use crate::model::{Conversation, ObjectVersion, Rejection};
 use crate::parse::{self, Item, Limits};
+use crate::repair::Repairs;
 use crate::search::SearchIndex;
 use crate::source::{self, FoundObject, Scan};
 use crate::store::{keys, ObjectRecord, ObjectStatus, WriteBatch, KEPT_REJECTIONS};
@@ -79,6 +80,8 @@ pub struct IngestReport {
     pub bytes_read: u64,
     pub seconds: f64,
     pub commits: u64,
+    /// Encoding repairs made in the objects read by this run.
+    pub repairs: Repairs,
     /// Things worth a look that are not errors (e.g. overlapping source roots).
     pub warnings: Vec<String>,
 }
@@ -119,6 +122,7 @@ enum Msg {
         rows: u64,
         rejected: u64,
         rejections: Vec<Rejection>,
+        repairs: Repairs,
     },
     Failed(usize, String),
 }
@@ -367,6 +371,7 @@ fn plan_skip(
         rows: 0,
         rejected: 0,
         rejections: Vec::new(),
+        repairs: Repairs::default(),
     };
     if old != Some(&record) {
         out.push(record);
@@ -421,8 +426,10 @@ fn write_batch(
                 rows,
                 rejected,
                 rejections,
+                repairs,
             } => {
                 let w = &work[i];
+                report.repairs.add(repairs);
                 for r in &rejections {
                     if report.rejections.len() < REPORTED_REJECTIONS {
                         report.rejections.push(RejectionReport {
@@ -454,6 +461,7 @@ fn write_batch(
                     rows,
                     rejected,
                     rejections,
+                    repairs,
                 })?;
                 info!(key = %w.found.key, rows, rejected, family = %w.primary, "object indexed");
                 progress.object_done(w.found.size);
@@ -492,6 +500,7 @@ fn write_batch(
                         rows: 0,
                         rejected: 0,
                         rejections: Vec::new(),
+                        repairs: Repairs::default(),
                     },
                 };
                 batch.put_object(&record)?;
@@ -587,6 +596,7 @@ fn reader_thread(
         let mut rows = 0u64;
         let mut rejected = 0u64;
         let mut rejections = Vec::new();
+        let mut repairs = Repairs::default();
         let mut closed = false;
         parse::read_object(
             &mut digester,
@@ -595,6 +605,7 @@ fn reader_thread(
             limits,
             &mut |item| match item {
                 Item::Record(r) => {
+                    repairs.add(r.repairs);
                     chunk.push(r);
                     rows += 1;
                     if chunk.len() >= CHUNK_ROWS && !closed {
@@ -626,6 +637,7 @@ fn reader_thread(
             rows,
             rejected,
             rejections,
+            repairs,
         };
         if tx.send(end).is_err() {
             return;

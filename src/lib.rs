@@ -14,6 +14,7 @@ pub mod model;
 pub mod normalize;
 pub mod parse;
 pub mod query;
+pub mod repair;
 pub mod search;
 pub mod source;
 pub mod store;

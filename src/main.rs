@@ -210,8 +210,11 @@ fn print_ingest(r: &IngestReport) {
         r.objects_failed
     );
     println!(
-        "rows: {} added, {} removed, {} rejected",
-        r.rows_added, r.rows_removed, r.rejected_rows
+        "rows: {} added, {} removed, {} rejected; {} encoding repairs",
+        r.rows_added,
+        r.rows_removed,
+        r.rejected_rows,
+        r.repairs.total()
     );
     for rej in &r.rejections {
         println!("  rejected {}:{}: {}", rej.key, rej.line, rej.reason);
@@ -278,6 +281,19 @@ fn print_status(s: &query::Status, data_dir: &Path) {
     }
     for o in &s.failed_objects {
         println!("failed {}: {}", o.key, o.reason);
+    }
+    if s.repairs.total() > 0 {
+        let r = &s.repairs;
+        println!(
+            "encoding repairs: {} mojibake runs, {} control characters, {} documents decoded",
+            r.mojibake, r.controls, r.decoded
+        );
+        for (family, r) in &s.repairs_by_family {
+            println!(
+                "  {family}: {} mojibake, {} controls, {} decoded",
+                r.mojibake, r.controls, r.decoded
+            );
+        }
     }
     for (k, n) in &s.objects_with_rejections {
         println!("rejections: {k}: {n} line(s)");

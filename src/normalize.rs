@@ -1,10 +1,11 @@
-//! Canonical text: Unicode NFKC, every whitespace run (newlines included) collapsed to one space,
+//! Canonical text: encoding repair first ([`crate::repair`]), then Unicode NFKC, every whitespace run (newlines included) collapsed to one space,
 //! trimmed; and the case-folded form used for exact-duplicate keys and SimHash. Pure functions,
 //! idempotent by construction (tested), with an ASCII fast path because most input is ASCII.
 
 use unicode_normalization::UnicodeNormalization;
 
 use crate::model::{Conversation, Message};
+use crate::repair::{repair_text, Repairs};
 
 /// NFKC plus whitespace collapsing and trimming.
 pub fn canonical_text(raw: &str) -> String {
@@ -41,17 +42,22 @@ fn collapse_whitespace(s: &str) -> String {
     out
 }
 
-/// Canonicalise every message of a conversation in place; roles are kept as they are.
-pub fn canonicalize(conversation: &mut Conversation) {
-    let canon = |messages: &mut Vec<Message>| {
+/// Repair broken encodings (see [`crate::repair`]) and canonicalise every message of a
+/// conversation in place; roles are kept as they are. Returns what was repaired.
+pub fn canonicalize(conversation: &mut Conversation) -> Repairs {
+    let mut repairs = Repairs::default();
+    let mut canon = |messages: &mut Vec<Message>| {
         for m in messages.iter_mut() {
-            m.content = canonical_text(&m.content);
+            let (fixed, r) = repair_text(&m.content);
+            repairs.add(r);
+            m.content = canonical_text(&fixed);
         }
     };
     canon(&mut conversation.messages);
     if let Some(rejected) = conversation.rejected.as_mut() {
         canon(rejected);
     }
+    repairs
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::families::{Classifier, UNASSIGNED};
 use crate::fingerprint::Hash128;
 use crate::model::{Message, ObjectVersion, Rejection};
+use crate::repair::Repairs;
 use crate::search::SearchIndex;
 use crate::store::{keys, FamilyStats, ObjectStatus, ReadView, Totals};
 
@@ -32,6 +33,10 @@ pub struct Status {
     /// Objects listed but not read, with the reason.
     pub skipped_objects: Vec<SkippedObject>,
     pub failed_objects: Vec<SkippedObject>,
+    /// Encoding repairs (mojibake reversed, controls stripped, documents decoded), in all and per
+    /// family tag (families with none are left out).
+    pub repairs: Repairs,
+    pub repairs_by_family: BTreeMap<String, Repairs>,
     /// Objects holding rejected lines, with how many.
     pub objects_with_rejections: BTreeMap<String, u64>,
     /// redb commits so far.
@@ -52,7 +57,18 @@ pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
     let mut skipped_objects = Vec::new();
     let mut failed_objects = Vec::new();
     let mut objects_with_rejections = BTreeMap::new();
+    let mut repairs = Repairs::default();
+    let mut repairs_by_family: BTreeMap<String, Repairs> = BTreeMap::new();
     for o in view.objects()? {
+        if o.repairs.total() > 0 {
+            repairs.add(o.repairs);
+            for f in &o.families {
+                repairs_by_family
+                    .entry(f.clone())
+                    .or_default()
+                    .add(o.repairs);
+            }
+        }
         match &o.status {
             ObjectStatus::Indexed if o.primary_family == UNASSIGNED => {
                 unassigned_objects.push(o.key.clone())
@@ -77,6 +93,8 @@ pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
         unassigned_objects,
         skipped_objects,
         failed_objects,
+        repairs,
+        repairs_by_family,
         objects_with_rejections,
         commits: view.seq()?,
     })

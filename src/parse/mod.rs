@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::model::{Conversation, Rejection};
 use crate::normalize::canonicalize;
+use crate::repair::{self, Repairs};
 
 /// How an object's bytes are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,8 @@ pub struct ParsedRecord {
     pub line: u64,
     pub record: u32,
     pub conversation: Conversation,
+    /// Encoding repairs made to this record's text.
+    pub repairs: Repairs,
 }
 
 /// What the reader hands to its sink, in input order.
@@ -188,11 +191,12 @@ fn read_jsonl(reader: &mut impl BufRead, limits: Limits, sink: &mut dyn FnMut(It
             continue;
         }
         match parse_record_bytes(bytes) {
-            Ok(conversation) => {
+            Ok((conversation, repairs)) => {
                 sink(Item::Record(ParsedRecord {
                     line: line_no,
                     record,
                     conversation,
+                    repairs,
                 }));
                 record += 1;
             }
@@ -201,7 +205,7 @@ fn read_jsonl(reader: &mut impl BufRead, limits: Limits, sink: &mut dyn FnMut(It
     }
 }
 
-fn parse_record_bytes(bytes: &[u8]) -> Result<Conversation, String> {
+fn parse_record_bytes(bytes: &[u8]) -> Result<(Conversation, Repairs), String> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
     let value: serde_json::Value =
@@ -209,29 +213,50 @@ fn parse_record_bytes(bytes: &[u8]) -> Result<Conversation, String> {
     finish(formats::detect(value)?)
 }
 
-/// Canonicalise and refuse records with nothing in them.
-fn finish(mut conversation: Conversation) -> Result<Conversation, String> {
-    canonicalize(&mut conversation);
+/// Repair, canonicalise and refuse records with nothing in them.
+fn finish(mut conversation: Conversation) -> Result<(Conversation, Repairs), String> {
+    let repairs = canonicalize(&mut conversation);
     if conversation.messages.is_empty() {
         return Err("empty conversation".to_string());
     }
     if conversation.all_messages().all(|m| m.content.is_empty()) {
         return Err("empty conversation: every message is blank".to_string());
     }
-    Ok(conversation)
+    Ok((conversation, repairs))
 }
 
+/// A whole document (`.json`, `.txt`) that is not UTF-8 is decoded as UTF-16 when it looks like
+/// it, else as Windows-1252: such files come from editors and exports, not from programs that
+/// write JSON Lines (a JSONL line that is not UTF-8 is rejected instead).
 fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn FnMut(Item)) {
     let bytes = buf.strip_prefix(BOM).unwrap_or(buf);
+    let decoded: String;
+    let mut doc_repairs = Repairs::default();
     let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let at = e.valid_up_to();
-            let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64;
-            sink(reject(line, format!("invalid UTF-8 at byte {at}")));
-            return;
+        Ok(t) => match repair::decode_utf16(bytes).filter(|_| bytes.contains(&0)) {
+            Some(utf16) => {
+                decoded = utf16;
+                doc_repairs.decoded = 1;
+                decoded.as_str()
+            }
+            None => t,
+        },
+        Err(_) => {
+            decoded = repair::decode_utf16(bytes).unwrap_or_else(|| repair::decode_cp1252(bytes));
+            doc_repairs.decoded = 1;
+            decoded.as_str()
         }
     };
+    let mut first = true;
+    let mut sink = |item: Item| match item {
+        Item::Record(mut r) if first => {
+            first = false;
+            r.repairs.add(doc_repairs);
+            sink(Item::Record(r))
+        }
+        other => sink(other),
+    };
+    let sink: &mut dyn FnMut(Item) = &mut sink;
     if format == FileFormat::Text {
         let conversation = crate::model::Conversation {
             kind: crate::model::RecordKind::Text,
@@ -243,10 +268,11 @@ fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn 
             label: None,
         };
         match finish(conversation) {
-            Ok(conversation) => sink(Item::Record(ParsedRecord {
+            Ok((conversation, repairs)) => sink(Item::Record(ParsedRecord {
                 line: 1,
                 record: 0,
                 conversation,
+                repairs,
             })),
             Err(_) => sink(reject(1, "empty text file".to_string())),
         }
@@ -268,10 +294,11 @@ fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn 
         Ok(value) => {
             let line = line_of(text, text.len() - text.trim_start().len());
             let item = match formats::detect(value).and_then(finish) {
-                Ok(conversation) => Item::Record(ParsedRecord {
+                Ok((conversation, repairs)) => Item::Record(ParsedRecord {
                     line,
                     record: 0,
                     conversation,
+                    repairs,
                 }),
                 Err(reason) => reject(line, reason),
             };
@@ -279,7 +306,7 @@ fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn 
         }
         // Many `.json` files are really JSON Lines: read them as such rather than fail.
         Err(e) if e.to_string().starts_with("trailing characters") => {
-            let mut reader = BufReader::new(bytes);
+            let mut reader = BufReader::new(text.as_bytes());
             read_jsonl(&mut reader, limits, sink);
         }
         Err(e) => sink(reject(e.line() as u64, format!("invalid JSON: {e}"))),
@@ -309,10 +336,11 @@ fn emit_array(text: &str, items: &[&RawValue], sink: &mut dyn FnMut(Item)) {
             .and_then(formats::detect)
             .and_then(finish);
         let item = match parsed {
-            Ok(conversation) => Item::Record(ParsedRecord {
+            Ok((conversation, repairs)) => Item::Record(ParsedRecord {
                 line,
                 record: u32::try_from(index).unwrap_or(u32::MAX),
                 conversation,
+                repairs,
             }),
             Err(reason) => reject(line, format!("record {index}: {reason}")),
         };
@@ -383,6 +411,39 @@ mod tests {
         let (recs, rejs) = collect(data, FileFormat::Json, Limits::default());
         assert_eq!(recs.len(), 2);
         assert!(rejs.is_empty());
+    }
+
+    #[test]
+    fn non_utf8_documents_are_decoded_and_counted() {
+        let (recs, rejs) = collect(
+            b"[{\"text\": \"caf\xe9 \x93ok\x94\"}]",
+            FileFormat::Json,
+            Limits::default(),
+        );
+        assert!(rejs.is_empty());
+        assert_eq!(recs[0].conversation.messages[0].content, "café “ok”");
+        assert_eq!(recs[0].repairs.decoded, 1);
+        let utf16: Vec<u8> = "\u{feff}A transcript, in UTF-16.\r\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        let (recs, _) = collect(&utf16, FileFormat::Text, Limits::default());
+        assert_eq!(
+            recs[0].conversation.messages[0].content,
+            "A transcript, in UTF-16."
+        );
+        assert_eq!(recs[0].repairs.decoded, 1);
+    }
+
+    #[test]
+    fn mojibake_in_records_is_repaired_before_hashing() {
+        let (recs, _) = collect(
+            "{\"text\": \"I donâ€™t know\"}\n".as_bytes(),
+            FileFormat::Jsonl,
+            Limits::default(),
+        );
+        assert_eq!(recs[0].conversation.messages[0].content, "I don’t know");
+        assert_eq!(recs[0].repairs.mojibake, 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Conversation, ObjectVersion, RecordKind, Rejection};
+use crate::repair::Repairs;
 
 /// How many rejection reasons are kept per object (all are counted).
 pub const KEPT_REJECTIONS: usize = 20;
@@ -35,6 +36,8 @@ pub struct ObjectRecord {
     pub rejected: u64,
     /// The first [`KEPT_REJECTIONS`] rejections.
     pub rejections: Vec<Rejection>,
+    /// Encoding repairs made while reading it.
+    pub repairs: Repairs,
 }
 
 /// One spelling of a row: the canonical conversation as it appeared, with its token count.

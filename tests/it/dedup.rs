@@ -73,3 +73,37 @@ fn the_representative_spelling_does_not_depend_on_order() {
     assert_eq!(after.messages[0].content, "hello there friend");
     assert_eq!(after.sources.len(), 1);
 }
+
+#[test]
+fn mojibake_is_repaired_before_hashing_and_counted_per_family() {
+    let f = Fixture::new();
+    f.write(
+        "clean.jsonl",
+        format!("{}\n", msg("I don’t know why I feel this way")),
+    );
+    f.write(
+        "datasets/consolidated/datasets/sarcasm_data.jsonl",
+        format!("{}\n", msg("I donâ€™t know why I feel this way\u{0}")),
+    );
+    // A Windows-1252 transcript: not UTF-8 at all.
+    f.write(
+        "talks/windows_transcript.txt",
+        b"I don\x92t know why I feel this way".as_slice(),
+    );
+    f.ingest();
+    let clean = hashes_of(&f.index_dir, "clean.jsonl");
+    let broken = hashes_of(
+        &f.index_dir,
+        "datasets/consolidated/datasets/sarcasm_data.jsonl",
+    );
+    assert_eq!(clean, broken, "repaired text must hash like the clean text");
+    let transcript = hashes_of(&f.index_dir, "talks/windows_transcript.txt");
+    let t = row(&f.index_dir, &transcript[0]).unwrap();
+    assert_eq!(t.messages[0].content, "I don’t know why I feel this way");
+    let s = f.status();
+    assert_eq!(s.repairs.mojibake, 1);
+    assert_eq!(s.repairs.controls, 1);
+    assert_eq!(s.repairs.decoded, 1);
+    assert_eq!(s.repairs_by_family["sarcasm"].mojibake, 1);
+    assert_eq!(s.repairs_by_family["video_transcripts"].decoded, 1);
+}

@@ -1,0 +1,249 @@
+//! Encoding repair, before normalisation and fingerprinting: text that went through a broken
+//! encoding is put back, and only text that is clearly broken is touched.
+//!
+//! - Bytes: a UTF-16 object (BOM, or the NUL pattern of ASCII in UTF-16) is decoded as such; a
+//!   line or document that is not valid UTF-8 is decoded as Windows-1252 (the usual culprit).
+//! - Strings: mojibake — UTF-8 bytes that were decoded as Windows-1252 or Latin-1 (`donâ€™t`,
+//!   `Ã©`, and the same twice over) — is reversed run by run: a run of characters that all map to
+//!   single Windows-1252/Latin-1 bytes is re-encoded to bytes, and replaced only when those bytes
+//!   are valid UTF-8 holding at least one multi-byte character. Correct text in any language is
+//!   left alone: its non-ASCII runs are either outside Windows-1252 (Greek, CJK, Cyrillic…) or do
+//!   not form valid UTF-8 (`café`, `Straße`, `naïve`).
+//! - Stray BOMs (U+FEFF) and C0/C1 control characters (other than tab and newlines) are removed;
+//!   U+FFFD from lone surrogates is left as the JSON reader produced it.
+
+use std::borrow::Cow;
+
+/// What was repaired in one piece of text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Repairs {
+    /// Mojibake runs reversed.
+    pub mojibake: u64,
+    /// BOMs and control characters removed.
+    pub controls: u64,
+    /// Documents decoded from another encoding (UTF-16, Windows-1252).
+    pub decoded: u64,
+}
+
+impl Repairs {
+    pub fn total(&self) -> u64 {
+        self.mojibake + self.controls + self.decoded
+    }
+
+    pub fn add(&mut self, other: Repairs) {
+        self.mojibake += other.mojibake;
+        self.controls += other.controls;
+        self.decoded += other.decoded;
+    }
+}
+
+/// Windows-1252 bytes 0x80–0x9F: the characters they decode to (undefined bytes map to the C1
+/// control of the same value, as Latin-1 would).
+const CP1252_HIGH: [char; 32] = [
+    '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž', '\u{8F}',
+    '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}', 'ž', 'Ÿ',
+];
+
+/// The single byte a character came from under Windows-1252 or Latin-1, for non-ASCII characters.
+fn mojibake_byte(c: char) -> Option<u8> {
+    let u = c as u32;
+    if (0xA0..=0xFF).contains(&u) || (0x80..=0x9F).contains(&u) {
+        return Some(u as u8);
+    }
+    CP1252_HIGH
+        .iter()
+        .position(|&x| x == c)
+        .map(|i| 0x80 + i as u8)
+}
+
+/// Decode bytes that are not valid UTF-8 as Windows-1252.
+pub fn decode_cp1252(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            0x80..=0x9F => CP1252_HIGH[(b - 0x80) as usize],
+            _ => b as char,
+        })
+        .collect()
+}
+
+/// If `bytes` look like UTF-16 (a BOM, or NULs in every other byte of the first ones), decode them.
+pub fn decode_utf16(bytes: &[u8]) -> Option<String> {
+    let (le, body) = match bytes {
+        [0xFF, 0xFE, rest @ ..] => (true, rest),
+        [0xFE, 0xFF, rest @ ..] => (false, rest),
+        _ => {
+            let head = &bytes[..bytes.len().min(64) & !1];
+            if head.len() < 4 {
+                return None;
+            }
+            let odd_nuls = head.iter().skip(1).step_by(2).filter(|&&b| b == 0).count();
+            let even_nuls = head.iter().step_by(2).filter(|&&b| b == 0).count();
+            let pairs = head.len() / 2;
+            if odd_nuls * 10 >= pairs * 9 && even_nuls == 0 {
+                (true, bytes)
+            } else if even_nuls * 10 >= pairs * 9 && odd_nuls == 0 {
+                (false, bytes)
+            } else {
+                return None;
+            }
+        }
+    };
+    let units = body.chunks_exact(2).map(|p| {
+        if le {
+            u16::from_le_bytes([p[0], p[1]])
+        } else {
+            u16::from_be_bytes([p[0], p[1]])
+        }
+    });
+    Some(
+        char::decode_utf16(units)
+            .map(|r| r.unwrap_or('\u{FFFD}'))
+            .collect(),
+    )
+}
+
+/// Reverse mojibake and strip stray BOMs and control characters; `Cow::Borrowed` when the text
+/// was fine (the common case costs one scan).
+pub fn repair_text(text: &str) -> (Cow<'_, str>, Repairs) {
+    let suspicious = if text.is_ascii() {
+        text.bytes()
+            .any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7F)
+    } else {
+        text.chars()
+            .any(|c| !c.is_ascii() && mojibake_byte(c).is_some() || is_stray(c))
+    };
+    if !suspicious {
+        return (Cow::Borrowed(text), Repairs::default());
+    }
+    let mut repairs = Repairs::default();
+    let mut current = text.to_string();
+    // Double encoding needs a second pass; a third changes nothing on real data.
+    for _ in 0..2 {
+        let (next, fixed) = reverse_mojibake(&current);
+        if fixed == 0 {
+            break;
+        }
+        repairs.mojibake += fixed;
+        current = next;
+    }
+    let before = current.chars().count();
+    current.retain(|c| !is_stray(c));
+    repairs.controls += (before - current.chars().count()) as u64;
+    if repairs.total() == 0 {
+        return (Cow::Borrowed(text), repairs);
+    }
+    (Cow::Owned(current), repairs)
+}
+
+fn is_stray(c: char) -> bool {
+    c == '\u{FEFF}' || (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
+fn reverse_mojibake(text: &str) -> (String, u64) {
+    let mut out = String::with_capacity(text.len());
+    let mut fixed = 0;
+    let mut run: Vec<(char, u8)> = Vec::new();
+    let mut flush = |run: &mut Vec<(char, u8)>, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = run.iter().map(|&(_, b)| b).collect();
+        match std::str::from_utf8(&bytes) {
+            Ok(decoded) if decoded.chars().count() < run.len() => {
+                out.push_str(decoded);
+                fixed += 1;
+            }
+            _ => out.extend(run.iter().map(|&(c, _)| c)),
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        match mojibake_byte(c) {
+            Some(b) if !c.is_ascii() => run.push((c, b)),
+            _ => {
+                flush(&mut run, &mut out);
+                out.push(c);
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    (out, fixed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fix(s: &str) -> String {
+        repair_text(s).0.into_owned()
+    }
+
+    #[test]
+    fn reverses_classic_mojibake() {
+        assert_eq!(fix("donâ€™t"), "don’t");
+        assert_eq!(fix("cafÃ©"), "café");
+        assert_eq!(fix("Iâ€™m â€œfineâ€\u{9d}"), "I’m “fine”");
+        assert_eq!(fix("naÃ¯ve rÃ©sumÃ©"), "naïve résumé");
+        // UTF-8 decoded as Latin-1: C1 controls instead of Windows-1252 punctuation.
+        assert_eq!(fix("don\u{e2}\u{80}\u{99}t"), "don’t");
+    }
+
+    #[test]
+    fn reverses_double_encoding() {
+        assert_eq!(fix("donÃ¢â‚¬â„¢t"), "don’t");
+        assert_eq!(fix("cafÃƒÂ©"), "café");
+    }
+
+    #[test]
+    fn leaves_correct_text_in_any_language_alone() {
+        for s in [
+            "café, naïve, Straße, façade, São Paulo, Ångström, Øresund",
+            "Ich fühle mich müde und ängstlich.",
+            "Je suis très fatigué, à bientôt.",
+            "¿Cómo estás? Estoy bien, ¡gracias!",
+            "Я чувствую тревогу.",
+            "我今天很难过。",
+            "今日はとても疲れました。",
+            "Σήμερα νιώθω άγχος.",
+            "مرحبا، كيف حالك؟",
+            "I’m “fine” — really… 100 € · ½ · ©2024",
+            "plain ascii with tabs\tand\nnewlines",
+        ] {
+            let (out, r) = repair_text(s);
+            assert_eq!(out, s, "changed correct text");
+            assert_eq!(r, Repairs::default(), "{s}");
+        }
+    }
+
+    #[test]
+    fn strips_stray_boms_and_controls() {
+        let (out, r) = repair_text("\u{feff}hello\u{0}\u{7} world\u{85}!");
+        assert_eq!(out, "hello world!");
+        assert_eq!(r.controls, 4);
+    }
+
+    #[test]
+    fn repairing_twice_changes_nothing() {
+        for s in ["donâ€™t", "donÃ¢â‚¬â„¢t", "cafÃ©\u{0}", "café"] {
+            let once = fix(s);
+            assert_eq!(fix(&once), once, "{s}");
+        }
+    }
+
+    #[test]
+    fn decodes_cp1252_and_utf16() {
+        assert_eq!(decode_cp1252(b"caf\xe9 \x93quoted\x94"), "café “quoted”");
+        let le: Vec<u8> = "\u{feff}héllo"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        assert_eq!(decode_utf16(&le).unwrap(), "héllo");
+        let no_bom: Vec<u8> = "{\"text\": \"hi\"}"
+            .encode_utf16()
+            .flat_map(|u| u.to_be_bytes())
+            .collect();
+        assert_eq!(decode_utf16(&no_bom).unwrap(), "{\"text\": \"hi\"}");
+        assert_eq!(decode_utf16(b"{\"text\": \"plain utf-8\"}"), None);
+    }
+}
