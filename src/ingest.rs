@@ -228,7 +228,7 @@ pub fn ingest(
         .map(|w| (w.found.path.clone(), w.format))
         .collect();
     let fts_seq = index.search.committed_seq()?;
-    std::thread::scope(|scope| -> Result<()> {
+    let run = std::thread::scope(|scope| -> Result<()> {
         scope.spawn(move || reader_thread(work_for_reader, limits, tx));
         scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx));
         let mut progress = Progress::new(options.progress, work.len(), total_bytes);
@@ -300,7 +300,13 @@ pub fn ingest(
         }
         progress.finish();
         Ok(())
-    })?;
+    });
+    if let Err(e) = run {
+        if let Err(rollback) = index.search.rollback() {
+            warn!(error = %rollback, "full-text index rollback failed; its uncommitted changes go with the writer");
+        }
+        return Err(e);
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

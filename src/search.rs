@@ -211,6 +211,16 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// Drop every change since the last commit (after a failed redb batch: what was added early
+    /// must never be published). Rows of redb commits made meanwhile are replayed from `fts_log`.
+    pub fn rollback(&mut self) -> Result<()> {
+        let dir = self.dir.clone();
+        self.writer()?
+            .rollback()
+            .map_err(|source| Error::Search { path: dir, source })?;
+        Ok(())
+    }
+
     /// Re-index the given rows from the snapshot (removed rows are deleted), then commit
     /// everything added since the last commit as redb commit `seq`.
     pub fn apply(&mut self, view: &ReadView, hashes: &[Hash128], seq: u64) -> Result<()> {
