@@ -10,7 +10,8 @@
 //!   left alone: its non-ASCII runs are either outside Windows-1252 (Greek, CJK, Cyrillic…) or do
 //!   not form valid UTF-8 (`café`, `Straße`, `naïve`).
 //! - Stray BOMs (U+FEFF) and C0/C1 control characters (other than tab and newlines) are removed;
-//!   U+FFFD from lone surrogates is left as the JSON reader produced it.
+//! - JSON text whose `\u` escapes hold lone UTF-16 surrogates (which a strict JSON reader refuses)
+//!   has those escapes replaced by `\uFFFD`, so the record is kept and the damage visible.
 
 use std::borrow::Cow;
 
@@ -23,17 +24,20 @@ pub struct Repairs {
     pub controls: u64,
     /// Documents decoded from another encoding (UTF-16, Windows-1252).
     pub decoded: u64,
+    /// Lone UTF-16 surrogates in JSON `\u` escapes replaced by U+FFFD.
+    pub surrogates: u64,
 }
 
 impl Repairs {
     pub fn total(&self) -> u64 {
-        self.mojibake + self.controls + self.decoded
+        self.mojibake + self.controls + self.decoded + self.surrogates
     }
 
     pub fn add(&mut self, other: Repairs) {
         self.mojibake += other.mojibake;
         self.controls += other.controls;
         self.decoded += other.decoded;
+        self.surrogates += other.surrogates;
     }
 }
 
@@ -67,11 +71,12 @@ pub fn decode_cp1252(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// If `bytes` look like UTF-16 (a BOM, or NULs in every other byte of the first ones), decode them.
-pub fn decode_utf16(bytes: &[u8]) -> Option<String> {
-    let (le, body) = match bytes {
-        [0xFF, 0xFE, rest @ ..] => (true, rest),
-        [0xFE, 0xFF, rest @ ..] => (false, rest),
+/// Whether `bytes` start like UTF-16 (a BOM, or NULs in every other byte of the first ones), and
+/// if so, little-endian or not and how many BOM bytes to skip.
+pub fn sniff_utf16(bytes: &[u8]) -> Option<(bool, usize)> {
+    match bytes {
+        [0xFF, 0xFE, ..] => Some((true, 2)),
+        [0xFE, 0xFF, ..] => Some((false, 2)),
         _ => {
             let head = &bytes[..bytes.len().min(64) & !1];
             if head.len() < 4 {
@@ -81,14 +86,20 @@ pub fn decode_utf16(bytes: &[u8]) -> Option<String> {
             let even_nuls = head.iter().step_by(2).filter(|&&b| b == 0).count();
             let pairs = head.len() / 2;
             if odd_nuls * 10 >= pairs * 9 && even_nuls == 0 {
-                (true, bytes)
+                Some((true, 0))
             } else if even_nuls * 10 >= pairs * 9 && odd_nuls == 0 {
-                (false, bytes)
+                Some((false, 0))
             } else {
-                return None;
+                None
             }
         }
-    };
+    }
+}
+
+/// If `bytes` look like UTF-16 (see [`sniff_utf16`]), decode them.
+pub fn decode_utf16(bytes: &[u8]) -> Option<String> {
+    let (le, skip) = sniff_utf16(bytes)?;
+    let body = &bytes[skip..];
     let units = body.chunks_exact(2).map(|p| {
         if le {
             u16::from_le_bytes([p[0], p[1]])
@@ -101,6 +112,54 @@ pub fn decode_utf16(bytes: &[u8]) -> Option<String> {
             .map(|r| r.unwrap_or('\u{FFFD}'))
             .collect(),
     )
+}
+
+/// Replace `\u` escapes of lone surrogates in JSON text by `\uFFFD`; `None` when there were none.
+pub fn replace_lone_surrogates(json: &str) -> Option<(String, u64)> {
+    fn unit_at(b: &[u8], i: usize) -> Option<u16> {
+        if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+            return None;
+        }
+        let hex = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    }
+    let b = json.as_bytes();
+    let mut out = String::with_capacity(json.len());
+    let (mut i, mut last, mut fixed) = (0usize, 0usize, 0u64);
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit_at(b, i) {
+            Some(0xD800..=0xDBFF) => {
+                let paired = unit_at(b, i + 6).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l));
+                if paired {
+                    i += 12;
+                    continue;
+                }
+                out.push_str(&json[last..i]);
+                out.push_str("\\uFFFD");
+                fixed += 1;
+                i += 6;
+                last = i;
+            }
+            Some(0xDC00..=0xDFFF) => {
+                out.push_str(&json[last..i]);
+                out.push_str("\\uFFFD");
+                fixed += 1;
+                i += 6;
+                last = i;
+            }
+            // Any other escape, `\\` included, is two characters long at least: skip both.
+            _ => i += 2,
+        }
+    }
+    if fixed == 0 {
+        return None;
+    }
+    out.push_str(&json[last..]);
+    Some((out, fixed))
 }
 
 /// Reverse mojibake and strip stray BOMs and control characters; `Cow::Borrowed` when the text
@@ -229,6 +288,24 @@ mod tests {
             let once = fix(s);
             assert_eq!(fix(&once), once, "{s}");
         }
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_become_replacement_characters() {
+        let (fixed, n) =
+            replace_lone_surrogates(r#"{"text": "a\ud83d b \udc00 \ud83d\ude00 \\ud800"}"#)
+                .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            fixed,
+            r#"{"text": "a\uFFFD b \uFFFD \ud83d\ude00 \\ud800"}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&fixed).unwrap();
+        assert_eq!(v["text"], "a\u{fffd} b \u{fffd} 😀 \\ud800");
+        assert_eq!(
+            replace_lone_surrogates(r#"{"text": "\ud83d\ude00 fine"}"#),
+            None
+        );
     }
 
     #[test]

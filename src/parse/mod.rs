@@ -99,7 +99,40 @@ pub fn read_object(
 fn read_plain(raw: impl Read, format: FileFormat, limits: Limits, sink: &mut dyn FnMut(Item)) {
     let mut reader = BufReader::with_capacity(256 << 10, raw);
     match format {
-        FileFormat::Jsonl => read_jsonl(&mut reader, limits, sink),
+        FileFormat::Jsonl => {
+            let utf16 = match reader.fill_buf() {
+                Ok(head) => repair::sniff_utf16(head).is_some(),
+                Err(e) => {
+                    sink(reject(1, format!("read error: {e}")));
+                    return;
+                }
+            };
+            if !utf16 {
+                return read_jsonl(&mut reader, limits, sink);
+            }
+            // JSON Lines in UTF-16 (e.g. written by a Windows shell): decoded whole, then read.
+            let mut buf = Vec::new();
+            let limit = limits.max_document_bytes as u64;
+            match (&mut reader).take(limit + 1).read_to_end(&mut buf) {
+                Ok(_) if buf.len() as u64 > limit => sink(reject(
+                    1,
+                    format!(
+                        "UTF-16 object is over the limit of {} bytes (it is decoded whole)",
+                        limits.max_document_bytes
+                    ),
+                )),
+                Ok(_) => {
+                    let text = repair::decode_utf16(&buf).unwrap_or_default();
+                    let decoded = Repairs {
+                        decoded: 1,
+                        ..Repairs::default()
+                    };
+                    let mut sink = first_record_gets(decoded, sink);
+                    read_jsonl(&mut BufReader::new(text.as_bytes()), limits, &mut sink);
+                }
+                Err(e) => sink(reject(1, format!("read error: {e}"))),
+            }
+        }
         FileFormat::Json | FileFormat::Text => {
             let mut buf = Vec::new();
             let limit = limits.max_document_bytes as u64;
@@ -115,6 +148,20 @@ fn read_plain(raw: impl Read, format: FileFormat, limits: Limits, sink: &mut dyn
                 Err(e) => sink(reject(1, format!("read error: {e}"))),
             }
         }
+    }
+}
+
+/// A sink that adds object-level repairs (a decoded document) to the first record passed on.
+fn first_record_gets(repairs: Repairs, sink: &mut dyn FnMut(Item)) -> impl FnMut(Item) + '_ {
+    let mut pending = Some(repairs);
+    move |item| match item {
+        Item::Record(mut r) => {
+            if let Some(extra) = pending.take() {
+                r.repairs.add(extra);
+            }
+            sink(Item::Record(r))
+        }
+        other => sink(other),
     }
 }
 
@@ -208,9 +255,26 @@ fn read_jsonl(reader: &mut impl BufRead, limits: Limits, sink: &mut dyn FnMut(It
 fn parse_record_bytes(bytes: &[u8]) -> Result<(Conversation, Repairs), String> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-    finish(formats::detect(value)?)
+    let (value, surrogates) = parse_json_repairing(text)?;
+    let (conversation, mut repairs) = finish(formats::detect(value)?)?;
+    repairs.surrogates += surrogates;
+    Ok((conversation, repairs))
+}
+
+/// Parse JSON; text refused only for lone surrogate escapes is parsed again with them replaced.
+fn parse_json_repairing(text: &str) -> Result<(serde_json::Value, u64), String> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok((v, 0)),
+        Err(e) if e.to_string().contains("surrogate") || e.to_string().contains("hex escape") => {
+            match repair::replace_lone_surrogates(text) {
+                Some((fixed, n)) => serde_json::from_str(&fixed)
+                    .map(|v| (v, n))
+                    .map_err(|e| format!("invalid JSON: {e}")),
+                None => Err(format!("invalid JSON: {e}")),
+            }
+        }
+        Err(e) => Err(format!("invalid JSON: {e}")),
+    }
 }
 
 /// Repair, canonicalise and refuse records with nothing in them.
@@ -247,15 +311,19 @@ fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn 
             decoded.as_str()
         }
     };
-    let mut first = true;
-    let mut sink = |item: Item| match item {
-        Item::Record(mut r) if first => {
-            first = false;
-            r.repairs.add(doc_repairs);
-            sink(Item::Record(r))
-        }
-        other => sink(other),
+    let unescaped: String;
+    let text = match format {
+        FileFormat::Json => match repair::replace_lone_surrogates(text) {
+            Some((fixed, n)) => {
+                doc_repairs.surrogates = n;
+                unescaped = fixed;
+                unescaped.as_str()
+            }
+            None => text,
+        },
+        _ => text,
     };
+    let mut sink = first_record_gets(doc_repairs, sink);
     let sink: &mut dyn FnMut(Item) = &mut sink;
     if format == FileFormat::Text {
         let conversation = crate::model::Conversation {
@@ -444,6 +512,32 @@ mod tests {
         );
         assert_eq!(recs[0].conversation.messages[0].content, "I don’t know");
         assert_eq!(recs[0].repairs.mojibake, 1);
+    }
+
+    #[test]
+    fn lone_surrogates_and_utf16_jsonl_are_repaired() {
+        let data = b"{\"text\": \"broken \\ud83d emoji\"}\n";
+        let (recs, rejs) = collect(data, FileFormat::Jsonl, Limits::default());
+        assert!(rejs.is_empty(), "{rejs:?}");
+        assert_eq!(
+            recs[0].conversation.messages[0].content,
+            "broken \u{fffd} emoji"
+        );
+        assert_eq!(recs[0].repairs.surrogates, 1);
+        let utf16: Vec<u8> = "\u{feff}{\"text\": \"one\"}\r\n{\"text\": \"two\"}\r\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        let (recs, rejs) = collect(&utf16, FileFormat::Jsonl, Limits::default());
+        assert!(rejs.is_empty(), "{rejs:?}");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].line, 2);
+        assert_eq!(recs[0].repairs.decoded + recs[1].repairs.decoded, 1);
+        let doc = b"[{\"text\": \"a \\udc00 b\"}, {\"text\": \"fine\"}]";
+        let (recs, rejs) = collect(doc, FileFormat::Json, Limits::default());
+        assert!(rejs.is_empty(), "{rejs:?}");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].repairs.surrogates, 1);
     }
 
     #[test]
