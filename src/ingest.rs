@@ -189,11 +189,11 @@ pub fn ingest(
                 plan_skip(&scan.source, found, reason, classifier, old, &mut skipped);
                 continue;
             };
+            // A config edit re-reads only the objects whose classification it changes.
             let unchanged = old.is_some_and(|o| {
                 o.status == ObjectStatus::Indexed
                     && o.version.size == found.size
                     && o.version.mtime_ns == found.mtime_ns
-                    && o.families_digest == classifier.digest()
                     && o.primary_family == primary
                     && o.families == families
             });
