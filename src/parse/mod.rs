@@ -111,17 +111,8 @@ fn read_plain(raw: impl Read, format: FileFormat, limits: Limits, sink: &mut dyn
                 return read_jsonl(&mut reader, limits, sink);
             }
             // JSON Lines in UTF-16 (e.g. written by a Windows shell): decoded whole, then read.
-            let mut buf = Vec::new();
-            let limit = limits.max_document_bytes as u64;
-            match (&mut reader).take(limit + 1).read_to_end(&mut buf) {
-                Ok(_) if buf.len() as u64 > limit => sink(reject(
-                    1,
-                    format!(
-                        "UTF-16 object is over the limit of {} bytes (it is decoded whole)",
-                        limits.max_document_bytes
-                    ),
-                )),
-                Ok(_) => {
+            match read_whole(&mut reader, limits, "a UTF-16 object is decoded whole") {
+                Ok(buf) => {
                     let text = repair::decode_utf16(&buf).unwrap_or_default();
                     let decoded = Repairs {
                         decoded: 1,
@@ -130,24 +121,33 @@ fn read_plain(raw: impl Read, format: FileFormat, limits: Limits, sink: &mut dyn
                     let mut sink = first_record_gets(decoded, sink);
                     read_jsonl(&mut BufReader::new(text.as_bytes()), limits, &mut sink);
                 }
-                Err(e) => sink(reject(1, format!("read error: {e}"))),
+                Err(rejection) => sink(rejection),
             }
         }
         FileFormat::Json | FileFormat::Text => {
-            let mut buf = Vec::new();
-            let limit = limits.max_document_bytes as u64;
-            match (&mut reader).take(limit + 1).read_to_end(&mut buf) {
-                Ok(_) if buf.len() as u64 > limit => sink(reject(
-                    1,
-                    format!(
-                        "document is over the limit of {} bytes (read as a whole for .json and .txt; use .jsonl for large data)",
-                        limits.max_document_bytes
-                    ),
-                )),
-                Ok(_) => read_document(&buf, format, limits, sink),
-                Err(e) => sink(reject(1, format!("read error: {e}"))),
+            let why = "read as a whole for .json and .txt; use .jsonl for large data";
+            match read_whole(&mut reader, limits, why) {
+                Ok(buf) => read_document(&buf, format, limits, sink),
+                Err(rejection) => sink(rejection),
             }
         }
+    }
+}
+
+/// Read a whole object, up to `max_document_bytes`; over that, or on a read error, the rejection.
+fn read_whole(reader: &mut impl Read, limits: Limits, why: &str) -> Result<Vec<u8>, Item> {
+    let mut buf = Vec::new();
+    let limit = limits.max_document_bytes as u64;
+    match reader.take(limit + 1).read_to_end(&mut buf) {
+        Ok(_) if buf.len() as u64 > limit => Err(reject(
+            1,
+            format!(
+                "document is over the limit of {} bytes ({why})",
+                limits.max_document_bytes
+            ),
+        )),
+        Ok(_) => Ok(buf),
+        Err(e) => Err(reject(1, format!("read error: {e}"))),
     }
 }
 
