@@ -98,7 +98,6 @@ struct Work {
     found: FoundObject,
     primary: String,
     families: Vec<String>,
-    families_digest: String,
     format: (parse::FileFormat, bool),
     existed: bool,
 }
@@ -206,7 +205,6 @@ pub fn ingest(
                 found: found.clone(),
                 primary,
                 families,
-                families_digest: classifier.digest().to_string(),
                 format,
                 existed: old.is_some_and(|o| o.status == ObjectStatus::Indexed),
             });
@@ -232,6 +230,11 @@ pub fn ingest(
         scope.spawn(move || reader_thread(work_for_reader, limits, tx));
         scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx));
         let mut progress = Progress::new(options.progress, work.len(), total_bytes);
+        let plan = Plan {
+            work: &work,
+            batch_bytes: options.batch_bytes,
+            families_digest: classifier.digest(),
+        };
         let mut first = true;
         let mut finished = false;
         let mut text_pending: Option<u64> = None;
@@ -261,8 +264,7 @@ pub fn ingest(
                 &mut index.search,
                 &mut early,
                 &rx,
-                &work,
-                options,
+                &plan,
                 &mut report,
                 &mut progress,
             )?;
@@ -394,18 +396,25 @@ struct EarlyText {
     clean: HashMap<Hash128, (Hash128, usize)>,
 }
 
+/// What the writer needs to know of the run besides the messages.
+struct Plan<'a> {
+    work: &'a [Work],
+    batch_bytes: u64,
+    /// Digest of the families config every object of this run was classified with.
+    families_digest: &'a str,
+}
+
 /// Consume reader messages into one batch until it is full; returns true when the reader is done.
-#[allow(clippy::too_many_arguments)]
 fn write_batch(
     batch: &mut WriteBatch<'_>,
     search: &mut SearchIndex,
     early: &mut EarlyText,
     rx: &Receiver<Msg>,
-    work: &[Work],
-    options: &IngestOptions,
+    plan: &Plan<'_>,
     report: &mut IngestReport,
     progress: &mut Progress,
 ) -> Result<bool> {
+    let work = plan.work;
     let mut batch_bytes = 0u64;
     for msg in rx.iter() {
         match msg {
@@ -463,7 +472,7 @@ fn write_batch(
                     status: ObjectStatus::Indexed,
                     primary_family: w.primary.clone(),
                     families: w.families.clone(),
-                    families_digest: w.families_digest.clone(),
+                    families_digest: plan.families_digest.to_string(),
                     rows,
                     rejected,
                     rejections,
@@ -472,7 +481,7 @@ fn write_batch(
                 info!(key = %w.found.key, rows, rejected, family = %w.primary, "object indexed");
                 progress.object_done(w.found.size);
                 batch_bytes += w.found.size;
-                if batch_bytes >= options.batch_bytes {
+                if batch_bytes >= plan.batch_bytes {
                     return Ok(false);
                 }
             }

@@ -254,11 +254,6 @@ impl SearchIndex {
         Ok(hashes.len())
     }
 
-    /// Number of documents visible to searches.
-    pub fn num_docs(&self) -> u64 {
-        self.reader.searcher().num_docs()
-    }
-
     /// Full-text search; `family` restricts to rows carrying that family tag.
     pub fn search(
         &self,

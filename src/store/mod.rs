@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{
     Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
+    ReadableTable, Table, TableDefinition, WriteTransaction,
 };
 use serde::Serialize;
 
@@ -614,11 +614,6 @@ impl ReadView {
             Some(v) => Ok(Some(codec::decode("rows", v.value())?)),
             None => Ok(None),
         }
-    }
-
-    /// Number of unique rows.
-    pub fn row_count(&self) -> Result<u64> {
-        Ok(self.txn.open_table(ROWS)?.len()?)
     }
 
     /// Visit every row in hash order.
