@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use idx::families::Classifier;
+use idx::config::Settings;
 use idx::index::Index;
 use idx::ingest::{ingest, IngestOptions};
 
@@ -198,7 +198,7 @@ fn bench_ingest(c: &mut Criterion) {
         "corpus: {:.1} MB, {rows} rows (rows/s = {rows} / time per iteration)",
         bytes as f64 / 1e6
     );
-    let classifier = Classifier::load(None).unwrap();
+    let settings = Settings::builtin();
     let mut group = c.benchmark_group("ingest");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
@@ -218,7 +218,7 @@ fn bench_ingest(c: &mut Criterion) {
                 let mut index = Index::open_write(&dir).unwrap();
                 let report = ingest(
                     &mut index,
-                    &classifier,
+                    &settings,
                     std::slice::from_ref(&data),
                     &IngestOptions::default(),
                 )

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::config::Settings;
 use crate::error::Result;
 use crate::families::{Classification, Classifier};
 use crate::fingerprint::{fingerprint, Fingerprints, Hash128};
@@ -77,6 +78,8 @@ pub struct IngestReport {
     pub failures: Vec<FailureReport>,
     /// Folders that could not be read during the scan.
     pub scan_errors: Vec<FailureReport>,
+    /// Existing rows whose split changed (near-duplicates merged or split clusters).
+    pub split_moves: u64,
     pub bytes_read: u64,
     pub seconds: f64,
     pub commits: u64,
@@ -129,12 +132,22 @@ enum Msg {
 /// Ingest the given folders and files into the index.
 pub fn ingest(
     index: &mut Index,
-    classifier: &Classifier,
+    settings: &Settings,
     paths: &[PathBuf],
     options: &IngestOptions,
 ) -> Result<IngestReport> {
     let started = Instant::now();
     let mut report = IngestReport::default();
+    let classifier = &settings.classifier;
+    let policy = settings.policy();
+    if let Some(moved) = index.store.ensure_policy(&policy)? {
+        report.split_moves += moved;
+        if moved > 0 {
+            report.warnings.push(format!(
+                "the near-duplicate/split settings changed: clusters recomputed, {moved} rows moved split"
+            ));
+        }
+    }
     let mut scans: Vec<Scan> = Vec::new();
     for p in paths {
         scans.push(source::local::scan(p, Some(&index.data_dir))?);
@@ -143,7 +156,9 @@ pub fn ingest(
     let scans = merge_scans(scans);
 
     let view = index.store.read()?;
-    report.warnings = overlap_warnings(&scans, &view.sources()?);
+    report
+        .warnings
+        .extend(overlap_warnings(&scans, &view.sources()?));
     let mut work: Vec<Work> = Vec::new();
     let mut skipped: Vec<ObjectRecord> = Vec::new();
     let mut deletions: Vec<String> = Vec::new();
@@ -240,7 +255,7 @@ pub fn ingest(
         let mut text_pending: Option<u64> = None;
         while !finished {
             let txn = index.store.begin_write()?;
-            let mut batch = WriteBatch::open(&txn)?;
+            let mut batch = WriteBatch::open(&txn, &policy)?;
             if first {
                 first = false;
                 for id in &deletions {
@@ -272,6 +287,7 @@ pub fn ingest(
             let outcome = batch.finish(fts_seq)?;
             txn.commit()?;
             report.commits += 1;
+            report.split_moves += outcome.moved;
             info!(
                 seq = outcome.seq,
                 touched = outcome.touched.len(),

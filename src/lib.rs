@@ -5,12 +5,14 @@
 //! [`search`] (tantivy, derived) keep them → [`ingest`] drives the whole, and [`query`] answers.
 //! [`families`] classifies object keys; [`model`] holds the values passed between stages.
 
+pub mod config;
 pub mod error;
 pub mod families;
 pub mod fingerprint;
 pub mod index;
 pub mod ingest;
 pub mod model;
+pub mod neardup;
 pub mod normalize;
 pub mod parse;
 pub mod query;
@@ -18,5 +20,6 @@ pub mod repair;
 pub mod search;
 pub mod source;
 pub mod store;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -1,6 +1,6 @@
 //! The `idx` command line: parses arguments, opens the index, calls the library and renders the
 //! answer as text or (`--json`) as one JSON document on stdout. Errors go to stderr with their
-//! cause chain and a non-zero exit code (1 failure, 2 usage, 3 not found).
+//! cause chain and a non-zero exit code (1 failure, 2 usage, 3 not found, 4 a gate failed).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use idx::families::Classifier;
+use idx::config::Settings;
 use idx::index::Index;
 use idx::ingest::{IngestOptions, IngestReport};
 use idx::parse::Limits;
@@ -37,6 +37,11 @@ struct Cli {
     #[arg(long, global = true, env = "IDX_FAMILIES")]
     families: Option<PathBuf>,
 
+    /// Near-duplicate, split and holdout settings; default: ./configs/idx.toml if present, else
+    /// the built-in copy
+    #[arg(long, global = true, env = "IDX_CONFIG")]
+    config: Option<PathBuf>,
+
     /// Print one JSON document on stdout instead of text
     #[arg(long, global = true)]
     json: bool,
@@ -61,6 +66,18 @@ enum Command {
     Query(QueryCommand),
     /// Rebuild the full-text index from redb (never needed for correctness; redb is the truth)
     Reindex,
+    /// Run the gates: coverage (every required family has its minimum of indexed rows, or a
+    /// waiver) and leakage (recomputed from scratch: no near-duplicate pair across splits, stored
+    /// clusters and splits as they should be), plus a report of rows and tokens by family,
+    /// split and phase. Exits 0 when every gate passes, 4 when one fails
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Also write the result as a Markdown document to this file
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +112,17 @@ enum QueryCommand {
     },
     /// The rows indexed from one object (its key, or its full `file:///…/key` URI)
     Source { key: String },
+    /// A row's near-duplicates: Hamming distance, Jaccard similarity, split and places
+    Near {
+        /// The row's content hash (32 hexadecimal digits)
+        hex: String,
+    },
+    /// Rows whose split changed (clusters merged or split, settings changed), oldest first
+    Moves {
+        /// Only moves made by commits after this one (see `idx status`: commits)
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
     /// Full-text search over row text
     Text {
         /// tantivy query syntax: words, "phrases", AND/OR/NOT, -excluded
@@ -134,14 +162,21 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-fn classifier(cli: &Cli) -> Result<Classifier> {
-    let local = Path::new("configs/families.toml");
-    let path = match &cli.families {
-        Some(p) => Some(p.as_path()),
+/// The explicit path, else the project-local file when present, else `None` (built-in copy).
+fn config_path<'a>(explicit: Option<&'a Path>, local: &'static str) -> Option<&'a Path> {
+    let local = Path::new(local);
+    match explicit {
+        Some(p) => Some(p),
         None if local.exists() => Some(local),
         None => None,
-    };
-    Ok(Classifier::load(path)?)
+    }
+}
+
+fn settings(cli: &Cli) -> Result<Settings> {
+    Ok(Settings::load(
+        config_path(cli.families.as_deref(), "configs/families.toml"),
+        config_path(cli.config.as_deref(), "configs/idx.toml"),
+    )?)
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
@@ -153,9 +188,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Ingest(args) => ingest(cli, args),
         Command::Status => {
-            let classifier = classifier(cli)?;
+            let settings = settings(cli)?;
             let store = Index::open_store_read(&cli.data_dir)?;
-            let status = query::status(&store.read()?, &classifier)?;
+            let status = query::status(&store.read()?, &settings.classifier)?;
             if cli.json {
                 print_json(&status)?;
             } else {
@@ -164,6 +199,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Query(q) => run_query(cli, q),
+        Command::Verify(args) => verify(cli, args),
         Command::Reindex => {
             let mut index = Index::open_write(&cli.data_dir)?;
             let rows = index.search.rebuild(&index.store.read()?)?;
@@ -177,8 +213,94 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
+fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let store = Index::open_store_read(&cli.data_dir)?;
+    let v = idx::verify::verify(&store.read()?, &settings)?;
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, idx::verify::markdown(&v))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if cli.json {
+        print_json(&v)?;
+    } else {
+        print_verification(&v);
+    }
+    Ok(if v.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    })
+}
+
+fn print_verification(v: &idx::verify::Verification) {
+    let verdict = |p: bool| if p { "pass" } else { "FAIL" };
+    let c = &v.gates.coverage;
+    println!("coverage: {}", verdict(c.passed));
+    println!(
+        "  {:<30} {:>8} {:>9} {:>12}  next action",
+        "family", "status", "rows", "tokens"
+    );
+    for f in &c.families {
+        let mark = if f.required { "" } else { " (optional)" };
+        println!(
+            "  {:<30} {:>8} {:>9} {:>12}  {}",
+            format!("{}{mark}", f.family),
+            f.status.as_str(),
+            f.rows,
+            f.tokens,
+            f.next_action
+        );
+    }
+    let l = &v.gates.leakage;
+    println!("leakage: {}", verdict(l.passed));
+    println!(
+        "  {} near-duplicate pair(s) across splits, {} row(s) disagreeing with the recomputation",
+        l.cross_split_pairs, l.disagreements
+    );
+    if !l.settings_current {
+        println!("  the settings changed since the last ingest: run `idx ingest` to recompute");
+    }
+    for p in &l.cross_split_examples {
+        println!(
+            "  leak: {} ({}) ~ {} ({}), hamming {}, jaccard {:.3}",
+            p.a, p.split_a, p.b, p.split_b, p.hamming, p.similarity
+        );
+    }
+    for d in &l.disagreement_examples {
+        println!(
+            "  row {}: stored {} in cluster {}, expected {} in cluster {}",
+            d.content_hash, d.stored_split, d.stored_cluster, d.expected_split, d.expected_cluster
+        );
+    }
+    println!(
+        "  {} near-duplicate pairs, {} clusters of 2+ holding {} rows, {} holdout groups",
+        l.near_duplicate_pairs, l.clusters, l.rows_in_clusters, l.holdout_groups
+    );
+    let r = &v.report;
+    println!(
+        "report: {} unique rows, {} tokens",
+        r.total.rows, r.total.tokens
+    );
+    for (s, n) in &r.by_split {
+        println!(
+            "  split {:<10} {:>9} rows {:>12} tokens",
+            s.as_str(),
+            n.rows,
+            n.tokens
+        );
+    }
+    for (p, n) in &r.by_phase {
+        println!(
+            "  phase {:<10} {:>9} rows {:>12} tokens",
+            p, n.rows, n.tokens
+        );
+    }
+    println!("verify: {}", if v.passed { "passed" } else { "FAILED" });
+}
+
 fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
-    let classifier = classifier(cli)?;
+    let settings = settings(cli)?;
     let mut index = Index::open_write(&cli.data_dir)
         .with_context(|| format!("opening the index in {}", cli.data_dir.display()))?;
     let options = IngestOptions {
@@ -189,7 +311,7 @@ fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
         batch_bytes: args.batch_bytes.max(1),
         progress: !args.no_progress && !cli.json && std::io::stderr().is_terminal(),
     };
-    let report = idx::ingest::ingest(&mut index, &classifier, &args.paths, &options)?;
+    let report = idx::ingest::ingest(&mut index, &settings, &args.paths, &options)?;
     if cli.json {
         print_json(&report)?;
     } else {
@@ -304,7 +426,9 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
     match q {
         QueryCommand::Hash { hex } => {
             let store = Index::open_store_read(&cli.data_dir)?;
-            match query::row(&store.read()?, hex)? {
+            let view = store.read()?;
+            let policy = query::effective_policy(&view, settings(cli)?.policy())?;
+            match query::row(&view, hex, &policy)? {
                 None => {
                     eprintln!("idx: no row with content hash {hex}");
                     Ok(ExitCode::from(3))
@@ -315,8 +439,8 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                 }
                 Some(row) => {
                     println!(
-                        "{} ({}, family {}, {} tokens)",
-                        row.content_hash, row.kind, row.family, row.tokens
+                        "{} ({}, family {}, {} tokens, split {}, phase {})",
+                        row.content_hash, row.kind, row.family, row.tokens, row.split, row.phase
                     );
                     for m in &row.messages {
                         println!("  [{}] {}", m.role.as_str(), m.content);
@@ -336,6 +460,59 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
             }
+        }
+        QueryCommand::Near { hex } => {
+            let store = Index::open_store_read(&cli.data_dir)?;
+            let view = store.read()?;
+            let policy = query::effective_policy(&view, settings(cli)?.policy())?;
+            match query::near(&view, hex, &policy)? {
+                None => {
+                    eprintln!("idx: no row with content hash {hex}");
+                    Ok(ExitCode::from(3))
+                }
+                Some(a) if cli.json => {
+                    print_json(&a)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(a) => {
+                    println!(
+                        "{} (split {}, cluster {} of {} row(s))",
+                        a.content_hash, a.split, a.cluster, a.cluster_size
+                    );
+                    if !a.fingerprinted {
+                        println!("  too short for near-duplicate matching: exact duplicates only");
+                    } else if a.neighbours.is_empty() {
+                        println!("  no near-duplicates");
+                    }
+                    for n in &a.neighbours {
+                        println!(
+                            "  {}  hamming {:>2}  jaccard {:.3}  {}",
+                            n.content_hash, n.hamming, n.similarity, n.split
+                        );
+                        for s in &n.sources {
+                            println!("      {}/{}:{}", s.source, s.key, s.line);
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        QueryCommand::Moves { since } => {
+            let store = Index::open_store_read(&cli.data_dir)?;
+            let moves = query::moves(&store.read()?, *since)?;
+            if cli.json {
+                print_json(&moves)?;
+            } else if moves.is_empty() {
+                println!("no split moves");
+            } else {
+                for m in &moves {
+                    println!(
+                        "commit {:>6}  {}  {} -> {}",
+                        m.seq, m.content_hash, m.from, m.to
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         QueryCommand::Source { key } => {
             let store = Index::open_store_read(&cli.data_dir)?;

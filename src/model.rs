@@ -66,6 +66,16 @@ impl RecordKind {
         }
     }
 
+    /// The training phase rows of this kind feed: plain text to continued pretraining,
+    /// preference pairs and KTO labels to preference alignment, conversations to SFT.
+    pub fn phase(self) -> &'static str {
+        match self {
+            RecordKind::Text => "pretraining",
+            RecordKind::Preference | RecordKind::Kto => "preference",
+            _ => "sft",
+        }
+    }
+
     /// Kinds whose content is the same thing (a conversation) share a class, so an Alpaca record
     /// and a ChatML record with the same turns are one row; the classes never collide.
     pub fn content_class(self) -> u8 {

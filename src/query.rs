@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::families::{Classifier, UNASSIGNED};
 use crate::fingerprint::Hash128;
 use crate::model::{Message, ObjectVersion, Rejection};
+use crate::neardup::{Policy, Split};
 use crate::repair::Repairs;
 use crate::search::SearchIndex;
 use crate::store::{keys, FamilyStats, ObjectStatus, ReadView, Totals};
@@ -116,6 +117,13 @@ pub struct RowAnswer {
     pub kind: String,
     pub tokens: u64,
     pub simhash: String,
+    /// The training phase its kind feeds (pretraining, sft, preference).
+    pub phase: String,
+    pub split: Split,
+    /// The cluster it belongs to (its own hash when it has no near-duplicate or group).
+    pub cluster: String,
+    /// Whether its cluster holds a holdout group.
+    pub holdout: bool,
     pub messages: Vec<Message>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected: Option<Vec<Message>>,
@@ -148,12 +156,18 @@ fn source_refs(view: &ReadView, hash: Hash128) -> Result<Vec<SourceRef>> {
         .collect())
 }
 
-/// A row by content hash: its canonical conversation and every place it occurs.
-pub fn row(view: &ReadView, hex: &str) -> Result<Option<RowAnswer>> {
+/// The policy the index's clusters were built with (the given one for an index without rows).
+pub fn effective_policy(view: &ReadView, current: Policy) -> Result<Policy> {
+    Ok(view.policy()?.unwrap_or(current))
+}
+
+/// A row by content hash: its canonical conversation, split, cluster and every place it occurs.
+pub fn row(view: &ReadView, hex: &str, policy: &Policy) -> Result<Option<RowAnswer>> {
     let hash = parse_hash(hex)?;
     let (Some(row), Some(rep)) = (view.row(hash)?, view.representative(hash)?) else {
         return Ok(None);
     };
+    let a = view.assignment(hash, policy)?;
     Ok(Some(RowAnswer {
         content_hash: hash.to_hex(),
         family: row.primary_family,
@@ -161,11 +175,88 @@ pub fn row(view: &ReadView, hex: &str) -> Result<Option<RowAnswer>> {
         kind: rep.conversation.kind.as_str().to_string(),
         tokens: row.tokens,
         simhash: format!("{:016x}", row.simhash),
+        phase: row.kind.phase().to_string(),
+        split: a.split,
+        cluster: a.cluster.to_hex(),
+        holdout: a.holdout,
         messages: rep.conversation.messages,
         rejected: rep.conversation.rejected,
         label: rep.conversation.label,
         sources: source_refs(view, hash)?,
     }))
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Neighbour {
+    pub content_hash: String,
+    pub hamming: u32,
+    pub similarity: f64,
+    pub split: Split,
+    pub sources: Vec<SourceRef>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NearAnswer {
+    pub content_hash: String,
+    pub split: Split,
+    pub cluster: String,
+    /// Rows in its cluster (near-duplicates of near-duplicates and holdout group mates count).
+    pub cluster_size: u64,
+    /// Whether the row is long enough for near-duplicate matching (`near_dup.min_words`).
+    pub fingerprinted: bool,
+    /// Its direct near-duplicates, most similar first.
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// A row's near-duplicates with their distance, similarity, split and places.
+pub fn near(view: &ReadView, hex: &str, policy: &Policy) -> Result<Option<NearAnswer>> {
+    let hash = parse_hash(hex)?;
+    let Some(row) = view.row(hash)? else {
+        return Ok(None);
+    };
+    let a = view.assignment(hash, policy)?;
+    let members = view.cluster_members(a.cluster)?.len().max(1) as u64;
+    let mut neighbours = Vec::new();
+    for (other, hamming, similarity) in view.near(hash, policy)? {
+        neighbours.push(Neighbour {
+            content_hash: other.to_hex(),
+            hamming,
+            similarity,
+            split: view.assignment(other, policy)?.split,
+            sources: source_refs(view, other)?,
+        });
+    }
+    Ok(Some(NearAnswer {
+        content_hash: hash.to_hex(),
+        split: a.split,
+        cluster: a.cluster.to_hex(),
+        cluster_size: members,
+        fingerprinted: policy.fingerprintable(row.words),
+        neighbours,
+    }))
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MoveAnswer {
+    /// The commit that moved it.
+    pub seq: u64,
+    pub content_hash: String,
+    pub from: Split,
+    pub to: Split,
+}
+
+/// Rows that changed split in commits after `since` (clusters merged, split or re-keyed).
+pub fn moves(view: &ReadView, since: u64) -> Result<Vec<MoveAnswer>> {
+    Ok(view
+        .split_moves(since)?
+        .into_iter()
+        .map(|m| MoveAnswer {
+            seq: m.seq,
+            content_hash: m.row.to_hex(),
+            from: m.from,
+            to: m.to,
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

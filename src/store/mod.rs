@@ -18,7 +18,16 @@
 //! | rows           | hash                              | RowRecord                      |
 //! | family_stats   | family                            | FamilyStats                    |
 //! | fts_log        | seq                               | hashes touched by that commit  |
+//! | simhash_tables | table ‖ permuted simhash ‖ hash   | simhash                        |
+//! | clusters       | hash (rows in clusters of 2+)     | cluster id, split, holdout     |
+//! | cluster_members| cluster id ‖ hash                 | ()                             |
+//! | row_groups     | hash ‖ holdout group              | places of the row in the group |
+//! | group_rows     | holdout group ‖ hash              | ()                             |
+//! | split_moves    | seq ‖ hash                        | from split, to split           |
+//!
+//! The near-duplicate tables are maintained by `clusters` under the [`Policy`] stored in `meta`.
 
+mod clusters;
 mod codec;
 pub mod keys;
 mod records;
@@ -39,9 +48,11 @@ pub use records::{
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprints, Hash128};
 use crate::model::{Conversation, RecordKind};
+use crate::neardup::{BlockTables, Policy, Split};
 
 /// Version of the on-disk layout; bumped on any incompatible change to tables or records.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: near-duplicate tables, word SimHash, `RowRecord::words`.
+pub const FORMAT_VERSION: u32 = 2;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -52,11 +63,18 @@ const VARIANT_REFS: TableDefinition<&[u8], u64> = TableDefinition::new("variant_
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
 const FAMILY_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("family_stats");
 const FTS_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("fts_log");
+const SIMHASH_TABLES: TableDefinition<&[u8], u64> = TableDefinition::new("simhash_tables");
+const CLUSTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("clusters");
+const CLUSTER_MEMBERS: TableDefinition<&[u8], ()> = TableDefinition::new("cluster_members");
+const ROW_GROUPS: TableDefinition<&[u8], u64> = TableDefinition::new("row_groups");
+const GROUP_ROWS: TableDefinition<&[u8], ()> = TableDefinition::new("group_rows");
+const SPLIT_MOVES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("split_moves");
 
 const META_VERSION: &str = "format_version";
 const META_SEQ: &str = "seq";
 const META_TOTALS: &str = "totals";
 const META_FTS_PRUNED: &str = "fts_pruned_through";
+const META_POLICY: &str = "policy";
 
 enum Db {
     Write(Database),
@@ -163,9 +181,37 @@ impl Store {
             txn.open_table(ROWS)?;
             txn.open_table(FAMILY_STATS)?;
             txn.open_table(FTS_LOG)?;
+            txn.open_table(SIMHASH_TABLES)?;
+            txn.open_table(CLUSTERS)?;
+            txn.open_table(CLUSTER_MEMBERS)?;
+            txn.open_table(ROW_GROUPS)?;
+            txn.open_table(GROUP_ROWS)?;
+            txn.open_table(SPLIT_MOVES)?;
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Make the stored near-duplicate state follow `policy`: when it differs from the policy the
+    /// clusters were built with, recompute them all in one commit and report how many rows
+    /// moved split. A fresh index just records the policy.
+    pub fn ensure_policy(&self, policy: &Policy) -> Result<Option<u64>> {
+        let stored: Option<Policy> = self.read()?.meta(META_POLICY)?;
+        if stored.as_ref() == Some(policy) {
+            return Ok(None);
+        }
+        let txn = self.begin_write()?;
+        let moved = {
+            let mut batch = WriteBatch::open(&txn, policy)?;
+            let empty = batch.rows.first()?.is_none();
+            if !empty {
+                batch.rebuild_clusters(stored.as_ref())?;
+            }
+            let outcome = batch.finish(0)?;
+            outcome.moved
+        };
+        txn.commit()?;
+        Ok(Some(moved))
     }
 
     fn check_version(&self) -> Result<()> {
@@ -208,6 +254,7 @@ struct RowDelta {
     places: i64,
     families: BTreeMap<String, i64>,
     simhash: u64,
+    words: u32,
 }
 
 /// What one committed batch changed, for the full-text index to follow.
@@ -217,6 +264,8 @@ pub struct BatchOutcome {
     pub seq: u64,
     /// Content hashes whose row was created, changed or removed.
     pub touched: Vec<Hash128>,
+    /// Existing rows whose split changed.
+    pub moved: u64,
 }
 
 /// The tables of one write transaction, open for the duration of a batch.
@@ -230,9 +279,18 @@ pub struct WriteBatch<'t> {
     rows: Table<'t, &'static [u8], &'static [u8]>,
     family_stats: Table<'t, &'static str, &'static [u8]>,
     fts_log: Table<'t, u64, &'static [u8]>,
+    simhash_tables: Table<'t, &'static [u8], u64>,
+    cluster_entries: Table<'t, &'static [u8], &'static [u8]>,
+    cluster_members: Table<'t, &'static [u8], ()>,
+    row_groups: Table<'t, &'static [u8], u64>,
+    group_rows: Table<'t, &'static [u8], ()>,
+    split_moves: Table<'t, &'static [u8], &'static [u8]>,
     totals: Totals,
     deltas: BTreeMap<Hash128, RowDelta>,
     primary_cache: HashMap<String, String>,
+    policy: Policy,
+    tables: BlockTables,
+    clusters: clusters::ClusterWork,
 }
 
 #[derive(Serialize)]
@@ -252,7 +310,8 @@ fn status_counts(t: &mut Totals, status: &ObjectStatus, sign: i64) {
 }
 
 impl<'t> WriteBatch<'t> {
-    pub fn open(txn: &'t WriteTransaction) -> Result<Self> {
+    /// Open every table of `txn`; near-duplicate work follows `policy`.
+    pub fn open(txn: &'t WriteTransaction, policy: &Policy) -> Result<Self> {
         let meta = txn.open_table(META)?;
         let totals = match meta.get(META_TOTALS)? {
             Some(v) => codec::decode("meta", v.value())?,
@@ -268,9 +327,18 @@ impl<'t> WriteBatch<'t> {
             rows: txn.open_table(ROWS)?,
             family_stats: txn.open_table(FAMILY_STATS)?,
             fts_log: txn.open_table(FTS_LOG)?,
+            simhash_tables: txn.open_table(SIMHASH_TABLES)?,
+            cluster_entries: txn.open_table(CLUSTERS)?,
+            cluster_members: txn.open_table(CLUSTER_MEMBERS)?,
+            row_groups: txn.open_table(ROW_GROUPS)?,
+            group_rows: txn.open_table(GROUP_ROWS)?,
+            split_moves: txn.open_table(SPLIT_MOVES)?,
             totals,
             deltas: BTreeMap::new(),
             primary_cache: HashMap::new(),
+            policy: policy.clone(),
+            tables: policy.tables(),
+            clusters: clusters::ClusterWork::default(),
         })
     }
 
@@ -351,6 +419,7 @@ impl<'t> WriteBatch<'t> {
             for f in families {
                 *delta.families.entry(f.clone()).or_default() -= 1;
             }
+            self.group_place(object_id, families, *hash, -1);
         }
         let n = doomed.len() as u64;
         self.totals.rows = self.totals.rows.saturating_sub(n);
@@ -408,9 +477,11 @@ impl<'t> WriteBatch<'t> {
         let delta = self.deltas.entry(fp.content_hash).or_default();
         delta.places += 1;
         delta.simhash = fp.simhash;
+        delta.words = fp.words;
         for f in families {
             *delta.families.entry(f.clone()).or_default() += 1;
         }
+        self.group_place(object_id, families, fp.content_hash, 1);
         self.totals.rows += 1;
         Ok(())
     }
@@ -490,6 +561,7 @@ impl<'t> WriteBatch<'t> {
                 let primary_family = self.primary_of(&first_place)?;
                 Some(RowRecord {
                     simhash: old.as_ref().map_or(delta.simhash, |o| o.simhash),
+                    words: old.as_ref().map_or(delta.words, |o| o.words),
                     tokens: rep_tokens,
                     kind: rep_kind,
                     places: places as u64,
@@ -503,6 +575,21 @@ impl<'t> WriteBatch<'t> {
             };
             if old == new {
                 continue;
+            }
+            match (&old, &new) {
+                (None, Some(row)) => {
+                    if self.policy.fingerprintable(row.words) {
+                        self.clusters.created.push((hash, row.simhash));
+                    }
+                    self.clusters.new_rows.insert(hash);
+                }
+                (Some(row), None) => {
+                    if self.policy.fingerprintable(row.words) {
+                        self.clusters.removed.push((hash, row.simhash));
+                    }
+                    self.clusters.removed_all.push(hash);
+                }
+                _ => {}
             }
             for (row, sign) in [(old.as_ref(), -1i64), (new.as_ref(), 1)] {
                 let Some(row) = row else { continue };
@@ -544,6 +631,9 @@ impl<'t> WriteBatch<'t> {
                     .insert(family.as_str(), codec::encode(&s).as_slice())?;
             }
         }
+        let moved = self.maintain_clusters(seq)?;
+        self.meta
+            .insert(META_POLICY, codec::encode(&self.policy).as_slice())?;
         if !touched.is_empty() {
             let mut log = Vec::with_capacity(touched.len() * 16);
             for h in &touched {
@@ -563,8 +653,30 @@ impl<'t> WriteBatch<'t> {
         self.meta.insert(META_SEQ, codec::encode(&seq).as_slice())?;
         self.meta
             .insert(META_TOTALS, codec::encode(&self.totals).as_slice())?;
-        Ok(BatchOutcome { seq, touched })
+        Ok(BatchOutcome {
+            seq,
+            touched,
+            moved,
+        })
     }
+}
+
+/// Where a row sits: its cluster (smallest content hash of its component), split and whether
+/// the cluster holds a holdout group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    pub cluster: Hash128,
+    pub split: Split,
+    pub holdout: bool,
+}
+
+/// One recorded split change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitMove {
+    pub seq: u64,
+    pub row: Hash128,
+    pub from: Split,
+    pub to: Split,
 }
 
 /// A read transaction with typed accessors. Every answer comes from one committed state.
@@ -737,6 +849,164 @@ impl ReadView {
         Ok(Some(out))
     }
 
+    /// The near-duplicate policy the clusters were last built with.
+    pub fn policy(&self) -> Result<Option<Policy>> {
+        self.meta(META_POLICY)
+    }
+
+    /// A row's cluster, split and holdout flag, as stored (a row in no stored cluster is a
+    /// cluster of one, split by `policy`).
+    pub fn assignment(&self, row: Hash128, policy: &Policy) -> Result<Assignment> {
+        let t = self.txn.open_table(CLUSTERS)?;
+        if let Some(v) = t.get(row.to_bytes().as_slice())? {
+            let (cluster, split, holdout) = clusters::decode_entry(v.value())?;
+            return Ok(Assignment {
+                cluster,
+                split,
+                holdout,
+            });
+        }
+        let holdout = !self.row_groups(row)?.is_empty();
+        Ok(Assignment {
+            cluster: row,
+            split: policy.split_of(row, holdout),
+            holdout,
+        })
+    }
+
+    /// Every stored cluster entry (rows in clusters of two or more), in hash order.
+    pub fn cluster_entries(&self) -> Result<BTreeMap<Hash128, Assignment>> {
+        let t = self.txn.open_table(CLUSTERS)?;
+        let mut out = BTreeMap::new();
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            let row = Hash128::from_bytes(k.value()).ok_or_else(|| Error::Codec {
+                table: "clusters",
+                message: "key is not a hash".into(),
+            })?;
+            let (cluster, split, holdout) = clusters::decode_entry(v.value())?;
+            out.insert(
+                row,
+                Assignment {
+                    cluster,
+                    split,
+                    holdout,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Rows that belong to at least one holdout group.
+    pub fn grouped_rows(&self) -> Result<std::collections::BTreeSet<Hash128>> {
+        let t = self.txn.open_table(ROW_GROUPS)?;
+        let mut out = std::collections::BTreeSet::new();
+        for entry in t.iter()? {
+            if let Some(h) = Hash128::from_bytes(entry?.0.value()) {
+                out.insert(h);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The holdout groups of a row.
+    pub fn row_groups(&self, row: Hash128) -> Result<Vec<Hash128>> {
+        self.second_hashes(ROW_GROUPS, row)
+    }
+
+    /// The members of a stored cluster (empty for a cluster of one).
+    pub fn cluster_members(&self, cluster: Hash128) -> Result<Vec<Hash128>> {
+        self.second_hashes(CLUSTER_MEMBERS, cluster)
+    }
+
+    fn second_hashes<V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<&[u8], V>,
+        first: Hash128,
+    ) -> Result<Vec<Hash128>> {
+        let t = self.txn.open_table(table)?;
+        let start = first.to_bytes();
+        let end = keys::prefix_end(&start);
+        let mut out = Vec::new();
+        for entry in t.range::<&[u8]>(start.as_slice()..end.as_slice())? {
+            if let Some(h) = entry?.0.value().get(16..32).and_then(Hash128::from_bytes) {
+                out.push(h);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A row's near-duplicates under `policy`, found now: (row, Hamming distance, Jaccard
+    /// similarity), closest first. Empty for a row too short to fingerprint.
+    pub fn near(&self, row: Hash128, policy: &Policy) -> Result<Vec<(Hash128, u32, f64)>> {
+        let Some(record) = self.row(row)? else {
+            return Ok(Vec::new());
+        };
+        if !policy.fingerprintable(record.words) {
+            return Ok(Vec::new());
+        }
+        let simhash_tables = self.txn.open_table(SIMHASH_TABLES)?;
+        let variants = self.txn.open_table(VARIANTS)?;
+        let found = clusters::candidates(
+            &simhash_tables,
+            &policy.tables(),
+            policy,
+            row,
+            record.simhash,
+        )?;
+        let mine = clusters::shingles_of(&variants, row)?;
+        let mut out = Vec::new();
+        for (other, distance) in found {
+            let theirs = clusters::shingles_of(&variants, other)?;
+            if let Some(sim) = policy.judge(distance, &mine, &theirs) {
+                out.push((other, distance, sim));
+            }
+        }
+        out.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Every fingerprintable row's SimHash, as (row, simhash), in hash order.
+    pub fn fingerprints(&self, policy: &Policy) -> Result<Vec<(Hash128, u64)>> {
+        let mut out = Vec::new();
+        self.for_each_row(|h, r| {
+            if policy.fingerprintable(r.words) {
+                out.push((h, r.simhash));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The shingle set of a row's representative text.
+    pub fn shingles(&self, row: Hash128) -> Result<Vec<u64>> {
+        clusters::shingles_of(&self.txn.open_table(VARIANTS)?, row)
+    }
+
+    /// Split changes of existing rows recorded by commits after `after`, in commit order.
+    pub fn split_moves(&self, after: u64) -> Result<Vec<SplitMove>> {
+        let t = self.txn.open_table(SPLIT_MOVES)?;
+        let start = (after + 1).to_be_bytes();
+        let mut out = Vec::new();
+        for entry in t.range::<&[u8]>(start.as_slice()..)? {
+            let (k, v) = entry?;
+            let (k, v) = (k.value(), v.value());
+            let seq = u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8]));
+            let (Some(row), Some(from), Some(to)) = (
+                Hash128::from_bytes(&k[8..]),
+                v.first().copied().and_then(Split::from_byte),
+                v.get(1).copied().and_then(Split::from_byte),
+            ) else {
+                return Err(Error::Codec {
+                    table: "split_moves",
+                    message: "entry is not (seq, hash) -> (from, to)".into(),
+                });
+            };
+            out.push(SplitMove { seq, row, from, to });
+        }
+        Ok(out)
+    }
+
     /// A canonical dump of every table except the commit counter and full-text log, for
     /// comparing two indexes built in different orders.
     pub fn state_digest(&self) -> Result<String> {
@@ -768,6 +1038,20 @@ impl ReadView {
         feed(&mut h, &self.txn.open_table(VARIANT_REFS)?, "variant_refs")?;
         feed(&mut h, &self.txn.open_table(ROWS)?, "rows")?;
         feed(&mut h, &self.txn.open_table(FAMILY_STATS)?, "family_stats")?;
+        // Split moves are history (they depend on the order things arrived in), not state.
+        feed(
+            &mut h,
+            &self.txn.open_table(SIMHASH_TABLES)?,
+            "simhash_tables",
+        )?;
+        feed(&mut h, &self.txn.open_table(CLUSTERS)?, "clusters")?;
+        feed(
+            &mut h,
+            &self.txn.open_table(CLUSTER_MEMBERS)?,
+            "cluster_members",
+        )?;
+        feed(&mut h, &self.txn.open_table(ROW_GROUPS)?, "row_groups")?;
+        feed(&mut h, &self.txn.open_table(GROUP_ROWS)?, "group_rows")?;
         h.update(format!("{:?}", self.totals()?).as_bytes());
         Ok(format!("{:032x}", h.digest128()))
     }

@@ -52,7 +52,10 @@ pub struct VariantRecord {
 /// One unique row (content hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowRecord {
+    /// `simhash` and `words` must stay the first fields: rebuilding clusters decodes them alone.
     pub simhash: u64,
+    /// Words of the fingerprint text (role words included).
+    pub words: u32,
     /// Tokens of the representative spelling (smallest variant hash).
     pub tokens: u64,
     pub kind: RecordKind,

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use idx::config::Settings;
 use idx::families::Classifier;
 use idx::index::Index;
 use idx::ingest::{ingest, IngestOptions, IngestReport};
@@ -13,6 +14,7 @@ pub struct Fixture {
     pub data: PathBuf,
     pub index_dir: PathBuf,
     pub options: IngestOptions,
+    pub settings: Settings,
 }
 
 impl Fixture {
@@ -26,6 +28,7 @@ impl Fixture {
             data,
             index_dir,
             options: IngestOptions::default(),
+            settings: Settings::builtin(),
         }
     }
 
@@ -58,9 +61,8 @@ impl Fixture {
             .into_iter()
             .map(|p| p.as_ref().to_path_buf())
             .collect();
-        let classifier = Classifier::load(None).unwrap();
         let mut index = Index::open_write(index_dir).expect("open index");
-        ingest(&mut index, &classifier, &paths, &self.options).expect("ingest")
+        ingest(&mut index, &self.settings, &paths, &self.options).expect("ingest")
     }
 
     pub fn status(&self) -> Status {
@@ -96,7 +98,8 @@ pub fn hashes_of(index_dir: &Path, key: &str) -> Vec<String> {
 pub fn row(index_dir: &Path, hash: &str) -> Option<query::RowAnswer> {
     let store = Index::open_store_read(index_dir).unwrap();
     let view = store.read().unwrap();
-    query::row(&view, hash).unwrap()
+    let policy = query::effective_policy(&view, Settings::builtin().policy()).unwrap();
+    query::row(&view, hash, &policy).unwrap()
 }
 
 pub fn chat(user: &str, assistant: &str) -> String {

@@ -152,11 +152,14 @@ fn reclassification_follows_a_config_change() {
         "{}\n[[rule]]\nfamily = \"sarcasm\"\nprefixes = [\"misc/\"]\n",
         idx::families::DEFAULT_FAMILIES_TOML
     );
-    let classifier = idx::families::Classifier::from_toml(&text, "test").unwrap();
+    let settings = idx::config::Settings {
+        classifier: idx::families::Classifier::from_toml(&text, "test").unwrap(),
+        idx: idx::config::IdxConfig::load(None).unwrap(),
+    };
     let mut index = idx::index::Index::open_write(&f.index_dir).unwrap();
     let r = idx::ingest::ingest(
         &mut index,
-        &classifier,
+        &settings,
         std::slice::from_ref(&f.data),
         &f.options,
     )

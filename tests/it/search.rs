@@ -82,7 +82,7 @@ fn a_text_index_behind_redb_replays_the_log() {
     {
         let store = idx::store::Store::open_write(&f.index_dir.join("index.redb")).unwrap();
         let txn = store.begin_write().unwrap();
-        let mut batch = idx::store::WriteBatch::open(&txn).unwrap();
+        let mut batch = idx::store::WriteBatch::open(&txn, &f.settings.policy()).unwrap();
         let mut conv = idx::model::Conversation {
             kind: idx::model::RecordKind::Chatml,
             messages: vec![idx::model::Message::new(

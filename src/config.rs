@@ -1,0 +1,310 @@
+//! Settings (`configs/idx.toml`): the typed config for near-duplicate detection, splits and
+//! holdout groups, its validation, and the embedded default so idx runs with no files around
+//! it. Nothing here reads the index; `neardup::Policy` turns these settings plus the families
+//! config into what the store applies.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::families::Classifier;
+use crate::neardup::Policy;
+
+/// Both config files, loaded: what every command that reads or writes rows needs.
+#[derive(Debug)]
+pub struct Settings {
+    pub classifier: Classifier,
+    pub idx: IdxConfig,
+}
+
+impl Settings {
+    /// Load both files; `None` gives the embedded default of that file.
+    pub fn load(families: Option<&Path>, idx: Option<&Path>) -> Result<Settings> {
+        Ok(Settings {
+            classifier: Classifier::load(families)?,
+            idx: IdxConfig::load(idx)?,
+        })
+    }
+
+    /// The built-in defaults of both files.
+    pub fn builtin() -> Settings {
+        Settings::load(None, None).expect("the embedded configs are valid")
+    }
+
+    /// The near-duplicate and split policy these settings define.
+    pub fn policy(&self) -> Policy {
+        Policy::new(&self.idx, &self.classifier)
+    }
+}
+
+/// The default settings, as shipped in `configs/idx.toml`.
+pub const DEFAULT_IDX_TOML: &str = include_str!("../configs/idx.toml");
+
+const CONFIG_VERSION: u32 = 1;
+
+/// Everything in `idx.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdxConfig {
+    pub version: u32,
+    #[serde(default)]
+    pub near_dup: NearDupConfig,
+    #[serde(default)]
+    pub splits: SplitConfig,
+    #[serde(default)]
+    pub holdout: HoldoutConfig,
+}
+
+/// `[near_dup]`: candidate search and verification.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NearDupConfig {
+    pub hamming: u32,
+    pub blocks: u32,
+    pub jaccard: f64,
+    pub min_words: u32,
+}
+
+impl Default for NearDupConfig {
+    fn default() -> Self {
+        NearDupConfig {
+            hamming: 4,
+            blocks: 5,
+            jaccard: 0.8,
+            min_words: 24,
+        }
+    }
+}
+
+/// Split fractions.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fractions {
+    pub train: f64,
+    pub val: f64,
+    pub test: f64,
+}
+
+/// `[splits]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitConfig {
+    pub train: f64,
+    pub val: f64,
+    pub test: f64,
+    pub salt: String,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig {
+            train: 0.90,
+            val: 0.05,
+            test: 0.05,
+            salt: "idx-splits-v1".to_string(),
+        }
+    }
+}
+
+/// How rows of holdout families are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// The source object (file or S3 object).
+    Object,
+    /// The folder (key prefix) holding the object.
+    Directory,
+}
+
+/// `[holdout]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HoldoutConfig {
+    pub group: GroupBy,
+    pub train: f64,
+    pub val: f64,
+    pub test: f64,
+}
+
+impl Default for HoldoutConfig {
+    fn default() -> Self {
+        HoldoutConfig {
+            group: GroupBy::Object,
+            train: 0.80,
+            val: 0.10,
+            test: 0.10,
+        }
+    }
+}
+
+impl SplitConfig {
+    pub fn fractions(&self) -> Fractions {
+        Fractions {
+            train: self.train,
+            val: self.val,
+            test: self.test,
+        }
+    }
+}
+
+impl HoldoutConfig {
+    pub fn fractions(&self) -> Fractions {
+        Fractions {
+            train: self.train,
+            val: self.val,
+            test: self.test,
+        }
+    }
+}
+
+/// How many tables a (blocks, hamming) choice needs: C(blocks, hamming).
+pub fn table_count(blocks: u32, hamming: u32) -> u64 {
+    let k = hamming.min(blocks - hamming) as u64;
+    (0..k).fold(1u64, |acc, i| acc * (blocks as u64 - i) / (i + 1))
+}
+
+/// The most SimHash tables idx will keep (each costs one redb entry per row).
+pub const MAX_TABLES: u64 = 64;
+
+impl IdxConfig {
+    /// Load a config file; `None` gives the embedded default.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        match path {
+            None => Self::from_toml(DEFAULT_IDX_TOML, "<built-in configs/idx.toml>"),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Self::from_toml(&text, &p.display().to_string())
+            }
+        }
+    }
+
+    /// Parse and validate; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let config: IdxConfig = toml::from_str(text).map_err(|e| Error::Config {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| Error::Config {
+            path: origin.to_string(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Check every value; the message names the bad key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.version != CONFIG_VERSION {
+            return Err(format!(
+                "`version` is {}, this idx reads version {CONFIG_VERSION}",
+                self.version
+            ));
+        }
+        let nd = &self.near_dup;
+        if nd.blocks == 0 || nd.blocks > 64 {
+            return Err(format!(
+                "`near_dup.blocks` is {}, it must be 1 to 64",
+                nd.blocks
+            ));
+        }
+        if nd.hamming >= nd.blocks {
+            return Err(format!(
+                "`near_dup.hamming` ({}) must be smaller than `near_dup.blocks` ({}): one block must match exactly",
+                nd.hamming, nd.blocks
+            ));
+        }
+        let tables = table_count(nd.blocks, nd.hamming);
+        if tables > MAX_TABLES {
+            return Err(format!(
+                "`near_dup.blocks` {} with `near_dup.hamming` {} needs {tables} tables; at most {MAX_TABLES} are allowed",
+                nd.blocks, nd.hamming
+            ));
+        }
+        if !(nd.jaccard > 0.0 && nd.jaccard <= 1.0) {
+            return Err(format!(
+                "`near_dup.jaccard` is {}, it must be in (0, 1]",
+                nd.jaccard
+            ));
+        }
+        check_fractions("splits", self.splits.fractions())?;
+        check_fractions("holdout", self.holdout.fractions())?;
+        Ok(())
+    }
+}
+
+fn check_fractions(section: &str, f: Fractions) -> std::result::Result<(), String> {
+    for (name, v) in [("train", f.train), ("val", f.val), ("test", f.test)] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(format!("`{section}.{name}` is {v}, it must be in [0, 1]"));
+        }
+    }
+    let sum = f.train + f.val + f.test;
+    if (sum - 1.0).abs() > 1e-6 {
+        return Err(format!(
+            "`{section}.train + val + test` is {sum}, it must be 1"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_is_the_default() {
+        let c = IdxConfig::load(None).unwrap();
+        assert_eq!(c.near_dup, NearDupConfig::default());
+        assert_eq!(c.splits, SplitConfig::default());
+        assert_eq!(c.holdout, HoldoutConfig::default());
+        let minimal = IdxConfig::from_toml("version = 1", "t").unwrap();
+        assert_eq!(minimal, c);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("version = 2", "`version`"),
+            (
+                "version = 1\n[near_dup]\nhamming = 5\nblocks = 5",
+                "`near_dup.hamming`",
+            ),
+            (
+                "version = 1\n[near_dup]\nhamming = 8\nblocks = 16",
+                "tables",
+            ),
+            (
+                "version = 1\n[near_dup]\njaccard = 1.5",
+                "`near_dup.jaccard`",
+            ),
+            (
+                "version = 1\n[splits]\ntrain = 0.5",
+                "`splits.train + val + test`",
+            ),
+            ("version = 1\n[holdout]\nval = -0.1", "`holdout.val`"),
+            (
+                "version = 1\n[holdout]\ngroup = \"speaker\"",
+                "unknown variant",
+            ),
+            ("version = 1\n[near_dup]\nk = 3", "unknown field"),
+        ];
+        for (text, expected) in cases {
+            let err = IdxConfig::from_toml(text, "idx.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+            assert!(err.starts_with("config idx.toml:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn table_counts() {
+        assert_eq!(table_count(4, 3), 4);
+        assert_eq!(table_count(5, 4), 5);
+        assert_eq!(table_count(6, 3), 20);
+        assert_eq!(table_count(8, 2), 28);
+    }
+}

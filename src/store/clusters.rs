@@ -1,0 +1,506 @@
+//! Incremental near-duplicate clusters and splits, inside the batch's write transaction.
+//!
+//! A *cluster* is a connected component of the graph whose nodes are rows (content hashes) and
+//! whose edges are near-duplicate pairs (SimHash within `hamming` bits, found through the
+//! permuted `simhash_tables`, and confirmed by the Jaccard similarity of their word 3-shingle
+//! sets) plus, for rows of holdout families, shared holdout groups. Its id is its smallest
+//! content hash and its split is `Policy::split_of` that id, so both are functions of the set of
+//! rows, never of the order they came in.
+//!
+//! Pair edges are not stored: a dense family of templated rows would need a quadratic number of
+//! them. What is stored is each row's cluster; connectivity is recomputed where a batch can change
+//! it, with a union-find that skips the text check for pairs already known to be connected:
+//! 1. removed rows leave the SimHash tables; the clusters they were in are *broken*: their
+//!    remaining members are re-linked from scratch (this is what splits a cluster);
+//! 2. holdout group changes are applied; a row leaving a group breaks its cluster too;
+//! 3. created rows join the SimHash tables and are linked to their confirmed candidates, pulling
+//!    in the intact clusters those belong to, and to the members of their holdout groups;
+//! 4. every resulting set is written back: entries rewritten only where they changed, and every
+//!    existing row whose split changed logged in `split_moves`.
+//!
+//! Singleton rows (the vast majority) store nothing: no entry means "a cluster of one, id = own
+//! hash".
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
+
+use redb::ReadableTable;
+
+use super::{codec, keys, WriteBatch};
+use crate::error::{Error, Result};
+use crate::fingerprint::{fingerprint_text, shingle_set, Hash128};
+use crate::neardup::{BlockTables, Policy, Split, UnionFind};
+use crate::store::VariantRecord;
+
+/// Cluster work gathered during a batch.
+#[derive(Default)]
+pub(super) struct ClusterWork {
+    /// Fingerprintable rows created by this batch: (hash, simhash).
+    pub created: Vec<(Hash128, u64)>,
+    /// Fingerprintable rows removed by this batch: (hash, simhash).
+    pub removed: Vec<(Hash128, u64)>,
+    /// Every row removed by this batch (short ones too: they may sit in holdout clusters).
+    pub removed_all: Vec<Hash128>,
+    /// Place count changes per (row, holdout group).
+    pub group_deltas: BTreeMap<(Hash128, Hash128), i64>,
+    /// The split each row had before this batch, when it cannot be read from the tables any
+    /// more by the time it is compared (a full recompute clears them first).
+    pub old_splits: HashMap<Hash128, Split>,
+    /// Rows that did not exist before this batch (their split is not a move).
+    pub new_rows: HashSet<Hash128>,
+}
+
+/// A stored cluster entry: (cluster id, split, holdout).
+pub(super) fn encode_entry(cluster: Hash128, split: Split, holdout: bool) -> [u8; 18] {
+    let mut v = [0u8; 18];
+    v[..16].copy_from_slice(&cluster.to_bytes());
+    v[16] = split.to_byte();
+    v[17] = u8::from(holdout);
+    v
+}
+
+pub(super) fn decode_entry(v: &[u8]) -> Result<(Hash128, Split, bool)> {
+    let bad = || Error::Codec {
+        table: "clusters",
+        message: "entry is not (hash, split, holdout)".into(),
+    };
+    if v.len() != 18 {
+        return Err(bad());
+    }
+    let cluster = Hash128::from_bytes(&v[..16]).ok_or_else(bad)?;
+    let split = Split::from_byte(v[16]).ok_or_else(bad)?;
+    Ok((cluster, split, v[17] != 0))
+}
+
+pub(super) fn pair_key(a: Hash128, b: Hash128) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..16].copy_from_slice(&a.to_bytes());
+    k[16..].copy_from_slice(&b.to_bytes());
+    k
+}
+
+pub(super) fn simhash_key(table: usize, permuted: u64, hash: Hash128) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[0] = table as u8;
+    k[1..9].copy_from_slice(&permuted.to_be_bytes());
+    k[9..].copy_from_slice(&hash.to_bytes());
+    k
+}
+
+/// The second hash of a `hash ‖ hash` key.
+pub(super) fn second_hash(key: &[u8]) -> Result<Hash128> {
+    key.get(16..32)
+        .and_then(Hash128::from_bytes)
+        .ok_or_else(|| Error::Codec {
+            table: "clusters",
+            message: "pair key is not two hashes".into(),
+        })
+}
+
+/// Every indexed row within `policy.hamming` bits of `simhash`, except `row`: (row, distance).
+pub(super) fn candidates(
+    table: &impl ReadableTable<&'static [u8], u64>,
+    tables: &BlockTables,
+    policy: &Policy,
+    row: Hash128,
+    simhash: u64,
+) -> Result<BTreeMap<Hash128, u32>> {
+    let mut out = BTreeMap::new();
+    for t in 0..tables.len() {
+        let (lo, hi) = tables.range(t, simhash);
+        let start = simhash_key(t, lo, Hash128(0));
+        let end = simhash_key(t, hi, Hash128(u128::MAX));
+        for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+            let (k, v) = entry?;
+            let other = Hash128::from_bytes(&k.value()[9..]).ok_or_else(|| Error::Codec {
+                table: "simhash_tables",
+                message: "key does not end in a hash".into(),
+            })?;
+            let distance = (v.value() ^ simhash).count_ones();
+            if other != row && distance <= policy.hamming {
+                out.insert(other, distance);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The shingle set of a row's representative text (every spelling gives the same set).
+pub(super) fn shingles_of(
+    variants: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    row: Hash128,
+) -> Result<Vec<u64>> {
+    let start = keys::variant(row, Hash128(0));
+    let end = keys::variant(row, Hash128(u128::MAX));
+    let variant: VariantRecord = match variants
+        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
+        .next()
+    {
+        Some(entry) => codec::decode("variants", entry?.1.value())?,
+        None => {
+            return Err(Error::Codec {
+                table: "variants",
+                message: format!("row {row} has no stored text"),
+            })
+        }
+    };
+    Ok(shingle_set(&fingerprint_text(&variant.conversation)))
+}
+
+impl<'t> WriteBatch<'t> {
+    /// Count one place of `row` in `object_id` (tagged `families`) into or out of its holdout group.
+    pub(super) fn group_place(
+        &mut self,
+        object_id: &str,
+        families: &[String],
+        row: Hash128,
+        sign: i64,
+    ) {
+        if let Some(group) = self.policy.group_of(object_id, families) {
+            *self.clusters.group_deltas.entry((row, group)).or_default() += sign;
+        }
+    }
+
+    fn firsts<V: redb::Value + 'static>(
+        table: &impl ReadableTable<&'static [u8], V>,
+        first: Hash128,
+    ) -> Result<Vec<Hash128>> {
+        let start = first.to_bytes();
+        let end = keys::prefix_end(&start);
+        let mut out = Vec::new();
+        for entry in table.range::<&[u8]>(start.as_slice()..end.as_slice())? {
+            out.push(second_hash(entry?.0.value())?);
+        }
+        Ok(out)
+    }
+
+    fn has_groups(&self, row: Hash128) -> Result<bool> {
+        Ok(!Self::firsts(&self.row_groups, row)?.is_empty())
+    }
+
+    fn entry(&self, row: Hash128) -> Result<Option<(Hash128, Split, bool)>> {
+        match self.cluster_entries.get(row.to_bytes().as_slice())? {
+            Some(v) => Ok(Some(decode_entry(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The split a row has according to the tables right now.
+    fn split_now(&self, row: Hash128) -> Result<Split> {
+        Ok(match self.entry(row)? {
+            Some((_, split, _)) => split,
+            None => self.policy.split_of(row, self.has_groups(row)?),
+        })
+    }
+
+    /// Bring `row` into the union-find; an existing row not in a broken cluster brings its whole
+    /// (still connected) stored cluster with it.
+    fn admit(&mut self, sets: &mut UnionFind, row: Hash128) -> Result<()> {
+        if sets.contains(row) {
+            return Ok(());
+        }
+        sets.find(row);
+        if let Some((cluster, _, _)) = self.entry(row)? {
+            for m in Self::firsts(&self.cluster_members, cluster)? {
+                sets.union(row, m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Link `row` to its confirmed SimHash candidates (restricted to `within` when given) and to
+    /// the members of its holdout groups. Candidates already in the same set are not checked.
+    fn link(
+        &mut self,
+        sets: &mut UnionFind,
+        texts: &mut HashMap<Hash128, Rc<Vec<u64>>>,
+        row: Hash128,
+        simhash: Option<u64>,
+        within: Option<&HashSet<Hash128>>,
+    ) -> Result<()> {
+        self.admit(sets, row)?;
+        if let Some(simhash) = simhash {
+            let found = candidates(
+                &self.simhash_tables,
+                &self.tables,
+                &self.policy,
+                row,
+                simhash,
+            )?;
+            let mut ordered: Vec<(u32, Hash128)> = found.into_iter().map(|(h, d)| (d, h)).collect();
+            ordered.sort_unstable();
+            for (distance, other) in ordered {
+                if within.is_some_and(|w| !w.contains(&other)) {
+                    continue;
+                }
+                self.admit(sets, other)?;
+                if sets.find(row) == sets.find(other) {
+                    continue;
+                }
+                let a = self.cached_shingles(texts, row)?;
+                let b = self.cached_shingles(texts, other)?;
+                if self.policy.judge(distance, &a, &b).is_some() {
+                    sets.union(row, other);
+                }
+            }
+        }
+        for group in Self::firsts(&self.row_groups, row)? {
+            for m in Self::firsts(&self.group_rows, group)? {
+                self.admit(sets, m)?;
+                sets.union(row, m);
+            }
+        }
+        Ok(())
+    }
+
+    fn cached_shingles(
+        &self,
+        cache: &mut HashMap<Hash128, Rc<Vec<u64>>>,
+        row: Hash128,
+    ) -> Result<Rc<Vec<u64>>> {
+        if let Some(s) = cache.get(&row) {
+            return Ok(s.clone());
+        }
+        let s = Rc::new(shingles_of(&self.variants, row)?);
+        cache.insert(row, s.clone());
+        Ok(s)
+    }
+
+    fn simhash_of_row(&self, row: Hash128) -> Result<Option<u64>> {
+        let Some(v) = self.rows.get(row.to_bytes().as_slice())? else {
+            return Ok(None);
+        };
+        let (simhash, words): (u64, u32) = codec::decode_prefix("rows", v.value())?;
+        Ok(self.policy.fingerprintable(words).then_some(simhash))
+    }
+
+    /// Apply the batch's cluster work (see the module doc). `seq` labels the split moves, whose
+    /// number is returned.
+    pub(super) fn maintain_clusters(&mut self, seq: u64) -> Result<u64> {
+        let mut work = std::mem::take(&mut self.clusters);
+        let tables = self.tables.clone();
+        // Existing rows whose cluster must be re-linked from scratch.
+        let mut broken: BTreeSet<Hash128> = BTreeSet::new();
+
+        // (1) Removed rows leave the SimHash tables and break their cluster.
+        for &(row, simhash) in &work.removed {
+            for t in 0..tables.len() {
+                self.simhash_tables
+                    .remove(simhash_key(t, tables.permute(t, simhash), row).as_slice())?;
+            }
+        }
+        for &row in &work.removed_all {
+            if let Some((cluster, _, _)) = self.entry(row)? {
+                broken.extend(Self::firsts(&self.cluster_members, cluster)?);
+                self.cluster_members
+                    .remove(pair_key(cluster, row).as_slice())?;
+                self.cluster_entries.remove(row.to_bytes().as_slice())?;
+            }
+        }
+
+        // (2) Holdout groups. The old split of a row whose groups change is read first.
+        let deltas = std::mem::take(&mut work.group_deltas);
+        for &(row, _) in deltas.keys() {
+            if !work.new_rows.contains(&row) && !work.old_splits.contains_key(&row) {
+                let split = self.split_now(row)?;
+                work.old_splits.insert(row, split);
+            }
+        }
+        let mut joined: BTreeSet<Hash128> = BTreeSet::new();
+        for ((row, group), d) in deltas {
+            if d == 0 {
+                continue;
+            }
+            let rk = pair_key(row, group);
+            let before = self.row_groups.get(rk.as_slice())?.map_or(0, |v| v.value());
+            let after = (before as i64 + d).max(0) as u64;
+            if after == 0 {
+                self.row_groups.remove(rk.as_slice())?;
+                self.group_rows.remove(pair_key(group, row).as_slice())?;
+                // Leaving a group may disconnect the row's cluster.
+                match self.entry(row)? {
+                    Some((cluster, _, _)) => {
+                        broken.extend(Self::firsts(&self.cluster_members, cluster)?)
+                    }
+                    None => {
+                        broken.insert(row);
+                    }
+                }
+            } else {
+                self.row_groups.insert(rk.as_slice(), after)?;
+                if before == 0 {
+                    self.group_rows
+                        .insert(pair_key(group, row).as_slice(), ())?;
+                    joined.insert(row);
+                }
+            }
+        }
+
+        // (3) Created rows join the SimHash tables.
+        for &(row, simhash) in &work.created {
+            for t in 0..tables.len() {
+                self.simhash_tables.insert(
+                    simhash_key(t, tables.permute(t, simhash), row).as_slice(),
+                    simhash,
+                )?;
+            }
+        }
+
+        // Re-link broken clusters among their remaining members, then link what joined.
+        let mut sets = UnionFind::default();
+        let mut texts: HashMap<Hash128, Rc<Vec<u64>>> = HashMap::new();
+        let broken: HashSet<Hash128> = broken
+            .into_iter()
+            .filter(|r| !work.removed_all.contains(r))
+            .collect();
+        let mut ordered_broken: Vec<Hash128> = broken.iter().copied().collect();
+        ordered_broken.sort_unstable();
+        for &row in &ordered_broken {
+            // Seed each member alone: its stored cluster is what is being recomputed.
+            sets.find(row);
+        }
+        for &row in &ordered_broken {
+            let simhash = self.simhash_of_row(row)?;
+            self.link(&mut sets, &mut texts, row, simhash, Some(&broken))?;
+        }
+        for &(row, simhash) in &work.created {
+            self.link(&mut sets, &mut texts, row, Some(simhash), None)?;
+        }
+        for &row in &joined {
+            if self.rows.get(row.to_bytes().as_slice())?.is_some() {
+                self.link(&mut sets, &mut texts, row, None, None)?;
+            }
+        }
+
+        // (4) Write every resulting set back.
+        let mut groups: BTreeMap<Hash128, Vec<Hash128>> = BTreeMap::new();
+        for m in sets.members() {
+            let root = sets.find(m);
+            groups.entry(root).or_default().push(m);
+        }
+        let mut moved = 0u64;
+        for (cluster, mut members) in groups {
+            if members.len() == 1 && work.new_rows.contains(&cluster) {
+                // A new row alone: no entry to write, no move to record.
+                continue;
+            }
+            members.sort_unstable();
+            let mut holdout = false;
+            for &m in &members {
+                if self.has_groups(m)? {
+                    holdout = true;
+                    break;
+                }
+            }
+            let split = self.policy.split_of(cluster, holdout);
+            let single = members.len() == 1;
+            for &m in &members {
+                let stored = self.entry(m)?;
+                let before = match work.old_splits.get(&m) {
+                    Some(s) => Some(*s),
+                    None if work.new_rows.contains(&m) => None,
+                    None => Some(match stored {
+                        Some((_, s, _)) => s,
+                        None => self.policy.split_of(m, self.has_groups(m)?),
+                    }),
+                };
+                if let Some((old_cluster, _, _)) = stored {
+                    if single || old_cluster != cluster {
+                        self.cluster_members
+                            .remove(pair_key(old_cluster, m).as_slice())?;
+                    }
+                }
+                let mk = m.to_bytes();
+                if single {
+                    if stored.is_some() {
+                        self.cluster_entries.remove(mk.as_slice())?;
+                    }
+                } else if stored != Some((cluster, split, holdout)) {
+                    self.cluster_entries.insert(
+                        mk.as_slice(),
+                        encode_entry(cluster, split, holdout).as_slice(),
+                    )?;
+                    self.cluster_members
+                        .insert(pair_key(cluster, m).as_slice(), ())?;
+                }
+                if before.is_some_and(|b| b != split) {
+                    moved += 1;
+                    let mut k = [0u8; 24];
+                    k[..8].copy_from_slice(&seq.to_be_bytes());
+                    k[8..].copy_from_slice(&mk);
+                    let from = before.map_or(0, Split::to_byte);
+                    self.split_moves
+                        .insert(k.as_slice(), [from, split.to_byte()].as_slice())?;
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Recompute every cluster under this batch's policy (after a policy change): clear the
+    /// derived tables and replay every row and holdout place as if new, recording moves against
+    /// the splits under the previous policy (`old`, when known).
+    pub(super) fn rebuild_clusters(&mut self, old: Option<&Policy>) -> Result<()> {
+        let mut rows: Vec<Hash128> = Vec::new();
+        let mut fingerprinted: Vec<(Hash128, u64)> = Vec::new();
+        for entry in self.rows.iter()? {
+            let (k, v) = entry?;
+            let hash = Hash128::from_bytes(k.value()).ok_or_else(|| Error::Codec {
+                table: "rows",
+                message: "key is not a 16-byte hash".into(),
+            })?;
+            let (simhash, words): (u64, u32) = codec::decode_prefix("rows", v.value())?;
+            rows.push(hash);
+            if self.policy.fingerprintable(words) {
+                fingerprinted.push((hash, simhash));
+            }
+        }
+        let mut old_splits = HashMap::with_capacity(rows.len());
+        if let Some(old) = old {
+            for &row in &rows {
+                let split = match self.entry(row)? {
+                    Some((_, s, _)) => s,
+                    None => old.split_of(row, self.has_groups(row)?),
+                };
+                old_splits.insert(row, split);
+            }
+        }
+        self.simhash_tables.retain(|_, _| false)?;
+        self.cluster_entries.retain(|_, _| false)?;
+        self.cluster_members.retain(|_, _| false)?;
+        self.row_groups.retain(|_, _| false)?;
+        self.group_rows.retain(|_, _| false)?;
+        let mut objects: Vec<(String, Vec<String>)> = Vec::new();
+        for entry in self.objects.iter()? {
+            let (k, v) = entry?;
+            let record: super::ObjectRecord = codec::decode("objects", v.value())?;
+            objects.push((k.value().to_string(), record.families));
+        }
+        for (id, families) in objects {
+            if self.policy.group_of(&id, &families).is_none() {
+                continue;
+            }
+            let prefix = keys::object_places_prefix(&id);
+            let end = keys::prefix_end(&prefix);
+            let mut hashes = Vec::new();
+            for entry in self
+                .object_places
+                .range::<&[u8]>(prefix.as_slice()..end.as_slice())?
+            {
+                if let Some(h) = Hash128::from_bytes(entry?.1.value()) {
+                    hashes.push(h);
+                }
+            }
+            for h in hashes {
+                self.group_place(&id, &families, h, 1);
+            }
+        }
+        self.clusters.created = fingerprinted;
+        if old.is_some() {
+            self.clusters.old_splits = old_splits;
+        } else {
+            self.clusters.new_rows = rows.into_iter().collect();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,515 @@
+//! The verification gates behind `idx verify`, and the dataset report.
+//!
+//! - *Coverage*: every required family has at least its `min_rows` indexed unique rows (rows,
+//!   not object names: READMEs and notebooks never count), or a waiver; a family whose objects
+//!   failed to index, or that has some rows but fewer than required, is `partial`.
+//! - *Leakage*: recomputed from scratch, in memory and independently of the incremental state in
+//!   `store::clusters`: candidate pairs from sorting every row's SimHash under each block
+//!   permutation, confirmed by Jaccard, and holdout groups, joined with a union-find. The gate
+//!   passes when no near-duplicate pair sits in two stored splits and every row's stored cluster
+//!   and split equal the recomputed ones.
+//! - *Report*: unique rows and tokens by primary family, split and phase.
+//!
+//! Everything is read from one redb snapshot; nothing is written.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::error::Result;
+use crate::fingerprint::Hash128;
+use crate::neardup::{Policy, Split, UnionFind};
+use crate::store::{Assignment, ObjectStatus, ReadView};
+
+/// How many examples each finding lists.
+const EXAMPLES: usize = 10;
+/// How many evidence keys each family lists.
+const EVIDENCE: usize = 10;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub passed: bool,
+    pub gates: Gates,
+    pub report: Report,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gates {
+    pub coverage: CoverageGate,
+    pub leakage: LeakageGate,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CoverageGate {
+    pub passed: bool,
+    /// Every configured family, in config order.
+    pub families: Vec<FamilyCoverage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoverageStatus {
+    Present,
+    Partial,
+    Missing,
+    Waived,
+}
+
+impl CoverageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoverageStatus::Present => "present",
+            CoverageStatus::Partial => "partial",
+            CoverageStatus::Missing => "missing",
+            CoverageStatus::Waived => "waived",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyCoverage {
+    pub family: String,
+    pub required: bool,
+    pub status: CoverageStatus,
+    /// Unique rows carrying the family tag.
+    pub rows: u64,
+    pub tokens: u64,
+    pub min_rows: u64,
+    /// Indexed objects with rows for this family.
+    pub objects: u64,
+    /// Their keys (the first few).
+    pub evidence: Vec<String>,
+    /// Objects of this family that could not be read.
+    pub failed_objects: Vec<String>,
+    pub waiver: Option<String>,
+    pub next_action: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LeakageGate {
+    pub passed: bool,
+    /// Near-duplicate pairs whose rows sit in different splits.
+    pub cross_split_pairs: u64,
+    pub cross_split_examples: Vec<CrossSplitPair>,
+    /// Rows whose stored cluster or split differs from the recomputation.
+    pub disagreements: u64,
+    pub disagreement_examples: Vec<Disagreement>,
+    /// Whether the index was built with the current settings.
+    pub settings_current: bool,
+    /// Recomputed figures.
+    pub near_duplicate_pairs: u64,
+    pub clusters: u64,
+    pub rows_in_clusters: u64,
+    pub holdout_groups: u64,
+    pub candidate_pairs: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrossSplitPair {
+    pub a: String,
+    pub b: String,
+    pub split_a: Split,
+    pub split_b: Split,
+    pub hamming: u32,
+    pub similarity: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Disagreement {
+    pub content_hash: String,
+    pub stored_cluster: String,
+    pub stored_split: Split,
+    pub expected_cluster: String,
+    pub expected_split: Split,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Count {
+    pub rows: u64,
+    pub tokens: u64,
+}
+
+impl Count {
+    fn add(&mut self, tokens: u64) {
+        self.rows += 1;
+        self.tokens += tokens;
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Unique rows and their tokens.
+    pub total: Count,
+    /// By primary family (each row counted once).
+    pub by_family: BTreeMap<String, Count>,
+    pub by_split: BTreeMap<Split, Count>,
+    pub by_phase: BTreeMap<String, Count>,
+    pub by_family_split: BTreeMap<String, BTreeMap<Split, Count>>,
+}
+
+/// Run every gate and build the report.
+pub fn verify(view: &ReadView, settings: &Settings) -> Result<Verification> {
+    let policy = settings.policy();
+    let stored_policy = view.policy()?;
+    let assignments = stored_assignments(view, &policy)?;
+    let coverage = coverage(view, settings)?;
+    let mut leakage = leakage(view, &policy, &assignments)?;
+    leakage.settings_current = stored_policy.as_ref().is_none_or(|p| *p == policy);
+    leakage.passed =
+        leakage.cross_split_pairs == 0 && leakage.disagreements == 0 && leakage.settings_current;
+    let report = report(view, &assignments)?;
+    Ok(Verification {
+        passed: coverage.passed && leakage.passed,
+        gates: Gates { coverage, leakage },
+        report,
+    })
+}
+
+/// Every row's stored assignment (rows outside stored clusters are their own cluster).
+fn stored_assignments(view: &ReadView, policy: &Policy) -> Result<BTreeMap<Hash128, Assignment>> {
+    let entries = view.cluster_entries()?;
+    let grouped = view.grouped_rows()?;
+    let mut out = BTreeMap::new();
+    view.for_each_row(|h, _| {
+        let a = match entries.get(&h) {
+            Some(a) => *a,
+            None => {
+                let holdout = grouped.contains(&h);
+                Assignment {
+                    cluster: h,
+                    split: policy.split_of(h, holdout),
+                    holdout,
+                }
+            }
+        };
+        out.insert(h, a);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageGate> {
+    let stats: BTreeMap<String, _> = view.family_stats()?.into_iter().collect();
+    let objects = view.objects()?;
+    let mut families = Vec::new();
+    for f in &settings.classifier.config().families {
+        let (rows, tokens) = stats
+            .get(&f.name)
+            .map_or((0, 0), |s| (s.unique_rows, s.tokens));
+        let mut evidence = Vec::new();
+        let mut count = 0u64;
+        let mut failed_objects = Vec::new();
+        for o in objects.iter().filter(|o| o.families.contains(&f.name)) {
+            match &o.status {
+                ObjectStatus::Indexed if o.rows > 0 => {
+                    count += 1;
+                    if evidence.len() < EVIDENCE {
+                        evidence.push(o.key.clone());
+                    }
+                }
+                ObjectStatus::Failed { .. } => failed_objects.push(o.key.clone()),
+                _ => {}
+            }
+        }
+        let enough = rows >= f.min_rows.max(1);
+        let mut status = if enough && failed_objects.is_empty() {
+            CoverageStatus::Present
+        } else if rows > 0 || !failed_objects.is_empty() {
+            CoverageStatus::Partial
+        } else {
+            CoverageStatus::Missing
+        };
+        if status != CoverageStatus::Present && f.waiver.is_some() {
+            status = CoverageStatus::Waived;
+        }
+        let next_action = match status {
+            CoverageStatus::Present => "none".to_string(),
+            CoverageStatus::Waived => format!(
+                "none (waived: {})",
+                f.waiver.as_deref().unwrap_or_default()
+            ),
+            CoverageStatus::Partial if !failed_objects.is_empty() => format!(
+                "fix and re-ingest {} failed object(s), first {}",
+                failed_objects.len(),
+                failed_objects[0]
+            ),
+            CoverageStatus::Partial => format!(
+                "add {} more row(s) (has {rows}, needs {})",
+                f.min_rows - rows,
+                f.min_rows
+            ),
+            CoverageStatus::Missing => format!(
+                "add data whose keys match the `{}` rules in families.toml and ingest it, or give the family a waiver",
+                f.name
+            ),
+        };
+        families.push(FamilyCoverage {
+            family: f.name.clone(),
+            required: f.required,
+            status,
+            rows,
+            tokens,
+            min_rows: f.min_rows,
+            objects: count,
+            evidence,
+            failed_objects,
+            waiver: f.waiver.clone(),
+            next_action,
+        });
+    }
+    let passed = families.iter().all(|f| {
+        !f.required || matches!(f.status, CoverageStatus::Present | CoverageStatus::Waived)
+    });
+    Ok(CoverageGate { passed, families })
+}
+
+fn leakage(
+    view: &ReadView,
+    policy: &Policy,
+    stored: &BTreeMap<Hash128, Assignment>,
+) -> Result<LeakageGate> {
+    let mut sets = UnionFind::default();
+    // Holdout groups, from the objects and their places.
+    let mut groups: BTreeMap<Hash128, BTreeSet<Hash128>> = BTreeMap::new();
+    for o in view.objects()? {
+        if o.status != ObjectStatus::Indexed {
+            continue;
+        }
+        let id = crate::store::keys::object_id(&o.source, &o.key);
+        if let Some(g) = policy.group_of(&id, &o.families) {
+            let members = groups.entry(g).or_default();
+            for (_, _, h) in view.object_places(&id)? {
+                members.insert(h);
+            }
+        }
+    }
+    let mut grouped: BTreeSet<Hash128> = BTreeSet::new();
+    for members in groups.values() {
+        let mut it = members.iter();
+        if let Some(&first) = it.next() {
+            grouped.insert(first);
+            for &m in it {
+                grouped.insert(m);
+                sets.union(first, m);
+            }
+        }
+    }
+    // Candidate pairs: rows sharing a permuted prefix, within the Hamming distance.
+    let fingerprints = view.fingerprints(policy)?;
+    let tables = policy.tables();
+    let mut pairs: BTreeMap<(Hash128, Hash128), u32> = BTreeMap::new();
+    for t in 0..tables.len() {
+        let mut keyed: Vec<(u64, Hash128, u64)> = fingerprints
+            .iter()
+            .map(|&(h, s)| (tables.range(t, s).0, h, s))
+            .collect();
+        keyed.sort_unstable();
+        let mut start = 0;
+        while start < keyed.len() {
+            let mut end = start + 1;
+            while end < keyed.len() && keyed[end].0 == keyed[start].0 {
+                end += 1;
+            }
+            for i in start..end {
+                for j in i + 1..end {
+                    let d = (keyed[i].2 ^ keyed[j].2).count_ones();
+                    if d <= policy.hamming {
+                        let (a, b) = (keyed[i].1.min(keyed[j].1), keyed[i].1.max(keyed[j].1));
+                        pairs.insert((a, b), d);
+                    }
+                }
+            }
+            start = end;
+        }
+    }
+    let mut shingles: HashMap<Hash128, std::rc::Rc<Vec<u64>>> = HashMap::new();
+    let mut load = |h: Hash128| -> Result<std::rc::Rc<Vec<u64>>> {
+        if let Some(s) = shingles.get(&h) {
+            return Ok(s.clone());
+        }
+        let s = std::rc::Rc::new(view.shingles(h)?);
+        shingles.insert(h, s.clone());
+        Ok(s)
+    };
+    let mut near_duplicate_pairs = 0u64;
+    let mut cross_split_pairs = 0u64;
+    let mut cross_split_examples = Vec::new();
+    for (&(a, b), &d) in &pairs {
+        let split_a = stored.get(&a).map(|x| x.split);
+        let split_b = stored.get(&b).map(|x| x.split);
+        // A pair needs its texts checked only when the answer can matter.
+        if sets.find(a) == sets.find(b) && split_a == split_b {
+            continue;
+        }
+        let Some(sim) = policy.judge(d, &load(a)?, &load(b)?) else {
+            continue;
+        };
+        near_duplicate_pairs += 1;
+        sets.union(a, b);
+        if let (Some(sa), Some(sb)) = (split_a, split_b) {
+            if sa != sb {
+                cross_split_pairs += 1;
+                if cross_split_examples.len() < EXAMPLES {
+                    cross_split_examples.push(CrossSplitPair {
+                        a: a.to_hex(),
+                        b: b.to_hex(),
+                        split_a: sa,
+                        split_b: sb,
+                        hamming: d,
+                        similarity: sim,
+                    });
+                }
+            }
+        }
+    }
+    // Compare every row with the recomputation.
+    let mut components: BTreeMap<Hash128, (u64, bool)> = BTreeMap::new();
+    let rows: Vec<Hash128> = stored.keys().copied().collect();
+    for &h in &rows {
+        let root = sets.find(h);
+        let c = components.entry(root).or_default();
+        c.0 += 1;
+        c.1 |= grouped.contains(&h);
+    }
+    let mut disagreements = 0u64;
+    let mut disagreement_examples = Vec::new();
+    for &h in &rows {
+        let root = sets.find(h);
+        let (_, holdout) = components[&root];
+        let expected = policy.split_of(root, holdout);
+        let s = stored[&h];
+        if s.cluster != root || s.split != expected {
+            disagreements += 1;
+            if disagreement_examples.len() < EXAMPLES {
+                disagreement_examples.push(Disagreement {
+                    content_hash: h.to_hex(),
+                    stored_cluster: s.cluster.to_hex(),
+                    stored_split: s.split,
+                    expected_cluster: root.to_hex(),
+                    expected_split: expected,
+                });
+            }
+        }
+    }
+    let multi: Vec<&(u64, bool)> = components.values().filter(|c| c.0 > 1).collect();
+    Ok(LeakageGate {
+        passed: false,
+        cross_split_pairs,
+        cross_split_examples,
+        disagreements,
+        disagreement_examples,
+        settings_current: true,
+        near_duplicate_pairs,
+        clusters: multi.len() as u64,
+        rows_in_clusters: multi.iter().map(|c| c.0).sum(),
+        holdout_groups: groups.len() as u64,
+        candidate_pairs: pairs.len() as u64,
+    })
+}
+
+fn report(view: &ReadView, assignments: &BTreeMap<Hash128, Assignment>) -> Result<Report> {
+    let mut r = Report::default();
+    view.for_each_row(|h, row| {
+        let split = assignments.get(&h).map_or(Split::Train, |a| a.split);
+        r.total.add(row.tokens);
+        r.by_family
+            .entry(row.primary_family.clone())
+            .or_default()
+            .add(row.tokens);
+        r.by_split.entry(split).or_default().add(row.tokens);
+        r.by_phase
+            .entry(row.kind.phase().to_string())
+            .or_default()
+            .add(row.tokens);
+        r.by_family_split
+            .entry(row.primary_family.clone())
+            .or_default()
+            .entry(split)
+            .or_default()
+            .add(row.tokens);
+        Ok(())
+    })?;
+    Ok(r)
+}
+
+/// The verification as a Markdown document.
+pub fn markdown(v: &Verification) -> String {
+    let mut out = String::new();
+    let verdict = |p: bool| if p { "PASS" } else { "FAIL" };
+    let _ = writeln!(out, "# idx verify: {}\n", verdict(v.passed));
+    let c = &v.gates.coverage;
+    let _ = writeln!(out, "## Coverage gate: {}\n", verdict(c.passed));
+    let _ = writeln!(
+        out,
+        "| family | required | status | rows | tokens | objects | next action |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|");
+    for f in &c.families {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            f.family,
+            if f.required { "yes" } else { "no" },
+            f.status.as_str(),
+            f.rows,
+            f.tokens,
+            f.objects,
+            f.next_action.replace('|', "\\|")
+        );
+    }
+    let l = &v.gates.leakage;
+    let _ = writeln!(out, "\n## Leakage gate: {}\n", verdict(l.passed));
+    let _ = writeln!(
+        out,
+        "- near-duplicate pairs across splits: {}\n- rows whose stored cluster/split differs from the recomputation: {}\n- index built with the current settings: {}\n- near-duplicate pairs confirmed: {} (of {} candidates); clusters of 2+: {} holding {} rows; holdout groups: {}",
+        l.cross_split_pairs,
+        l.disagreements,
+        if l.settings_current { "yes" } else { "no (run `idx ingest` to recompute)" },
+        l.near_duplicate_pairs,
+        l.candidate_pairs,
+        l.clusters,
+        l.rows_in_clusters,
+        l.holdout_groups
+    );
+    for p in &l.cross_split_examples {
+        let _ = writeln!(
+            out,
+            "  - `{}` ({}) ~ `{}` ({}): hamming {}, jaccard {:.3}",
+            p.a, p.split_a, p.b, p.split_b, p.hamming, p.similarity
+        );
+    }
+    let r = &v.report;
+    let _ = writeln!(
+        out,
+        "\n## Report\n\n{} unique rows, {} tokens.\n",
+        r.total.rows, r.total.tokens
+    );
+    let _ = writeln!(out, "| split | rows | tokens |\n|---|---:|---:|");
+    for (s, n) in &r.by_split {
+        let _ = writeln!(out, "| {s} | {} | {} |", n.rows, n.tokens);
+    }
+    let _ = writeln!(out, "\n| phase | rows | tokens |\n|---|---:|---:|");
+    for (p, n) in &r.by_phase {
+        let _ = writeln!(out, "| {p} | {} | {} |", n.rows, n.tokens);
+    }
+    let _ = writeln!(
+        out,
+        "\n| family | rows | tokens | train | val | test |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for (f, n) in &r.by_family {
+        let per = r.by_family_split.get(f);
+        let rows_in = |s: Split| per.and_then(|p| p.get(&s)).map_or(0, |c| c.rows);
+        let _ = writeln!(
+            out,
+            "| {f} | {} | {} | {} | {} | {} |",
+            n.rows,
+            n.tokens,
+            rows_in(Split::Train),
+            rows_in(Split::Val),
+            rows_in(Split::Test)
+        );
+    }
+    out
+}
