@@ -81,7 +81,7 @@ pub struct FamilyCoverage {
     pub objects: u64,
     /// Their keys (the first few).
     pub evidence: Vec<String>,
-    /// Objects of this family that could not be read.
+    /// Objects of this family that could not be read, or gave no row (every line rejected).
     pub failed_objects: Vec<String>,
     pub waiver: Option<String>,
     pub next_action: String,
@@ -210,6 +210,7 @@ fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageGate> {
                     }
                 }
                 ObjectStatus::Failed { .. } => failed_objects.push(o.key.clone()),
+                ObjectStatus::Indexed if o.rejected > 0 => failed_objects.push(o.key.clone()),
                 _ => {}
             }
         }
@@ -231,7 +232,7 @@ fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageGate> {
                 f.waiver.as_deref().unwrap_or_default()
             ),
             CoverageStatus::Partial if !failed_objects.is_empty() => format!(
-                "fix and re-ingest {} failed object(s), first {}",
+                "fix and re-ingest {} unreadable object(s), first {}",
                 failed_objects.len(),
                 failed_objects[0]
             ),

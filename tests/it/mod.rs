@@ -1,8 +1,10 @@
 mod cli;
+mod clusters;
 mod common;
 mod crash;
 mod dedup;
 mod formats;
+mod gates;
 mod incremental;
 mod rejections;
 mod robustness;
