@@ -69,8 +69,8 @@ pub struct NearDupConfig {
 impl Default for NearDupConfig {
     fn default() -> Self {
         NearDupConfig {
-            hamming: 4,
-            blocks: 5,
+            hamming: 6,
+            blocks: 4,
             jaccard: 0.8,
             min_words: 24,
         }
@@ -158,14 +158,23 @@ impl HoldoutConfig {
     }
 }
 
-/// How many tables a (blocks, hamming) choice needs: C(blocks, hamming).
-pub fn table_count(blocks: u32, hamming: u32) -> u64 {
-    let k = hamming.min(blocks - hamming) as u64;
-    (0..k).fold(1u64, |acc, i| acc * (blocks as u64 - i) / (i + 1))
+/// Range scans one near-duplicate lookup makes: per block, every prefix within
+/// `hamming / blocks` flipped bits of the fingerprint's own.
+pub fn probe_count(blocks: u32, hamming: u32) -> u64 {
+    let b = blocks.max(1) as u64;
+    let radius = hamming as u64 / b;
+    (0..b)
+        .map(|i| {
+            let width = 64 / b + u64::from(i < 64 % b);
+            (0..=radius.min(width))
+                .map(|r| (0..r).fold(1u64, |acc, j| acc * (width - j) / (j + 1)))
+                .sum::<u64>()
+        })
+        .sum()
 }
 
-/// The most SimHash tables idx will keep (each costs one redb entry per row).
-pub const MAX_TABLES: u64 = 64;
+/// The most range scans one lookup may make.
+pub const MAX_PROBES: u64 = 1024;
 
 impl IdxConfig {
     /// Load a config file; `None` gives the embedded default.
@@ -210,17 +219,17 @@ impl IdxConfig {
                 nd.blocks
             ));
         }
-        if nd.hamming >= nd.blocks {
+        if nd.hamming > 32 {
             return Err(format!(
-                "`near_dup.hamming` ({}) must be smaller than `near_dup.blocks` ({}): one block must match exactly",
-                nd.hamming, nd.blocks
+                "`near_dup.hamming` is {}, at most 32 (half the SimHash) makes sense",
+                nd.hamming
             ));
         }
-        let tables = table_count(nd.blocks, nd.hamming);
-        if tables > MAX_TABLES {
+        let probes = probe_count(nd.blocks, nd.hamming);
+        if probes > MAX_PROBES {
             return Err(format!(
-                "`near_dup.blocks` {} with `near_dup.hamming` {} needs {tables} tables; at most {MAX_TABLES} are allowed",
-                nd.blocks, nd.hamming
+                "`near_dup.hamming` {} over {} blocks needs {probes} range scans per lookup; at most {MAX_PROBES} are allowed (use more blocks)",
+                nd.hamming, nd.blocks
             ));
         }
         if !(nd.jaccard > 0.0 && nd.jaccard <= 1.0) {
@@ -269,13 +278,14 @@ mod tests {
         let cases = [
             ("version = 2", "`version`"),
             (
-                "version = 1\n[near_dup]\nhamming = 5\nblocks = 5",
+                "version = 1\n[near_dup]\nhamming = 40",
                 "`near_dup.hamming`",
             ),
             (
-                "version = 1\n[near_dup]\nhamming = 8\nblocks = 16",
-                "tables",
+                "version = 1\n[near_dup]\nhamming = 12\nblocks = 4",
+                "range scans",
             ),
+            ("version = 1\n[near_dup]\nblocks = 0", "`near_dup.blocks`"),
             (
                 "version = 1\n[near_dup]\njaccard = 1.5",
                 "`near_dup.jaccard`",
@@ -301,10 +311,14 @@ mod tests {
     }
 
     #[test]
-    fn table_counts() {
-        assert_eq!(table_count(4, 3), 4);
-        assert_eq!(table_count(5, 4), 5);
-        assert_eq!(table_count(6, 3), 20);
-        assert_eq!(table_count(8, 2), 28);
+    fn probe_counts() {
+        assert_eq!(probe_count(4, 3), 4);
+        assert_eq!(probe_count(4, 6), 4 * 17);
+        assert_eq!(probe_count(4, 8), 4 * (1 + 16 + 120));
+        assert_eq!(probe_count(5, 4), 5);
+        assert_eq!(
+            probe_count(4, 7) as usize,
+            crate::neardup::BlockTables::new(4, 7).probes()
+        );
     }
 }

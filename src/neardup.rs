@@ -145,16 +145,19 @@ impl Policy {
     }
 }
 
-/// The permuted tables: 64 bits cut into `blocks` contiguous blocks; one table per choice of
-/// `blocks - hamming` blocks, whose bits lead that table's permutation. Two fingerprints within
-/// `hamming` bits agree exactly on at least `blocks - hamming` blocks (pigeonhole), so they share
-/// the leading bits of at least one table: a range scan per table finds every candidate.
+/// The permuted tables: 64 bits cut into `blocks` contiguous blocks, one table per block whose
+/// permutation puts that block's bits first. Two fingerprints within `hamming` bits differ in at
+/// most `radius = hamming / blocks` bits in at least one block (pigeonhole: otherwise every block
+/// holds `radius + 1` differences, `blocks * (radius + 1) > hamming` in all). So a lookup probes,
+/// in each table, the prefixes within `radius` bits of the fingerprint's own — one range scan
+/// each — and finds every candidate. Radius 0 is the classic scheme of Manku et al.; radius 1
+/// reaches twice the distance with the same tables, trading inserts for probes.
 #[derive(Debug, Clone)]
 pub struct BlockTables {
     /// (shift, width) of each block, most significant first.
     blocks: Vec<(u32, u32)>,
-    /// Per table: the block order of its permutation and the width of its exact-match prefix.
-    tables: Vec<(Vec<usize>, u32)>,
+    /// Bit flips (within a block prefix) each lookup probes, the empty flip first.
+    flips: Vec<Vec<u64>>,
 }
 
 impl BlockTables {
@@ -169,58 +172,109 @@ impl BlockTables {
             top -= width;
             spec.push((top, width));
         }
-        let keep = b - (hamming as usize).min(b - 1);
-        let mut tables = Vec::new();
-        for chosen in combinations(b, keep) {
-            let prefix: u32 = chosen.iter().map(|&i| spec[i].1).sum();
-            let mut order = chosen.clone();
-            order.extend((0..b).filter(|i| !chosen.contains(i)));
-            tables.push((order, prefix));
-        }
+        let radius = (hamming as usize) / b;
+        let flips = spec
+            .iter()
+            .map(|&(_, width)| {
+                let mut masks = Vec::new();
+                for r in 0..=radius.min(width as usize) {
+                    for bits in combinations(width as usize, r) {
+                        masks.push(bits.iter().fold(0u64, |m, &i| m | 1u64 << i));
+                    }
+                }
+                masks
+            })
+            .collect();
         BlockTables {
             blocks: spec,
-            tables,
+            flips,
         }
     }
 
+    /// Number of tables (one per block).
     pub fn len(&self) -> usize {
-        self.tables.len()
+        self.blocks.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
+        self.blocks.is_empty()
     }
 
-    /// The fingerprint with table `t`'s blocks moved to the front.
+    /// Range scans one lookup makes, over all tables.
+    pub fn probes(&self) -> usize {
+        self.flips.iter().map(Vec::len).sum()
+    }
+
+    /// The fingerprint with table `t`'s block moved to the front (the other blocks keep their
+    /// order): a bijection, so the stored value identifies the fingerprint.
     pub fn permute(&self, t: usize, x: u64) -> u64 {
-        let mut out = 0u64;
-        for &i in &self.tables[t].0 {
-            let (shift, width) = self.blocks[i];
-            let mask = if width == 64 {
-                u64::MAX
-            } else {
-                (1u64 << width) - 1
-            };
-            out = if width == 64 { 0 } else { out << width } | ((x >> shift) & mask);
+        let (shift, width) = self.blocks[t];
+        if width == 64 {
+            return x;
         }
-        out
+        let block = (x >> shift) & ((1u64 << width) - 1);
+        let below = x & ((1u64 << shift) - 1);
+        let above = if shift + width == 64 {
+            0
+        } else {
+            x >> (shift + width)
+        };
+        (block << (64 - width)) | (above << shift) | below
     }
 
-    /// The inclusive range of permuted values sharing table `t`'s prefix with `x`.
-    pub fn range(&self, t: usize, x: u64) -> (u64, u64) {
+    /// The inclusive ranges of permuted values whose table-`t` prefix is within the probe radius
+    /// of `x`'s, its own prefix first.
+    pub fn ranges(&self, t: usize, x: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let width = self.blocks[t].1;
         let p = self.permute(t, x);
-        let width = self.tables[t].1;
-        if width >= 64 {
-            return (p, p);
-        }
         let low_bits = 64 - width;
-        let low_mask = if low_bits == 64 {
-            u64::MAX
+        let low_mask = if low_bits == 0 {
+            0
         } else {
             (1u64 << low_bits) - 1
         };
-        (p & !low_mask, p | low_mask)
+        let prefix = if low_bits == 64 { 0 } else { p >> low_bits };
+        self.flips[t].iter().map(move |&flip| {
+            let q = prefix ^ flip;
+            let lo = if low_bits == 64 { 0 } else { q << low_bits };
+            (lo, lo | low_mask)
+        })
     }
+
+    /// The prefix of `x` in table `t` (the key of its bucket).
+    pub fn bucket(&self, t: usize, x: u64) -> u64 {
+        self.ranges(t, x).next().map_or(0, |r| r.0)
+    }
+}
+
+/// Every pair of fingerprints within the policy's Hamming distance, found the way the redb
+/// tables find them (rows sharing a permuted prefix) but in memory: each table's permutation is
+/// sorted and rows with equal prefixes compared. Keys are (smaller, larger) hash; values the
+/// distance. Used by `verify` to recompute from scratch, and by the quality benchmark.
+pub fn candidate_pairs(
+    fingerprints: &[(Hash128, u64)],
+    policy: &Policy,
+) -> std::collections::BTreeMap<(Hash128, Hash128), u32> {
+    let tables = policy.tables();
+    let mut pairs = std::collections::BTreeMap::new();
+    for t in 0..tables.len() {
+        let mut buckets: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, &(_, s)) in fingerprints.iter().enumerate() {
+            buckets.entry(tables.bucket(t, s)).or_default().push(i);
+        }
+        for (i, &(a, sa)) in fingerprints.iter().enumerate() {
+            for (lo, _) in tables.ranges(t, sa) {
+                for &j in buckets.get(&lo).into_iter().flatten() {
+                    let (b, sb) = fingerprints[j];
+                    let d = (sa ^ sb).count_ones();
+                    if j > i && d <= policy.hamming {
+                        pairs.insert((a.min(b), a.max(b)), d);
+                    }
+                }
+            }
+        }
+    }
+    pairs
 }
 
 /// Union-find over content hashes whose set roots are their smallest member (so a root is a
@@ -300,18 +354,16 @@ mod tests {
 
     #[test]
     fn permutations_are_bijections_and_tables_find_every_close_pair() {
-        for (blocks, hamming) in [(4, 3), (5, 4), (6, 3), (7, 2), (3, 0)] {
+        for (blocks, hamming) in [(4, 3), (4, 6), (4, 7), (5, 4), (3, 8), (1, 0), (7, 2)] {
             let t = BlockTables::new(blocks, hamming);
-            assert_eq!(
-                t.len() as u64,
-                crate::config::table_count(blocks, hamming),
-                "{blocks}/{hamming}"
-            );
+            assert_eq!(t.len(), blocks as usize);
             let mut seed = 0x1234_5678_9abc_def1u64;
             for _ in 0..2000 {
                 let x = xorshift(&mut seed);
                 for i in 0..t.len() {
                     assert_eq!(t.permute(i, x).count_ones(), x.count_ones());
+                    let y = xorshift(&mut seed);
+                    assert_eq!(t.permute(i, x) == t.permute(i, y), x == y);
                 }
                 // A neighbour within `hamming` bits is in range of at least one table.
                 let mut y = x;
@@ -320,8 +372,8 @@ mod tests {
                 }
                 assert!(
                     (0..t.len()).any(|i| {
-                        let (lo, hi) = t.range(i, x);
-                        (lo..=hi).contains(&t.permute(i, y))
+                        t.ranges(i, x)
+                            .any(|(lo, hi)| (lo..=hi).contains(&t.permute(i, y)))
                     }),
                     "{blocks}/{hamming}: {x:016x} vs {y:016x}"
                 );
@@ -342,6 +394,34 @@ mod tests {
         assert!(!u.contains(h(1)));
         assert_eq!(u.find(h(1)), h(1));
         assert_eq!(u.members().len(), 6);
+    }
+
+    #[test]
+    fn in_memory_candidates_equal_a_brute_force_scan() {
+        let p = policy();
+        let mut seed = 5u64;
+        let mut fps: Vec<(Hash128, u64)> = Vec::new();
+        for i in 0..400u128 {
+            let base = xorshift(&mut seed);
+            fps.push((Hash128(i * 2), base));
+            // A neighbour 0..=8 bits away.
+            let mut near = base;
+            for _ in 0..(xorshift(&mut seed) % 9) {
+                near ^= 1 << (xorshift(&mut seed) % 64);
+            }
+            fps.push((Hash128(i * 2 + 1), near));
+        }
+        let mut brute = std::collections::BTreeMap::new();
+        for (i, a) in fps.iter().enumerate() {
+            for b in &fps[i + 1..] {
+                let d = (a.1 ^ b.1).count_ones();
+                if d <= p.hamming {
+                    brute.insert((a.0.min(b.0), a.0.max(b.0)), d);
+                }
+            }
+        }
+        assert!(brute.len() > 100);
+        assert_eq!(candidate_pairs(&fps, &p), brute);
     }
 
     #[test]

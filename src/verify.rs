@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::fingerprint::Hash128;
-use crate::neardup::{Policy, Split, UnionFind};
+use crate::neardup::{candidate_pairs, Policy, Split, UnionFind};
 use crate::store::{Assignment, ObjectStatus, ReadView};
 
 /// How many examples each finding lists.
@@ -298,33 +298,7 @@ fn leakage(
         }
     }
     // Candidate pairs: rows sharing a permuted prefix, within the Hamming distance.
-    let fingerprints = view.fingerprints(policy)?;
-    let tables = policy.tables();
-    let mut pairs: BTreeMap<(Hash128, Hash128), u32> = BTreeMap::new();
-    for t in 0..tables.len() {
-        let mut keyed: Vec<(u64, Hash128, u64)> = fingerprints
-            .iter()
-            .map(|&(h, s)| (tables.range(t, s).0, h, s))
-            .collect();
-        keyed.sort_unstable();
-        let mut start = 0;
-        while start < keyed.len() {
-            let mut end = start + 1;
-            while end < keyed.len() && keyed[end].0 == keyed[start].0 {
-                end += 1;
-            }
-            for i in start..end {
-                for j in i + 1..end {
-                    let d = (keyed[i].2 ^ keyed[j].2).count_ones();
-                    if d <= policy.hamming {
-                        let (a, b) = (keyed[i].1.min(keyed[j].1), keyed[i].1.max(keyed[j].1));
-                        pairs.insert((a, b), d);
-                    }
-                }
-            }
-            start = end;
-        }
-    }
+    let pairs = candidate_pairs(&view.fingerprints(policy)?, policy);
     let mut shingles: HashMap<Hash128, std::rc::Rc<Vec<u64>>> = HashMap::new();
     let mut load = |h: Hash128| -> Result<std::rc::Rc<Vec<u64>>> {
         if let Some(s) = shingles.get(&h) {

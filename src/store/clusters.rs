@@ -107,18 +107,19 @@ pub(super) fn candidates(
 ) -> Result<BTreeMap<Hash128, u32>> {
     let mut out = BTreeMap::new();
     for t in 0..tables.len() {
-        let (lo, hi) = tables.range(t, simhash);
-        let start = simhash_key(t, lo, Hash128(0));
-        let end = simhash_key(t, hi, Hash128(u128::MAX));
-        for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
-            let (k, v) = entry?;
-            let other = Hash128::from_bytes(&k.value()[9..]).ok_or_else(|| Error::Codec {
-                table: "simhash_tables",
-                message: "key does not end in a hash".into(),
-            })?;
-            let distance = (v.value() ^ simhash).count_ones();
-            if other != row && distance <= policy.hamming {
-                out.insert(other, distance);
+        for (lo, hi) in tables.ranges(t, simhash) {
+            let start = simhash_key(t, lo, Hash128(0));
+            let end = simhash_key(t, hi, Hash128(u128::MAX));
+            for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+                let (k, v) = entry?;
+                let other = Hash128::from_bytes(&k.value()[9..]).ok_or_else(|| Error::Codec {
+                    table: "simhash_tables",
+                    message: "key does not end in a hash".into(),
+                })?;
+                let distance = (v.value() ^ simhash).count_ones();
+                if other != row && distance <= policy.hamming {
+                    out.insert(other, distance);
+                }
             }
         }
     }

@@ -192,6 +192,28 @@ impl Store {
         Ok(())
     }
 
+    /// Add bare fingerprints to the SimHash tables in one commit, without rows: a hook for
+    /// benchmarking the table layout at scale. Such entries never join a cluster (clusters start
+    /// from rows), `verify` ignores them, and the next policy change drops them; do not use it on
+    /// an index you care about.
+    pub fn index_fingerprints(&self, policy: &Policy, items: &[(Hash128, u64)]) -> Result<()> {
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn.open_table(SIMHASH_TABLES)?;
+            let tables = policy.tables();
+            for &(row, simhash) in items {
+                for t in 0..tables.len() {
+                    table.insert(
+                        clusters::simhash_key(t, tables.permute(t, simhash), row).as_slice(),
+                        simhash,
+                    )?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Make the stored near-duplicate state follow `policy`: when it differs from the policy the
     /// clusters were built with, recompute them all in one commit and report how many rows
     /// moved split. A fresh index just records the policy.
@@ -964,6 +986,13 @@ impl ReadView {
         }
         out.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)));
         Ok(out)
+    }
+
+    /// Every indexed fingerprint within `policy.hamming` bits of `simhash`: (row, distance).
+    pub fn candidates(&self, simhash: u64, policy: &Policy) -> Result<Vec<(Hash128, u32)>> {
+        let table = self.txn.open_table(SIMHASH_TABLES)?;
+        let found = clusters::candidates(&table, &policy.tables(), policy, Hash128(0), simhash)?;
+        Ok(found.into_iter().collect())
     }
 
     /// Every fingerprintable row's SimHash, as (row, simhash), in hash order.
