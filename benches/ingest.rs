@@ -1,7 +1,8 @@
 //! Ingest throughput (MB/s and rows/s) on a generated corpus, full-text indexing included.
 //!
 //! `cargo bench --bench ingest` builds a ~100 MB JSONL corpus (IDX_BENCH_MB overrides the size) of
-//! multi-turn counselling-style conversations with 5% exact duplicates, then times a complete
+//! multi-turn conversations (a Zipf-distributed vocabulary, each conversation with its own topic
+//! words) with 5% exact duplicates, then times a complete
 //! ingest into a fresh index (redb + tantivy) per iteration. Criterion reports bytes/s; the rows
 //! per iteration are printed so rows/s = rows / time.
 
@@ -133,13 +134,60 @@ impl Rng {
     }
 }
 
-fn sentence(rng: &mut Rng, words: usize) -> String {
+/// A vocabulary like natural text's: the counselling words above plus 4,000 generated words,
+/// drawn with a Zipf-like law (rank r has weight 1/r).
+struct Vocabulary {
+    words: Vec<String>,
+    cumulative: Vec<f64>,
+}
+
+impl Vocabulary {
+    fn new(rng: &mut Rng) -> Self {
+        const SYLLABLES: &[&str] = &[
+            "ka", "lo", "mi", "ren", "sa", "tor", "vel", "an", "is", "ur", "del", "mon", "pra",
+            "ste", "qui", "ba", "ne", "ho", "ly", "gra",
+        ];
+        let mut words: Vec<String> = WORDS.iter().map(|w| w.to_string()).collect();
+        while words.len() < WORDS.len() + 4000 {
+            let n = 2 + rng.below(3);
+            words.push(
+                (0..n)
+                    .map(|_| SYLLABLES[rng.below(SYLLABLES.len())])
+                    .collect(),
+            );
+        }
+        let mut total = 0.0;
+        let cumulative = (1..=words.len())
+            .map(|r| {
+                total += 1.0 / r as f64;
+                total
+            })
+            .collect();
+        Vocabulary { words, cumulative }
+    }
+
+    fn pick(&self, rng: &mut Rng) -> &str {
+        let total = self.cumulative[self.cumulative.len() - 1];
+        let x = (rng.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let i = self.cumulative.partition_point(|&c| c < x);
+        &self.words[i.min(self.words.len() - 1)]
+    }
+}
+
+/// A sentence: like real conversations, each one keeps coming back to its own topic words
+/// (bursty), over a background of common words. (Word soup drawn independently from one small
+/// list would make every long text look alike to any bag-of-words fingerprint.)
+fn sentence(rng: &mut Rng, vocabulary: &Vocabulary, topic: &[String], words: usize) -> String {
     let mut s = String::with_capacity(words * 7);
     for i in 0..words {
         if i > 0 {
             s.push(' ');
         }
-        s.push_str(WORDS[rng.below(WORDS.len())]);
+        if rng.below(10) < 3 {
+            s.push_str(&topic[rng.below(topic.len())]);
+        } else {
+            s.push_str(vocabulary.pick(rng));
+        }
     }
     s.push('.');
     s
@@ -149,6 +197,7 @@ fn sentence(rng: &mut Rng, words: usize) -> String {
 fn generate(dir: &Path, target_bytes: u64) -> (u64, u64) {
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let vocabulary = Vocabulary::new(&mut rng);
     let (mut bytes, mut rows, mut file_no) = (0u64, 0u64, 0);
     let mut previous: Vec<String> = Vec::new();
     while bytes < target_bytes {
@@ -163,11 +212,15 @@ fn generate(dir: &Path, target_bytes: u64) -> (u64, u64) {
                 previous[rng.below(previous.len())].clone()
             } else {
                 let turns = 2 + rng.below(6);
+                let topic: Vec<String> = (0..12)
+                    .map(|_| vocabulary.words[rng.below(vocabulary.words.len())].clone())
+                    .collect();
                 let messages: Vec<serde_json::Value> = (0..turns)
                     .map(|t| {
                         let role = if t % 2 == 0 { "user" } else { "assistant" };
                         let len = 15 + rng.below(60);
-                        serde_json::json!({"role": role, "content": sentence(&mut rng, len)})
+                        let content = sentence(&mut rng, &vocabulary, &topic, len);
+                        serde_json::json!({"role": role, "content": content})
                     })
                     .collect();
                 serde_json::json!({ "messages": messages }).to_string()

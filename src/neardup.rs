@@ -247,31 +247,67 @@ impl BlockTables {
     }
 }
 
+/// The block tables held in memory: per table, bucket (prefix) → fingerprints. Lookups probe
+/// exactly like the redb tables, at hash-map cost; used for bulk work (a large ingest batch,
+/// `verify`, the quality benchmark).
+#[derive(Debug)]
+pub struct MemoryTables {
+    tables: BlockTables,
+    buckets: Vec<HashMap<u64, Vec<(Hash128, u64)>>>,
+}
+
+impl MemoryTables {
+    pub fn new(policy: &Policy) -> MemoryTables {
+        let tables = policy.tables();
+        let buckets = (0..tables.len()).map(|_| HashMap::new()).collect();
+        MemoryTables { tables, buckets }
+    }
+
+    pub fn insert(&mut self, row: Hash128, simhash: u64) {
+        for (t, b) in self.buckets.iter_mut().enumerate() {
+            b.entry(self.tables.bucket(t, simhash))
+                .or_default()
+                .push((row, simhash));
+        }
+    }
+
+    /// Every fingerprint within `hamming` bits of `simhash` except `row`: (row, distance).
+    pub fn candidates(
+        &self,
+        row: Hash128,
+        simhash: u64,
+        hamming: u32,
+    ) -> std::collections::BTreeMap<Hash128, u32> {
+        let mut out = std::collections::BTreeMap::new();
+        for (t, b) in self.buckets.iter().enumerate() {
+            for (lo, _) in self.tables.ranges(t, simhash) {
+                for &(other, s) in b.get(&lo).into_iter().flatten() {
+                    let d = (s ^ simhash).count_ones();
+                    if other != row && d <= hamming {
+                        out.insert(other, d);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Every pair of fingerprints within the policy's Hamming distance, found the way the redb
-/// tables find them (rows sharing a permuted prefix) but in memory: each table's permutation is
-/// sorted and rows with equal prefixes compared. Keys are (smaller, larger) hash; values the
-/// distance. Used by `verify` to recompute from scratch, and by the quality benchmark.
+/// tables find them but in memory. Keys are (smaller, larger) hash; values the distance. Used by
+/// `verify` to recompute from scratch, and by the quality benchmark.
 pub fn candidate_pairs(
     fingerprints: &[(Hash128, u64)],
     policy: &Policy,
 ) -> std::collections::BTreeMap<(Hash128, Hash128), u32> {
-    let tables = policy.tables();
+    let mut index = MemoryTables::new(policy);
+    for &(h, s) in fingerprints {
+        index.insert(h, s);
+    }
     let mut pairs = std::collections::BTreeMap::new();
-    for t in 0..tables.len() {
-        let mut buckets: HashMap<u64, Vec<usize>> = HashMap::new();
-        for (i, &(_, s)) in fingerprints.iter().enumerate() {
-            buckets.entry(tables.bucket(t, s)).or_default().push(i);
-        }
-        for (i, &(a, sa)) in fingerprints.iter().enumerate() {
-            for (lo, _) in tables.ranges(t, sa) {
-                for &j in buckets.get(&lo).into_iter().flatten() {
-                    let (b, sb) = fingerprints[j];
-                    let d = (sa ^ sb).count_ones();
-                    if j > i && d <= policy.hamming {
-                        pairs.insert((a.min(b), a.max(b)), d);
-                    }
-                }
-            }
+    for &(a, s) in fingerprints {
+        for (b, d) in index.candidates(a, s, policy.hamming) {
+            pairs.insert((a.min(b), a.max(b)), d);
         }
     }
     pairs

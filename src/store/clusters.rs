@@ -29,7 +29,7 @@ use redb::ReadableTable;
 use super::{codec, keys, WriteBatch};
 use crate::error::{Error, Result};
 use crate::fingerprint::{fingerprint_text, shingle_set, Hash128};
-use crate::neardup::{BlockTables, Policy, Split, UnionFind};
+use crate::neardup::{BlockTables, MemoryTables, Policy, Split, UnionFind};
 use crate::store::VariantRecord;
 
 /// Cluster work gathered during a batch.
@@ -126,6 +126,21 @@ pub(super) fn candidates(
     Ok(out)
 }
 
+/// How `link` looks for a row's neighbours.
+#[derive(Clone, Copy)]
+struct Link<'a> {
+    /// Only candidates in this set (re-linking a broken cluster).
+    within: Option<&'a HashSet<Hash128>>,
+    /// Look up in memory instead of the redb tables.
+    memory: Option<&'a MemoryTables>,
+    /// Also link the members of the row's holdout groups.
+    groups: bool,
+}
+
+/// Batches creating at least this many fingerprinted rows load the SimHash tables into memory
+/// for their lookups (68 redb range scans per lookup cost ~100 µs; a hash-map probe ~50 ns).
+const MEMORY_LOOKUP_ROWS: usize = 256;
+
 /// The shingle set of a row's representative text (every spelling gives the same set).
 pub(super) fn shingles_of(
     variants: &impl ReadableTable<&'static [u8], &'static [u8]>,
@@ -201,6 +216,10 @@ impl<'t> WriteBatch<'t> {
             return Ok(());
         }
         sets.find(row);
+        if self.clusters.new_rows.contains(&row) {
+            // Created by this batch: no stored cluster yet.
+            return Ok(());
+        }
         if let Some((cluster, _, _)) = self.entry(row)? {
             for m in Self::firsts(&self.cluster_members, cluster)? {
                 sets.union(row, m);
@@ -217,17 +236,25 @@ impl<'t> WriteBatch<'t> {
         texts: &mut HashMap<Hash128, Rc<Vec<u64>>>,
         row: Hash128,
         simhash: Option<u64>,
-        within: Option<&HashSet<Hash128>>,
+        how: Link<'_>,
     ) -> Result<()> {
+        let Link {
+            within,
+            memory,
+            groups,
+        } = how;
         self.admit(sets, row)?;
         if let Some(simhash) = simhash {
-            let found = candidates(
-                &self.simhash_tables,
-                &self.tables,
-                &self.policy,
-                row,
-                simhash,
-            )?;
+            let found = match memory {
+                Some(m) => m.candidates(row, simhash, self.policy.hamming),
+                None => candidates(
+                    &self.simhash_tables,
+                    &self.tables,
+                    &self.policy,
+                    row,
+                    simhash,
+                )?,
+            };
             let mut ordered: Vec<(u32, Hash128)> = found.into_iter().map(|(h, d)| (d, h)).collect();
             ordered.sort_unstable();
             for (distance, other) in ordered {
@@ -244,6 +271,9 @@ impl<'t> WriteBatch<'t> {
                     sets.union(row, other);
                 }
             }
+        }
+        if !groups {
+            return Ok(());
         }
         for group in Self::firsts(&self.row_groups, row)? {
             for m in Self::firsts(&self.group_rows, group)? {
@@ -279,6 +309,8 @@ impl<'t> WriteBatch<'t> {
     /// number is returned.
     pub(super) fn maintain_clusters(&mut self, seq: u64) -> Result<u64> {
         let mut work = std::mem::take(&mut self.clusters);
+        // Kept on `self`: `admit` needs it while `work` is borrowed.
+        self.clusters.new_rows = std::mem::take(&mut work.new_rows);
         let tables = self.tables.clone();
         // Existing rows whose cluster must be re-linked from scratch.
         let mut broken: BTreeSet<Hash128> = BTreeSet::new();
@@ -302,7 +334,7 @@ impl<'t> WriteBatch<'t> {
         // (2) Holdout groups. The old split of a row whose groups change is read first.
         let deltas = std::mem::take(&mut work.group_deltas);
         for &(row, _) in deltas.keys() {
-            if !work.new_rows.contains(&row) && !work.old_splits.contains_key(&row) {
+            if !self.clusters.new_rows.contains(&row) && !work.old_splits.contains_key(&row) {
                 let split = self.split_now(row)?;
                 work.old_splits.insert(row, split);
             }
@@ -360,16 +392,46 @@ impl<'t> WriteBatch<'t> {
             // Seed each member alone: its stored cluster is what is being recomputed.
             sets.find(row);
         }
+        let memory = if work.created.len() + ordered_broken.len() >= MEMORY_LOOKUP_ROWS {
+            let mut m = MemoryTables::new(&self.policy);
+            // Table 0 holds every fingerprint once (this batch's changes included).
+            let end = simhash_key(0, u64::MAX, Hash128(u128::MAX));
+            for entry in self.simhash_tables.range::<&[u8]>(..=end.as_slice())? {
+                let (k, v) = entry?;
+                if let Some(h) = Hash128::from_bytes(&k.value()[9..]) {
+                    m.insert(h, v.value());
+                }
+            }
+            Some(m)
+        } else {
+            None
+        };
         for &row in &ordered_broken {
             let simhash = self.simhash_of_row(row)?;
-            self.link(&mut sets, &mut texts, row, simhash, Some(&broken))?;
+            let how = Link {
+                within: Some(&broken),
+                memory: memory.as_ref(),
+                groups: true,
+            };
+            self.link(&mut sets, &mut texts, row, simhash, how)?;
         }
+        // Group links of created rows are made below: they all joined their groups now.
+        let how = Link {
+            within: None,
+            memory: memory.as_ref(),
+            groups: false,
+        };
         for &(row, simhash) in &work.created {
-            self.link(&mut sets, &mut texts, row, Some(simhash), None)?;
+            self.link(&mut sets, &mut texts, row, Some(simhash), how)?;
         }
+        let how = Link {
+            within: None,
+            memory: None,
+            groups: true,
+        };
         for &row in &joined {
             if self.rows.get(row.to_bytes().as_slice())?.is_some() {
-                self.link(&mut sets, &mut texts, row, None, None)?;
+                self.link(&mut sets, &mut texts, row, None, how)?;
             }
         }
 
@@ -381,7 +443,7 @@ impl<'t> WriteBatch<'t> {
         }
         let mut moved = 0u64;
         for (cluster, mut members) in groups {
-            if members.len() == 1 && work.new_rows.contains(&cluster) {
+            if members.len() == 1 && self.clusters.new_rows.contains(&cluster) {
                 // A new row alone: no entry to write, no move to record.
                 continue;
             }
@@ -399,7 +461,7 @@ impl<'t> WriteBatch<'t> {
                 let stored = self.entry(m)?;
                 let before = match work.old_splits.get(&m) {
                     Some(s) => Some(*s),
-                    None if work.new_rows.contains(&m) => None,
+                    None if self.clusters.new_rows.contains(&m) => None,
                     None => Some(match stored {
                         Some((_, s, _)) => s,
                         None => self.policy.split_of(m, self.has_groups(m)?),
@@ -435,6 +497,7 @@ impl<'t> WriteBatch<'t> {
                 }
             }
         }
+        self.clusters.new_rows.clear();
         Ok(moved)
     }
 

@@ -503,3 +503,46 @@ fn random_edits_keep_the_incremental_state_equal_to_the_recomputation() {
         );
     }
 }
+
+#[test]
+fn large_batches_looking_up_in_memory_find_the_same_clusters_as_redb_lookups() {
+    let mut f = Fixture::new();
+    let mut rows: Vec<Text> = Vec::new();
+    for i in 0..150 {
+        let b = base(2000 + i);
+        if i % 3 == 0 {
+            rows.push(edited(&b, 1, i + 1, 3));
+        }
+        rows.push(b);
+    }
+    // One object of 200 rows: one batch, lookups in memory.
+    let one = f.with_index("one");
+    f.write(
+        "all/rows.jsonl",
+        rows.iter().map(|t| t.line() + "\n").collect::<String>(),
+    );
+    f.write(
+        "all/more.jsonl",
+        (0..100)
+            .map(|i| base(3000 + i).line() + "\n")
+            .collect::<String>(),
+    );
+    f.ingest_into(&one, [f.data.join("all")]);
+    // One object per row, one commit each: lookups in redb.
+    for (i, t) in rows.iter().enumerate() {
+        f.write(&format!("each/{i:03}.jsonl"), t.line());
+    }
+    f.options.batch_bytes = 1;
+    let each = f.with_index("each");
+    f.ingest_into(&each, [f.data.join("each")]);
+    let mut clustered = 0;
+    for t in &rows {
+        let (a, b) = (assignment(&one, t), assignment(&each, t));
+        assert_eq!(a, b);
+        clustered += usize::from(a.cluster != t.hash());
+    }
+    // 50 pairs: in each, the row with the larger hash points at the other.
+    assert_eq!(clustered, 50);
+    assert_leak_free(&one, &f.settings);
+    assert_leak_free(&each, &f.settings);
+}
