@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::families::Classifier;
 use crate::neardup::Policy;
+use crate::pii::{PiiConfig, Redactor};
 
 /// Both config files, loaded: what every command that reads or writes rows needs.
 #[derive(Debug)]
@@ -36,6 +37,18 @@ impl Settings {
     pub fn policy(&self) -> Policy {
         Policy::new(&self.idx, &self.classifier)
     }
+
+    /// The PII redactor these settings define.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(&self.idx.pii)
+    }
+
+    /// Digest of everything that changes how an object's text is turned into rows (the PII
+    /// settings): objects read under another digest are read again.
+    pub fn read_digest(&self) -> String {
+        let text = toml::to_string(&self.idx.pii).unwrap_or_default();
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+    }
 }
 
 /// The default settings, as shipped in `configs/idx.toml`.
@@ -54,6 +67,8 @@ pub struct IdxConfig {
     pub splits: SplitConfig,
     #[serde(default)]
     pub holdout: HoldoutConfig,
+    #[serde(default)]
+    pub pii: PiiConfig,
 }
 
 /// `[near_dup]`: candidate search and verification.
@@ -238,6 +253,9 @@ impl IdxConfig {
                 nd.jaccard
             ));
         }
+        if self.pii.max_detections == 0 {
+            return Err("`pii.max_detections` is 0: every row with PII would be excluded; use `exclude_kinds` for that".into());
+        }
         check_fractions("splits", self.splits.fractions())?;
         check_fractions("holdout", self.holdout.fractions())?;
         Ok(())
@@ -269,6 +287,7 @@ mod tests {
         assert_eq!(c.near_dup, NearDupConfig::default());
         assert_eq!(c.splits, SplitConfig::default());
         assert_eq!(c.holdout, HoldoutConfig::default());
+        assert_eq!(c.pii, PiiConfig::default());
         let minimal = IdxConfig::from_toml("version = 1", "t").unwrap();
         assert_eq!(minimal, c);
     }
@@ -295,6 +314,14 @@ mod tests {
                 "`splits.train + val + test`",
             ),
             ("version = 1\n[holdout]\nval = -0.1", "`holdout.val`"),
+            (
+                "version = 1\n[pii]\nexclude_kinds = [\"passport\"]",
+                "unknown variant",
+            ),
+            (
+                "version = 1\n[pii]\nmax_detections = 0",
+                "`pii.max_detections`",
+            ),
             (
                 "version = 1\n[holdout]\ngroup = \"speaker\"",
                 "unknown variant",

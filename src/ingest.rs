@@ -20,10 +20,11 @@ use crate::fingerprint::{fingerprint, Fingerprints, Hash128};
 use crate::index::Index;
 use crate::model::{Conversation, ObjectVersion, Rejection};
 use crate::parse::{self, Item, Limits};
+use crate::pii::{PiiRecord, Redactor};
 use crate::repair::Repairs;
 use crate::search::SearchIndex;
 use crate::source::{self, FoundObject, Scan};
-use crate::store::{keys, ObjectRecord, ObjectStatus, WriteBatch, KEPT_REJECTIONS};
+use crate::store::{keys, NewPlace, ObjectRecord, ObjectStatus, WriteBatch, KEPT_REJECTIONS};
 
 /// Knobs of one ingest run.
 #[derive(Debug, Clone)]
@@ -109,6 +110,7 @@ struct PreparedRow {
     line: u64,
     record: u32,
     fp: Fingerprints,
+    pii: PiiRecord,
     conversation: Conversation,
 }
 
@@ -140,6 +142,8 @@ pub fn ingest(
     let mut report = IngestReport::default();
     let classifier = &settings.classifier;
     let policy = settings.policy();
+    let read_digest = settings.read_digest();
+    let redactor = settings.redactor();
     if let Some(moved) = index.store.ensure_policy(&policy)? {
         report.split_moves += moved;
         if moved > 0 {
@@ -206,6 +210,7 @@ pub fn ingest(
             // A config edit re-reads only the objects whose classification it changes.
             let unchanged = old.is_some_and(|o| {
                 o.status == ObjectStatus::Indexed
+                    && o.read_digest == read_digest
                     && o.version.size == found.size
                     && o.version.mtime_ns == found.mtime_ns
                     && o.primary_family == primary
@@ -243,12 +248,15 @@ pub fn ingest(
     let fts_seq = index.search.committed_seq()?;
     let run = std::thread::scope(|scope| -> Result<()> {
         scope.spawn(move || reader_thread(work_for_reader, limits, tx));
-        scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx));
+        let redactor = &redactor;
+        scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx, redactor));
         let mut progress = Progress::new(options.progress, work.len(), total_bytes);
         let plan = Plan {
             work: &work,
             batch_bytes: options.batch_bytes,
             families_digest: classifier.digest(),
+            read_digest: settings.read_digest(),
+            redactor,
         };
         let mut first = true;
         let mut finished = false;
@@ -396,6 +404,7 @@ fn plan_skip(
         rejected: 0,
         rejections: Vec::new(),
         repairs: Repairs::default(),
+        read_digest: String::new(),
     };
     if old != Some(&record) {
         out.push(record);
@@ -418,6 +427,9 @@ struct Plan<'a> {
     batch_bytes: u64,
     /// Digest of the families config every object of this run was classified with.
     families_digest: &'a str,
+    /// Digest of the settings every object of this run was read with.
+    read_digest: String,
+    redactor: &'a Redactor,
 }
 
 /// Consume reader messages into one batch until it is full; returns true when the reader is done.
@@ -442,7 +454,7 @@ fn write_batch(
                 }
             }
             Msg::Parsed(i, records) => {
-                let rows = prepare(records);
+                let rows = prepare(records, plan.redactor);
                 write_rows(batch, search, early, work, i, &rows)?;
                 report.rows_added += rows.len() as u64;
             }
@@ -493,6 +505,7 @@ fn write_batch(
                     rejected,
                     rejections,
                     repairs,
+                    read_digest: plan.read_digest.clone(),
                 })?;
                 info!(key = %w.found.key, rows, rejected, family = %w.primary, "object indexed");
                 progress.object_done(w.found.size);
@@ -532,6 +545,7 @@ fn write_batch(
                         rejected: 0,
                         rejections: Vec::new(),
                         repairs: Repairs::default(),
+                        read_digest: String::new(),
                     },
                 };
                 batch.put_object(&record)?;
@@ -542,14 +556,19 @@ fn write_batch(
     Ok(true)
 }
 
-fn prepare(records: Vec<parse::ParsedRecord>) -> Vec<PreparedRow> {
+/// Redact PII, then fingerprint: hashes are computed on redacted text only.
+fn prepare(records: Vec<parse::ParsedRecord>, redactor: &Redactor) -> Vec<PreparedRow> {
     records
         .into_iter()
-        .map(|r| PreparedRow {
-            line: r.line,
-            record: r.record,
-            fp: fingerprint(&r.conversation),
-            conversation: r.conversation,
+        .map(|mut r| {
+            let pii = redactor.redact_conversation(&mut r.conversation);
+            PreparedRow {
+                line: r.line,
+                record: r.record,
+                fp: fingerprint(&r.conversation),
+                pii,
+                conversation: r.conversation,
+            }
         })
         .collect()
 }
@@ -567,7 +586,12 @@ fn write_rows(
     for r in rows {
         let hash = r.fp.content_hash;
         let new = batch.is_new_row(hash)?;
-        batch.add_place(&id, &w.families, r.line, r.record, &r.fp, &r.conversation)?;
+        let row = NewPlace {
+            fp: &r.fp,
+            conversation: &r.conversation,
+            pii: &r.pii,
+        };
+        batch.add_place(&id, &w.families, r.line, r.record, row)?;
         if new {
             search.add_new_row(hash, &r.conversation, &w.families)?;
             early.clean.insert(hash, (r.fp.variant_hash, i));
@@ -581,10 +605,10 @@ fn write_rows(
 }
 
 /// Fingerprints parsed records between the reader and the writer; passes everything else on.
-fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>) {
+fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor) {
     for msg in rx {
         let out = match msg {
-            Msg::Parsed(i, records) => Msg::Rows(i, prepare(records)),
+            Msg::Parsed(i, records) => Msg::Rows(i, prepare(records, redactor)),
             other => other,
         };
         if tx.send(out).is_err() {

@@ -15,6 +15,7 @@ pub mod model;
 pub mod neardup;
 pub mod normalize;
 pub mod parse;
+pub mod pii;
 pub mod query;
 pub mod repair;
 pub mod search;

@@ -380,6 +380,10 @@ fn print_status(s: &query::Status, data_dir: &Path) {
         s.totals.rows, s.totals.unique_rows, s.totals.rejected_rows, s.totals.tokens
     );
     println!(
+        "pii: {} unique rows redacted, {} excluded (kept for audit, never exported)",
+        s.totals.pii_redacted_rows, s.totals.pii_excluded_rows
+    );
+    println!(
         "{:<32} {:>10} {:>10} {:>12}",
         "family", "rows", "unique", "tokens"
     );
@@ -439,9 +443,18 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                 }
                 Some(row) => {
                     println!(
-                        "{} ({}, family {}, {} tokens, split {}, phase {})",
-                        row.content_hash, row.kind, row.family, row.tokens, row.split, row.phase
+                        "{} ({}, family {}, {} tokens, split {}, phase {}, pii {})",
+                        row.content_hash,
+                        row.kind,
+                        row.family,
+                        row.tokens,
+                        row.split,
+                        row.phase,
+                        row.pii_status
                     );
+                    for (kind, n) in &row.pii_kinds {
+                        println!("  redacted {kind}: {n}");
+                    }
                     for m in &row.messages {
                         println!("  [{}] {}", m.role.as_str(), m.content);
                     }

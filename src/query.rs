@@ -124,6 +124,10 @@ pub struct RowAnswer {
     pub cluster: String,
     /// Whether its cluster holds a holdout group.
     pub holdout: bool,
+    /// clean, redacted or excluded (kept for audit, never exported).
+    pub pii_status: String,
+    /// Placeholders per PII kind in its text (never the values).
+    pub pii_kinds: BTreeMap<String, u32>,
     pub messages: Vec<Message>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected: Option<Vec<Message>>,
@@ -179,6 +183,13 @@ pub fn row(view: &ReadView, hex: &str, policy: &Policy) -> Result<Option<RowAnsw
         split: a.split,
         cluster: a.cluster.to_hex(),
         holdout: a.holdout,
+        pii_status: row.pii.status.as_str().to_string(),
+        pii_kinds: row
+            .pii
+            .kinds
+            .iter()
+            .map(|(k, n)| (k.as_str().to_string(), *n))
+            .collect(),
         messages: rep.conversation.messages,
         rejected: rep.conversation.rejected,
         label: rep.conversation.label,

@@ -21,6 +21,7 @@ use crate::config::Settings;
 use crate::error::Result;
 use crate::fingerprint::Hash128;
 use crate::neardup::{candidate_pairs, Policy, Split, UnionFind};
+use crate::pii::{PiiKind, PiiStatus};
 use crate::store::{Assignment, ObjectStatus, ReadView};
 
 /// How many examples each finding lists.
@@ -73,7 +74,7 @@ pub struct FamilyCoverage {
     pub family: String,
     pub required: bool,
     pub status: CoverageStatus,
-    /// Unique rows carrying the family tag.
+    /// Unique rows carrying the family tag (PII-excluded rows not counted).
     pub rows: u64,
     pub tokens: u64,
     pub min_rows: u64,
@@ -147,6 +148,10 @@ pub struct Report {
     pub by_split: BTreeMap<Split, Count>,
     pub by_phase: BTreeMap<String, Count>,
     pub by_family_split: BTreeMap<String, BTreeMap<Split, Count>>,
+    /// By PII status (clean, redacted, excluded).
+    pub by_pii_status: BTreeMap<PiiStatus, Count>,
+    /// Placeholders per PII kind, over all unique rows.
+    pub pii_kinds: BTreeMap<PiiKind, u64>,
 }
 
 /// Run every gate and build the report.
@@ -191,13 +196,22 @@ fn stored_assignments(view: &ReadView, policy: &Policy) -> Result<BTreeMap<Hash1
 }
 
 fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageGate> {
-    let stats: BTreeMap<String, _> = view.family_stats()?.into_iter().collect();
+    // Unique rows per family tag that can reach the dataset (PII-excluded rows never do).
+    let mut stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    view.for_each_row(|_, row| {
+        if row.pii.status != PiiStatus::Excluded {
+            for (f, _) in &row.families {
+                let s = stats.entry(f.clone()).or_default();
+                s.0 += 1;
+                s.1 += row.tokens;
+            }
+        }
+        Ok(())
+    })?;
     let objects = view.objects()?;
     let mut families = Vec::new();
     for f in &settings.classifier.config().families {
-        let (rows, tokens) = stats
-            .get(&f.name)
-            .map_or((0, 0), |s| (s.unique_rows, s.tokens));
+        let (rows, tokens) = stats.get(&f.name).copied().unwrap_or((0, 0));
         let mut evidence = Vec::new();
         let mut count = 0u64;
         let mut failed_objects = Vec::new();
@@ -404,6 +418,13 @@ fn report(view: &ReadView, assignments: &BTreeMap<Hash128, Assignment>) -> Resul
             .entry(split)
             .or_default()
             .add(row.tokens);
+        r.by_pii_status
+            .entry(row.pii.status)
+            .or_default()
+            .add(row.tokens);
+        for (k, n) in &row.pii.kinds {
+            *r.pii_kinds.entry(*k).or_default() += u64::from(*n);
+        }
         Ok(())
     })?;
     Ok(r)
@@ -464,6 +485,10 @@ pub fn markdown(v: &Verification) -> String {
     let _ = writeln!(out, "| split | rows | tokens |\n|---|---:|---:|");
     for (s, n) in &r.by_split {
         let _ = writeln!(out, "| {s} | {} | {} |", n.rows, n.tokens);
+    }
+    let _ = writeln!(out, "\n| PII status | rows | tokens |\n|---|---:|---:|");
+    for (s, n) in &r.by_pii_status {
+        let _ = writeln!(out, "| {} | {} | {} |", s.as_str(), n.rows, n.tokens);
     }
     let _ = writeln!(out, "\n| phase | rows | tokens |\n|---|---:|---:|");
     for (p, n) in &r.by_phase {

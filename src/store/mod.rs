@@ -49,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprints, Hash128};
 use crate::model::{Conversation, RecordKind};
 use crate::neardup::{BlockTables, Policy, Split};
+use crate::pii::{PiiRecord, PiiStatus};
 
 /// Version of the on-disk layout; bumped on any incompatible change to tables or records.
 /// 2: near-duplicate tables, word SimHash, `RowRecord::words`.
@@ -277,6 +278,16 @@ struct RowDelta {
     families: BTreeMap<String, i64>,
     simhash: u64,
     words: u32,
+    pii: Option<PiiRecord>,
+}
+
+/// What `WriteBatch::add_place` needs of a row: its fingerprints, canonical (redacted)
+/// conversation and PII record.
+#[derive(Clone, Copy)]
+pub struct NewPlace<'a> {
+    pub fp: &'a Fingerprints,
+    pub conversation: &'a Conversation,
+    pub pii: &'a PiiRecord,
 }
 
 /// What one committed batch changed, for the full-text index to follow.
@@ -463,9 +474,13 @@ impl<'t> WriteBatch<'t> {
         families: &[String],
         line: u64,
         record: u32,
-        fp: &Fingerprints,
-        conversation: &Conversation,
+        row: NewPlace<'_>,
     ) -> Result<()> {
+        let NewPlace {
+            fp,
+            conversation,
+            pii,
+        } = row;
         let pk = keys::object_place(object_id, line, record);
         let mut value = [0u8; 32];
         value[..16].copy_from_slice(&fp.content_hash.to_bytes());
@@ -500,6 +515,7 @@ impl<'t> WriteBatch<'t> {
         delta.places += 1;
         delta.simhash = fp.simhash;
         delta.words = fp.words;
+        delta.pii = Some(pii.clone());
         for f in families {
             *delta.families.entry(f.clone()).or_default() += 1;
         }
@@ -593,6 +609,13 @@ impl<'t> WriteBatch<'t> {
                         .filter(|(_, n)| *n > 0)
                         .map(|(f, n)| (f, n as u64))
                         .collect(),
+                    // The PII record is a function of the content and the PII settings: a fresh
+                    // reading (settings may have changed) replaces the stored one.
+                    pii: match (&delta.pii, &old) {
+                        (Some(p), _) => p.clone(),
+                        (None, Some(o)) => o.pii.clone(),
+                        (None, None) => PiiRecord::clean(),
+                    },
                 })
             };
             if old == new {
@@ -622,6 +645,14 @@ impl<'t> WriteBatch<'t> {
                     s[2] += sign * row.tokens as i64;
                 }
                 self.totals.unique_rows = self.totals.unique_rows.saturating_add_signed(sign);
+                let pii_counter = match row.pii.status {
+                    PiiStatus::Clean => None,
+                    PiiStatus::Redacted => Some(&mut self.totals.pii_redacted_rows),
+                    PiiStatus::Excluded => Some(&mut self.totals.pii_excluded_rows),
+                };
+                if let Some(c) = pii_counter {
+                    *c = c.saturating_add_signed(sign);
+                }
                 self.totals.tokens = self
                     .totals
                     .tokens

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Conversation, ObjectVersion, RecordKind, Rejection};
+use crate::pii::PiiRecord;
 use crate::repair::Repairs;
 
 /// How many rejection reasons are kept per object (all are counted).
@@ -38,6 +39,8 @@ pub struct ObjectRecord {
     pub rejections: Vec<Rejection>,
     /// Encoding repairs made while reading it.
     pub repairs: Repairs,
+    /// `Settings::read_digest` of the settings it was read with (PII redaction).
+    pub read_digest: String,
 }
 
 /// One spelling of a row: the canonical conversation as it appeared, with its token count.
@@ -65,6 +68,8 @@ pub struct RowRecord {
     pub primary_family: String,
     /// Per family tag, how many of this row's places carry it (sorted by family).
     pub families: Vec<(String, u64)>,
+    /// PII status and placeholder counts (a function of the redacted content).
+    pub pii: PiiRecord,
 }
 
 /// Per family tag: occurrences, unique rows and their tokens.
@@ -86,4 +91,7 @@ pub struct Totals {
     pub unique_rows: u64,
     pub rejected_rows: u64,
     pub tokens: u64,
+    /// Unique rows whose PII was redacted, and unique rows excluded for PII.
+    pub pii_redacted_rows: u64,
+    pub pii_excluded_rows: u64,
 }

@@ -6,6 +6,7 @@ mod dedup;
 mod formats;
 mod gates;
 mod incremental;
+mod privacy;
 mod rejections;
 mod robustness;
 mod search;

@@ -96,7 +96,17 @@ fn a_text_index_behind_redb_replays_the_log() {
         let fp = idx::fingerprint::fingerprint(&conv);
         let id = idx::store::keys::object_id("file:///elsewhere", "c.jsonl");
         batch
-            .add_place(&id, &["unassigned".to_string()], 1, 0, &fp, &conv)
+            .add_place(
+                &id,
+                &["unassigned".to_string()],
+                1,
+                0,
+                idx::store::NewPlace {
+                    fp: &fp,
+                    conversation: &conv,
+                    pii: &idx::pii::PiiRecord::clean(),
+                },
+            )
             .unwrap();
         batch.finish(0).unwrap();
         txn.commit().unwrap();
