@@ -14,6 +14,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use idx::config::Settings;
 use idx::index::Index;
 use idx::ingest::{ingest, IngestOptions};
+use idx::rng::Rng;
 
 const WORDS: &[&str] = &[
     "I",
@@ -118,21 +119,6 @@ const WORDS: &[&str] = &[
     "normal",
     "okay",
 ];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// A vocabulary like natural text's: the counselling words above plus 4,000 generated words,
 /// drawn with a Zipf-like law (rank r has weight 1/r).

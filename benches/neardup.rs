@@ -26,21 +26,7 @@ use idx::fingerprint::{fingerprint, fingerprint_text, jaccard, shingle_set, Hash
 use idx::model::{Conversation, Message, RecordKind, Role};
 use idx::neardup::{candidate_pairs, Policy, UnionFind};
 use idx::normalize::canonicalize;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use idx::rng::Rng;
 
 /// Dialogue turns: the real ESConv dialogues when present, else none.
 fn real_dialogues() -> Vec<Vec<String>> {

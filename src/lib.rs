@@ -18,6 +18,7 @@ pub mod parse;
 pub mod pii;
 pub mod query;
 pub mod repair;
+pub mod rng;
 pub mod search;
 pub mod source;
 pub mod store;

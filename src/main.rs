@@ -71,6 +71,30 @@ enum Command {
     /// clusters and splits as they should be), plus a report of rows and tokens by family,
     /// split and phase. Exits 0 when every gate passes, 4 when one fails
     Verify(VerifyArgs),
+    /// PII detection: try the redactor on text, or measure it against labelled text
+    #[command(subcommand)]
+    Pii(PiiCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PiiCommand {
+    /// Redact TEXT (or every line of stdin) with the configured [pii] settings and show what
+    /// was found
+    Check {
+        /// The text; without it, each line of stdin is checked
+        text: Option<String>,
+    },
+    /// Precision and recall per PII kind on the generated labelled set and on labelled JSON
+    /// Lines files ({"text": "...", "pii": [{"kind": "name", "value": "Sarah"}]}), e.g.
+    /// testdata/pii/esconv_labelled.jsonl
+    Eval {
+        /// Labelled files to score besides the generated set
+        #[arg(long = "labels", value_name = "FILE")]
+        labels: Vec<PathBuf>,
+        /// Positives per kind in the generated set
+        #[arg(long, default_value_t = 200)]
+        per_kind: usize,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -200,6 +224,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Query(q) => run_query(cli, q),
         Command::Verify(args) => verify(cli, args),
+        Command::Pii(p) => pii(cli, p),
         Command::Reindex => {
             let mut index = Index::open_write(&cli.data_dir)?;
             let rows = index.search.rebuild(&index.store.read()?)?;
@@ -231,6 +256,89 @@ fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(4)
     })
+}
+
+fn pii(cli: &Cli, command: &PiiCommand) -> Result<ExitCode> {
+    let redactor = settings(cli)?.redactor();
+    match command {
+        PiiCommand::Check { text } => {
+            let lines: Vec<String> = match text {
+                Some(t) => vec![t.clone()],
+                None => std::io::stdin().lines().collect::<Result<_, _>>()?,
+            };
+            let mut answers = Vec::new();
+            for line in &lines {
+                let (redacted, found) = redactor.redact(line);
+                let detections: Vec<serde_json::Value> = found
+                    .values
+                    .iter()
+                    .map(|(k, v)| serde_json::json!({"kind": k, "value": v}))
+                    .collect();
+                if cli.json {
+                    answers.push(serde_json::json!({
+                        "text": line, "redacted": redacted, "detections": detections
+                    }));
+                } else {
+                    println!("{redacted}");
+                    for (k, v) in &found.values {
+                        println!("  {k}: {v}");
+                    }
+                }
+            }
+            if cli.json {
+                print_json(&answers)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PiiCommand::Eval { labels, per_kind } => {
+            use idx::pii::eval;
+            let mut reports = vec![eval::evaluate(
+                &redactor,
+                "generated",
+                &eval::generated(*per_kind),
+            )];
+            for path in labels {
+                let samples = eval::load(path)?;
+                reports.push(eval::evaluate(
+                    &redactor,
+                    &path.display().to_string(),
+                    &samples,
+                ));
+            }
+            if cli.json {
+                print_json(&reports)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for r in &reports {
+                println!(
+                    "{} ({} texts): precision {:.4}, recall {:.4}",
+                    r.set, r.samples, r.precision, r.recall
+                );
+                println!(
+                    "  {:<14} {:>8} {:>8} {:>8} {:>9} {:>9}",
+                    "kind", "labels", "found", "correct", "precision", "recall"
+                );
+                for (kind, k) in &r.by_kind {
+                    println!(
+                        "  {:<14} {:>8} {:>8} {:>8} {:>9.4} {:>9.4}",
+                        kind.as_str(),
+                        k.expected,
+                        k.detected,
+                        k.correct,
+                        k.precision,
+                        k.recall
+                    );
+                }
+                for m in &r.misses {
+                    println!("  missed {m}");
+                }
+                for f in &r.false_alarms {
+                    println!("  false alarm {f}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn print_verification(v: &idx::verify::Verification) {
@@ -452,8 +560,13 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                         row.phase,
                         row.pii_status
                     );
-                    for (kind, n) in &row.pii_kinds {
-                        println!("  redacted {kind}: {n}");
+                    if !row.pii_kinds.is_empty() {
+                        let kinds: Vec<String> = row
+                            .pii_kinds
+                            .iter()
+                            .map(|(kind, n)| format!("{kind} ×{n}"))
+                            .collect();
+                        println!("  pii found (redacted in the text): {}", kinds.join(", "));
                     }
                     for m in &row.messages {
                         println!("  [{}] {}", m.role.as_str(), m.content);

@@ -141,7 +141,7 @@ impl Count {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
-    /// Unique rows and their tokens.
+    /// Unique rows and their tokens, PII-excluded rows left out (as in every breakdown but the PII ones).
     pub total: Count,
     /// By primary family (each row counted once).
     pub by_family: BTreeMap<String, Count>,
@@ -401,6 +401,17 @@ fn leakage(
 fn report(view: &ReadView, assignments: &BTreeMap<Hash128, Assignment>) -> Result<Report> {
     let mut r = Report::default();
     view.for_each_row(|h, row| {
+        r.by_pii_status
+            .entry(row.pii.status)
+            .or_default()
+            .add(row.tokens);
+        for (k, n) in &row.pii.kinds {
+            *r.pii_kinds.entry(*k).or_default() += u64::from(*n);
+        }
+        // Excluded rows are audited above and never exported: the training figures leave them out.
+        if row.pii.status == PiiStatus::Excluded {
+            return Ok(());
+        }
         let split = assignments.get(&h).map_or(Split::Train, |a| a.split);
         r.total.add(row.tokens);
         r.by_family
@@ -418,13 +429,6 @@ fn report(view: &ReadView, assignments: &BTreeMap<Hash128, Assignment>) -> Resul
             .entry(split)
             .or_default()
             .add(row.tokens);
-        r.by_pii_status
-            .entry(row.pii.status)
-            .or_default()
-            .add(row.tokens);
-        for (k, n) in &row.pii.kinds {
-            *r.pii_kinds.entry(*k).or_default() += u64::from(*n);
-        }
         Ok(())
     })?;
     Ok(r)

@@ -252,12 +252,27 @@ fn read_jsonl(reader: &mut impl BufRead, limits: Limits, sink: &mut dyn FnMut(It
     }
 }
 
+/// One JSON Lines record. A line that is not UTF-8 is decoded as Windows-1252 (files written by
+/// Windows tools, `caf\xE9`) when every byte has a Windows-1252 meaning; otherwise it is rejected.
 fn parse_record_bytes(bytes: &[u8]) -> Result<(Conversation, Repairs), String> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+    let decoded: String;
+    let (text, was_decoded) = match std::str::from_utf8(bytes) {
+        Ok(text) => (text, false),
+        Err(e) => {
+            decoded = repair::decode_cp1252(bytes);
+            if decoded.chars().any(|c| ('\u{80}'..='\u{9F}').contains(&c)) {
+                return Err(format!(
+                    "invalid UTF-8 at byte {} (and not Windows-1252)",
+                    e.valid_up_to()
+                ));
+            }
+            (decoded.as_str(), true)
+        }
+    };
     let (value, surrogates) = parse_json_repairing(text)?;
     let (conversation, mut repairs) = finish(formats::detect(value)?)?;
     repairs.surrogates += surrogates;
+    repairs.decoded += u64::from(was_decoded);
     Ok((conversation, repairs))
 }
 
@@ -290,8 +305,7 @@ fn finish(mut conversation: Conversation) -> Result<(Conversation, Repairs), Str
 }
 
 /// A whole document (`.json`, `.txt`) that is not UTF-8 is decoded as UTF-16 when it looks like
-/// it, else as Windows-1252: such files come from editors and exports, not from programs that
-/// write JSON Lines (a JSONL line that is not UTF-8 is rejected instead).
+/// it, else as Windows-1252 (JSON Lines are decoded line by line instead, in `parse_record_bytes`).
 fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn FnMut(Item)) {
     let bytes = buf.strip_prefix(BOM).unwrap_or(buf);
     let decoded: String;
@@ -541,11 +555,22 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_a_rejection() {
-        let data = b"{\"text\":\"\xff\xfe\"}\n";
+    fn windows_1252_lines_are_decoded_and_other_bytes_rejected() {
+        let data = b"{\"text\":\"caf\xe9 \x93quoted\x94\"}\n{\"text\":\"bad \x81 byte\"}\n";
         let (recs, rejs) = collect(data, FileFormat::Jsonl, Limits::default());
-        assert!(recs.is_empty());
-        assert!(rejs[0].reason.contains("invalid UTF-8"));
+        assert_eq!(recs.len(), 1);
+        assert_eq!(
+            recs[0].conversation.messages[0].content,
+            "caf\u{e9} \u{201c}quoted\u{201d}"
+        );
+        assert_eq!(recs[0].repairs.decoded, 1);
+        assert_eq!(rejs.len(), 1);
+        assert_eq!(rejs[0].line, 2);
+        assert!(
+            rejs[0].reason.contains("invalid UTF-8"),
+            "{}",
+            rejs[0].reason
+        );
     }
 
     #[test]

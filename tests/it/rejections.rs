@@ -9,7 +9,7 @@ fn every_kind_of_bad_line_is_counted_with_its_line_and_reason() {
     body.extend_from_slice(chat("good", "one").as_bytes());
     body.push(b'\n');
     body.extend_from_slice(b"{not json\n"); // 2
-    body.extend_from_slice(b"{\"text\": \"bad \xff\xfe bytes\"}\n"); // 3
+    body.extend_from_slice(b"{\"text\": \"bad \x81\x8d bytes\"}\n"); // 3
     body.extend_from_slice(b"{\"messages\": \"not a list\"}\n"); // 4
     body.extend_from_slice(b"{\"messages\": []}\n"); // 5
     body.extend_from_slice(b"{\"messages\": [{\"role\": \"user\", \"content\": \"   \"}]}\n"); // 6

@@ -3,17 +3,7 @@
 
 use super::common::{chat, Fixture};
 use idx::parse::{read_object, FileFormat, Item, Limits};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use idx::rng::Rng;
 
 /// Randomly mutated JSONL: every non-blank line ends up a record or a rejection, nothing panics.
 #[test]
