@@ -38,6 +38,12 @@ impl Settings {
         Policy::new(&self.idx, &self.classifier)
     }
 
+    /// XXH3-128 of the canonical form of `idx.toml`, recorded in export manifests.
+    pub fn idx_digest(&self) -> String {
+        let text = toml::to_string(&self.idx).unwrap_or_default();
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+    }
+
     /// The PII redactor these settings define.
     pub fn redactor(&self) -> Redactor {
         Redactor::new(&self.idx.pii)
@@ -69,6 +75,27 @@ pub struct IdxConfig {
     pub holdout: HoldoutConfig,
     #[serde(default)]
     pub pii: PiiConfig,
+    #[serde(default)]
+    pub export: ExportConfig,
+}
+
+/// `[export]`: how `idx export` lays out the dataset.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// A shard is closed before it would exceed this many bytes.
+    pub shard_bytes: u64,
+    /// Export each near-duplicate group once, through its representative.
+    pub collapse_near_duplicates: bool,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            shard_bytes: 256 * 1024 * 1024,
+            collapse_near_duplicates: true,
+        }
+    }
 }
 
 /// `[near_dup]`: candidate search and verification.
@@ -225,6 +252,12 @@ impl IdxConfig {
             return Err(format!(
                 "`version` is {}, this idx reads version {CONFIG_VERSION}",
                 self.version
+            ));
+        }
+        if self.export.shard_bytes < 4096 {
+            return Err(format!(
+                "`export.shard_bytes` is {}, at least 4096 is needed",
+                self.export.shard_bytes
             ));
         }
         let nd = &self.near_dup;

@@ -52,6 +52,12 @@ pub enum Error {
 
     #[error("no index at {0} (run `idx ingest PATH` first)")]
     NoIndex(PathBuf),
+
+    #[error("export: {0}")]
+    Export(String),
+
+    #[error("the {0} gate failed: see `idx verify` (or export with --allow-failing-gates)")]
+    GatesFailed(String),
 }
 
 impl Error {

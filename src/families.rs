@@ -53,6 +53,9 @@ pub struct Family {
     /// A reason the family may be missing without failing the coverage gate.
     #[serde(default)]
     pub waiver: Option<String>,
+    /// The licence its rows are exported under (`license_tag`); "unspecified" when not given.
+    #[serde(default)]
+    pub license: Option<String>,
 }
 
 fn one() -> u64 {

@@ -6,7 +6,9 @@
 //! [`families`] classifies object keys; [`model`] holds the values passed between stages.
 
 pub mod config;
+pub mod curriculum;
 pub mod error;
+pub mod export;
 pub mod families;
 pub mod fingerprint;
 pub mod index;

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use idx::config::Settings;
+use idx::curriculum::Curriculum;
 use idx::index::Index;
 use idx::ingest::{IngestOptions, IngestReport};
 use idx::parse::Limits;
@@ -41,6 +42,11 @@ struct Cli {
     /// the built-in copy
     #[arg(long, global = true, env = "IDX_CONFIG")]
     config: Option<PathBuf>,
+
+    /// The training curriculum; default: ./configs/curriculum.toml if present, else the built-in
+    /// copy (the original system's plan)
+    #[arg(long, global = true, env = "IDX_CURRICULUM")]
+    curriculum: Option<PathBuf>,
 
     /// Print one JSON document on stdout instead of text
     #[arg(long, global = true)]
@@ -74,6 +80,75 @@ enum Command {
     /// PII detection: try the redactor on text, or measure it against labelled text
     #[command(subcommand)]
     Pii(PiiCommand),
+    /// Compile the dataset from one consistent snapshot of the index: ChatML JSONL shards per
+    /// split and family (data/SPLIT/FAMILY-NNNNN.chatml.jsonl), final.chatml.jsonl with every
+    /// split, provenance.jsonl, the curriculum's trainer files (curriculum/), and manifest.json
+    /// (sha256, rows and tokens of every file), written last. The same index state always gives
+    /// byte-identical files. `idx export verify MANIFEST` checks an export
+    Export(ExportCommand),
+    /// Check the training curriculum against the index and show what each stage would draw
+    /// (rows and tokens per family, the preference algorithm and why); exits 4 on errors.
+    /// `idx curriculum import FILE.json` converts the original system's plan
+    Curriculum(CurriculumCommand),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ExportCommand {
+    #[command(subcommand)]
+    command: Option<ExportSub>,
+    #[command(flatten)]
+    args: ExportArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum ExportSub {
+    /// Re-read every file a manifest lists: presence, bytes, sha256, rows, tokens and the line
+    /// schema; exits 4 naming every file that does not match
+    Verify {
+        /// The export's manifest.json
+        manifest: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// The folder to write (created; must be empty or hold a previous idx export, which is
+    /// replaced)
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// A previous export's manifest.json: the new manifest lists the rows that moved split
+    #[arg(long, value_name = "MANIFEST")]
+    previous: Option<PathBuf>,
+    /// Shard size limit in bytes (default: [export] shard_bytes in idx.toml, 256 MiB)
+    #[arg(long)]
+    shard_bytes: Option<u64>,
+    /// Export every member of a near-duplicate group, not just its representative
+    #[arg(long)]
+    keep_near_duplicates: bool,
+    /// Export even when a gate fails (recorded in the manifest)
+    #[arg(long)]
+    allow_failing_gates: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct CurriculumCommand {
+    #[command(subcommand)]
+    command: Option<CurriculumSub>,
+}
+
+#[derive(Subcommand, Debug)]
+enum CurriculumSub {
+    /// Convert a curriculum JSON file of the original system into curriculum TOML (stdout, or
+    /// --out FILE); what had to be guessed or repaired is printed to stderr and kept as notes
+    Import {
+        /// The JSON file (e.g. training_curriculum_2025.json)
+        file: PathBuf,
+        /// Write the TOML here instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,6 +300,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Query(q) => run_query(cli, q),
         Command::Verify(args) => verify(cli, args),
         Command::Pii(p) => pii(cli, p),
+        Command::Export(e) => export(cli, e),
+        Command::Curriculum(c) => curriculum(cli, c),
         Command::Reindex => {
             let mut index = Index::open_write(&cli.data_dir)?;
             let rows = index.search.rebuild(&index.store.read()?)?;
@@ -256,6 +333,180 @@ fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(4)
     })
+}
+
+fn load_curriculum(cli: &Cli) -> Result<Curriculum> {
+    Ok(Curriculum::load(config_path(
+        cli.curriculum.as_deref(),
+        "configs/curriculum.toml",
+    ))?)
+}
+
+fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
+    if let Some(ExportSub::Verify { manifest }) = &command.command {
+        let check = idx::export::verify_export(manifest)?;
+        if cli.json {
+            print_json(&check)?;
+        } else if check.passed {
+            println!(
+                "{}: ok ({} files, {} lines checked)",
+                check.manifest, check.files_checked, check.rows_checked
+            );
+        } else {
+            println!("{}: FAILED", check.manifest);
+            for p in &check.problems {
+                println!("  {p}");
+            }
+        }
+        return Ok(if check.passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(4)
+        });
+    }
+    let args = &command.args;
+    let Some(out) = &args.out else {
+        eprintln!("idx: error: `idx export` needs --out DIR (or `idx export verify MANIFEST`)");
+        return Ok(ExitCode::from(2));
+    };
+    let settings = settings(cli)?;
+    let curriculum = load_curriculum(cli)?;
+    let store = Index::open_store_read(&cli.data_dir)?;
+    let view = store.read()?;
+    let options = idx::export::ExportOptions {
+        shard_bytes: args.shard_bytes.unwrap_or(settings.idx.export.shard_bytes),
+        collapse_near_duplicates: settings.idx.export.collapse_near_duplicates
+            && !args.keep_near_duplicates,
+        previous: args.previous.clone(),
+        allow_failing_gates: args.allow_failing_gates,
+    };
+    let quiet = cli.json || !std::io::stderr().is_terminal();
+    let mut progress = |msg: &str| {
+        if !quiet {
+            eprintln!("idx export: {msg}");
+        }
+    };
+    let summary =
+        match idx::export::export(&view, &settings, &curriculum, out, &options, &mut progress) {
+            Ok(s) => s,
+            Err(e @ idx::error::Error::GatesFailed(_)) => {
+                eprintln!("idx: error: {e}");
+                return Ok(ExitCode::from(4));
+            }
+            Err(e) => return Err(e.into()),
+        };
+    if cli.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "exported {} rows ({} tokens) in {} shards, {} bytes, to {}",
+            summary.rows, summary.tokens, summary.shards, summary.bytes, summary.out
+        );
+        println!(
+            "  {} near-duplicates collapsed, {} rows excluded for PII, gates {}",
+            summary.near_duplicates_collapsed,
+            summary.pii_excluded,
+            if summary.gates_passed {
+                "passed"
+            } else {
+                "FAILED (exported anyway)"
+            }
+        );
+        if let Some(m) = summary.moved_since_previous {
+            println!("  {m} rows moved split since the previous export");
+        }
+        for w in &summary.curriculum.warnings {
+            println!("  curriculum warning: {w}");
+        }
+        println!(
+            "manifest: {} (sha256 {})",
+            summary.manifest, summary.manifest_sha256
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn curriculum(cli: &Cli, command: &CurriculumCommand) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    if let Some(CurriculumSub::Import { file, out }) = &command.command {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let imported = idx::curriculum::import::import(
+            &text,
+            &file.display().to_string(),
+            &settings.classifier,
+        )?;
+        for n in &imported.notes {
+            eprintln!("idx curriculum import: {n}");
+        }
+        let toml = imported.to_toml();
+        match out {
+            Some(path) => {
+                std::fs::write(path, &toml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!(
+                    "idx curriculum import: {} stages written to {}",
+                    imported.curriculum.stages.len(),
+                    path.display()
+                );
+            }
+            None => print!("{toml}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let curriculum = load_curriculum(cli)?;
+    let store = Index::open_store_read(&cli.data_dir)?;
+    let view = store.read()?;
+    let policy = query::effective_policy(&view, settings.policy())?;
+    let selection =
+        idx::export::select(&view, &policy, settings.idx.export.collapse_near_duplicates)?;
+    let plan = idx::curriculum::plan(&curriculum, &settings.classifier, &selection);
+    if cli.json {
+        print_json(&plan)?;
+    } else {
+        print_plan(&plan);
+    }
+    Ok(if plan.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    })
+}
+
+fn print_plan(plan: &idx::curriculum::Plan) {
+    println!(
+        "curriculum {}: {}",
+        plan.name,
+        if plan.passed { "ok" } else { "ERRORS" }
+    );
+    for s in &plan.stages {
+        println!(
+            "{:>2}. {} ({}) {}: {} rows, {} tokens (mix allows {}), val {} rows",
+            s.order,
+            s.id,
+            s.phase.as_str(),
+            s.title,
+            s.rows,
+            s.tokens,
+            s.max_tokens,
+            s.val_rows
+        );
+        for f in &s.families {
+            println!(
+                "      {:<32} weight {:<6} draws {:>7} rows {:>10} tokens  (of {} rows, {} tokens)",
+                f.family, f.weight, f.rows, f.tokens, f.available_rows, f.available_tokens
+            );
+        }
+        if let Some(a) = &s.algorithm {
+            println!("      algorithm {}: {}", a.algorithm.as_str(), a.reason);
+        }
+    }
+    for w in &plan.warnings {
+        println!("warning: {w}");
+    }
+    for e in &plan.errors {
+        println!("error: {e}");
+    }
 }
 
 fn pii(cli: &Cli, command: &PiiCommand) -> Result<ExitCode> {

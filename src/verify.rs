@@ -158,7 +158,7 @@ pub struct Report {
 pub fn verify(view: &ReadView, settings: &Settings) -> Result<Verification> {
     let policy = settings.policy();
     let stored_policy = view.policy()?;
-    let assignments = stored_assignments(view, &policy)?;
+    let assignments = view.assignments(&policy)?;
     let coverage = coverage(view, settings)?;
     let mut leakage = leakage(view, &policy, &assignments)?;
     leakage.settings_current = stored_policy.as_ref().is_none_or(|p| *p == policy);
@@ -170,29 +170,6 @@ pub fn verify(view: &ReadView, settings: &Settings) -> Result<Verification> {
         gates: Gates { coverage, leakage },
         report,
     })
-}
-
-/// Every row's stored assignment (rows outside stored clusters are their own cluster).
-fn stored_assignments(view: &ReadView, policy: &Policy) -> Result<BTreeMap<Hash128, Assignment>> {
-    let entries = view.cluster_entries()?;
-    let grouped = view.grouped_rows()?;
-    let mut out = BTreeMap::new();
-    view.for_each_row(|h, _| {
-        let a = match entries.get(&h) {
-            Some(a) => *a,
-            None => {
-                let holdout = grouped.contains(&h);
-                Assignment {
-                    cluster: h,
-                    split: policy.split_of(h, holdout),
-                    holdout,
-                }
-            }
-        };
-        out.insert(h, a);
-        Ok(())
-    })?;
-    Ok(out)
 }
 
 fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageGate> {

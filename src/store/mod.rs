@@ -950,6 +950,30 @@ impl ReadView {
         Ok(out)
     }
 
+    /// Every row's cluster and split under `policy` (the stored entries, and for rows without
+    /// one, a cluster of one), keyed by content hash.
+    pub fn assignments(&self, policy: &Policy) -> Result<BTreeMap<Hash128, Assignment>> {
+        let entries = self.cluster_entries()?;
+        let grouped = self.grouped_rows()?;
+        let mut out = BTreeMap::new();
+        self.for_each_row(|h, _| {
+            let a = match entries.get(&h) {
+                Some(a) => *a,
+                None => {
+                    let holdout = grouped.contains(&h);
+                    Assignment {
+                        cluster: h,
+                        split: policy.split_of(h, holdout),
+                        holdout,
+                    }
+                }
+            };
+            out.insert(h, a);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Rows that belong to at least one holdout group.
     pub fn grouped_rows(&self) -> Result<std::collections::BTreeSet<Hash128>> {
         let t = self.txn.open_table(ROW_GROUPS)?;

@@ -3,6 +3,7 @@ mod clusters;
 mod common;
 mod crash;
 mod dedup;
+mod export;
 mod formats;
 mod gates;
 mod incremental;
