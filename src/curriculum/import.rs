@@ -204,7 +204,8 @@ fn documents(text: &str) -> std::result::Result<(Vec<Value>, Option<String>), St
     if rest.trim().is_empty() {
         return Ok((vec![first], None));
     }
-    let line = text[..offset].matches('\n').count() + 1;
+    let start = offset + (rest.len() - rest.trim_start().len());
+    let line = text[..start].matches('\n').count() + 1;
     match salvage(rest) {
         Some((tail, lost)) => {
             let note = format!(

@@ -115,3 +115,54 @@ fn errors_go_to_stderr_with_distinct_exit_codes() {
     let usage = idx(&f, &["ingest"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn export_curriculum_and_export_verify_from_the_command_line() {
+    let f = Fixture::new();
+    super::export::populate(&f);
+    let data = f.data.to_str().unwrap();
+    json(&idx(&f, &["ingest", data, "--json"]));
+    let out = f.index_dir.with_file_name("exported");
+    let out_s = out.to_str().unwrap();
+    // The fixture lacks required families: the coverage gate fails, and so does the export.
+    let refused = idx(&f, &["export", "--out", out_s]);
+    assert_eq!(refused.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("coverage gate failed"));
+    assert!(!out.join("manifest.json").exists());
+    let s = json(&idx(
+        &f,
+        &[
+            "export",
+            "--out",
+            out_s,
+            "--allow-failing-gates",
+            "--shard-bytes",
+            "8192",
+            "--json",
+        ],
+    ));
+    assert!(s["rows"].as_u64().unwrap() > 40);
+    assert_eq!(s["gates_passed"], false);
+    let manifest = out.join("manifest.json");
+    let m = manifest.to_str().unwrap();
+    let check = json(&idx(&f, &["export", "verify", m, "--json"]));
+    assert_eq!(check["passed"], true);
+    let manifest_doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(manifest_doc["gates"]["coverage"], false);
+    let shard = manifest_doc["shards"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(out.join(&shard), "{}\n").unwrap();
+    let failed = idx(&f, &["export", "verify", m]);
+    assert_eq!(failed.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&failed.stdout).contains(&shard));
+    // Usage errors and the curriculum plan.
+    assert_eq!(idx(&f, &["export"]).status.code(), Some(2));
+    let plan = json(&idx(&f, &["curriculum", "--json"]));
+    assert_eq!(plan["passed"], true);
+    assert_eq!(plan["stages"].as_array().unwrap().len(), 9);
+    let text = idx(&f, &["curriculum"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("stage1_foundation (sft)"));
+}

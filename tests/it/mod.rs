@@ -2,6 +2,7 @@ mod cli;
 mod clusters;
 mod common;
 mod crash;
+mod curriculum;
 mod dedup;
 mod export;
 mod formats;

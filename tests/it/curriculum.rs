@@ -1,0 +1,389 @@
+//! The curriculum: importing the original plan, validation errors and warnings, the choice of
+//! preference algorithm, and trainer files that parse back with the fields trainers read.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::common::{chat, Fixture};
+use super::export::{options, populate, sentence};
+use idx::curriculum::{import::import, plan, Algorithm, Curriculum, Phase};
+use idx::export::{select, Manifest};
+use idx::families::Classifier;
+use idx::index::Index;
+use idx::neardup::Split;
+use idx::rng::Rng;
+
+const ORIGINAL: &str = include_str!("../../testdata/curriculum/training_curriculum_2025.json");
+
+#[test]
+fn the_original_plan_imports_into_the_shipped_default() {
+    let classifier = Classifier::load(None).unwrap();
+    let imported = import(ORIGINAL, "training_curriculum_2025.json", &classifier).unwrap();
+    let c = &imported.curriculum;
+    let ids: Vec<&str> = c.stages.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "phase_a_pretraining",
+            "stage1_foundation",
+            "stage2_therapeutic_expertise",
+            "stage3_edge_stress_test",
+            "stage4_voice_persona",
+            "stage5_long_running_therapy",
+            "stage6_specialized_domains",
+            "stage7_roleplay_simulator",
+            "phase_c_preference_alignment"
+        ]
+    );
+    assert_eq!(c.stages[0].phase, Phase::Pretraining);
+    assert!(c.stages[1..8].iter().all(|s| s.phase == Phase::Sft));
+    let stage3 = &c.stages[3].weights;
+    assert_eq!(stage3["edge_case_generator"], 0.3);
+    assert_eq!(stage3["safety_guardrails_annihilator"], 0.2);
+    assert_eq!(c.stages[3].learning_rate, Some(2e-4));
+    let c_stage = &c.stages[8];
+    assert_eq!(c_stage.phase, Phase::Preference);
+    assert_eq!(c_stage.algorithm, Some(Algorithm::Orpo));
+    assert_eq!(c_stage.algorithm_options.len(), 4);
+    assert_eq!(
+        c_stage.algorithm_options[&Algorithm::Dpo].learning_rate,
+        Some(1e-5)
+    );
+    // Names of the original that are not families here are mapped by the family rules.
+    assert_eq!(c.stages[1].weights["mental_health_datasets"], 0.6);
+    assert_eq!(c.stages[1].weights["long_running_therapy"], 0.4);
+    assert!(
+        imported.notes.iter().any(|n| n.contains("line 118")),
+        "{:?}",
+        imported.notes
+    );
+    assert!(c.static_errors().is_empty(), "{:?}", c.static_errors());
+    assert_eq!(
+        c.holdout_families,
+        [
+            "long_running_therapy",
+            "edge_case_generator",
+            "sarcasm",
+            "voice_persona"
+        ]
+    );
+    // The TOML it writes reads back to the same plan, and is what configs/ ships.
+    let back = Curriculum::from_toml(&imported.to_toml(), "imported").unwrap();
+    assert_eq!(&back, c);
+    let mut shipped = Curriculum::load(None).unwrap();
+    shipped.origin = c.origin.clone();
+    assert_eq!(&shipped, c);
+}
+
+#[test]
+fn a_broken_json_file_is_an_error_naming_its_line() {
+    let classifier = Classifier::load(None).unwrap();
+    let err = import("{\"phases\": [}\n", "plan.json", &classifier).unwrap_err();
+    assert!(err.to_string().contains("plan.json"), "{err}");
+    let err = import("{\"a\": 1}\n\n\"x\" ] [", "plan.json", &classifier).unwrap_err();
+    assert!(err.to_string().contains("line 3"), "{err}");
+}
+
+const STAGES: &str = r#"
+version = 1
+name = "test"
+holdout_families = ["sarcasm", "cptsd"]
+
+[[stage]]
+id = "pretrain"
+phase = "pretraining"
+weights = { video_transcripts = 0.5, mental_health_datasets = 0.5 }
+
+[[stage]]
+id = "sft"
+phase = "sft"
+weights = { long_running_therapy = 0.5, mental_health_datasets = 0.3, cptsd = 0.2 }
+
+[[stage]]
+id = "greedy"
+phase = "sft"
+tokens = 100000000
+weights = { mental_health_datasets = 1.0 }
+
+[[stage]]
+id = "align"
+phase = "preference"
+weights = { dpo_preference = 1.0 }
+"#;
+
+#[test]
+fn static_errors_name_the_file_and_the_stage() {
+    let bad = STAGES.replace(
+        "mental_health_datasets = 0.3",
+        "mental_health_datasets = 0.2",
+    );
+    let err = Curriculum::from_toml(&bad, "my.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("my.toml") && err.contains("`sft`") && err.contains("add up to 0.9"),
+        "{err}"
+    );
+    let bad = STAGES.replace(
+        "id = \"greedy\"\nphase = \"sft\"",
+        "id = \"greedy\"\nphase = \"sft\"\nalgorithm = \"dpo\"",
+    );
+    let err = Curriculum::from_toml(&bad, "my.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("names a preference algorithm"), "{err}");
+    let bad = STAGES.replace("id = \"align\"", "id = \"sft\"");
+    let err = Curriculum::from_toml(&bad, "my.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("used twice"), "{err}");
+}
+
+fn selection_of(f: &Fixture) -> idx::export::Selection {
+    let store = Index::open_store_read(&f.index_dir).unwrap();
+    let view = store.read().unwrap();
+    select(&view, &f.settings.policy(), true).unwrap()
+}
+
+#[test]
+fn the_plan_checks_families_holdouts_and_token_budgets() {
+    let f = Fixture::new();
+    populate(&f);
+    f.ingest();
+    let sel = selection_of(&f);
+    let c = Curriculum::from_toml(STAGES, "t.toml").unwrap();
+    let p = plan(&c, &f.settings.classifier, &sel);
+    assert!(p.passed, "{:?}", p.errors);
+    // cptsd is not a holdout family in the shipped families.toml.
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("`cptsd`") && w.contains("not `holdout = true`")),
+        "{:?}",
+        p.warnings
+    );
+    // The greedy stage wants more tokens than sarcasm has.
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("`greedy` asks for 100000000 tokens")
+                && w.contains("`mental_health_datasets` limits it")),
+        "{:?}",
+        p.warnings
+    );
+    // Only train-split rows are drawn; val rows go to the val file; weights are honoured as
+    // far as whole rows allow, and no row is drawn twice in a stage.
+    for s in &p.stages {
+        for h in &s.train {
+            assert_eq!(sel.get(*h).unwrap().split, Split::Train, "stage {}", s.id);
+        }
+        for h in &s.val {
+            assert_eq!(sel.get(*h).unwrap().split, Split::Val, "stage {}", s.id);
+        }
+        let mut unique = s.train.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), s.train.len());
+        assert_eq!(s.tokens, s.families.iter().map(|d| d.tokens).sum::<u64>());
+        assert!(s.tokens <= s.max_tokens + s.families.iter().map(|d| d.tokens).max().unwrap_or(0));
+    }
+    let sft = &p.stages[1];
+    let lrt = sft
+        .families
+        .iter()
+        .find(|d| d.family == "long_running_therapy")
+        .unwrap();
+    assert!((lrt.effective_weight - 0.5).abs() < 0.2, "{lrt:?}");
+    // An unknown family is an error.
+    let unknown = STAGES.replace("cptsd = 0.2", "trauma = 0.2");
+    let p = plan(
+        &Curriculum::from_toml(&unknown, "t.toml").unwrap(),
+        &f.settings.classifier,
+        &sel,
+    );
+    assert!(!p.passed);
+    assert!(
+        p.errors.iter().any(|e| e.contains("routes `trauma`")),
+        "{:?}",
+        p.errors
+    );
+}
+
+#[test]
+fn the_preference_algorithm_follows_the_shape_of_the_data() {
+    let f = Fixture::new();
+    let mut rng = Rng(0x5151_5151_5151_5151);
+    let mut kto = String::new();
+    for i in 0..6 {
+        kto.push_str(&serde_json::json!({"prompt": sentence(&mut rng, 8), "completion": sentence(&mut rng, 16), "label": i % 2 == 0}).to_string());
+        kto.push('\n');
+    }
+    f.write("datasets/huggingface/dpo_kto_labels.jsonl", kto);
+    f.ingest();
+    let c = Curriculum::from_toml(STAGES, "t.toml").unwrap();
+    let p = plan(&c, &f.settings.classifier, &selection_of(&f));
+    let a = p.stages[3].algorithm.as_ref().unwrap();
+    assert_eq!(a.algorithm, Algorithm::Kto, "only unpaired labels: KTO");
+    assert!(a.reason.contains("no preference pairs"), "{}", a.reason);
+    assert_eq!(a.pairs, 0);
+    // Pairs arrive: the configured pair algorithm (ORPO by default) takes over.
+    let mut pairs = String::new();
+    for _ in 0..4 {
+        pairs.push_str(&serde_json::json!({"prompt": sentence(&mut rng, 8), "chosen": sentence(&mut rng, 16), "rejected": sentence(&mut rng, 6)}).to_string());
+        pairs.push('\n');
+    }
+    f.write("datasets/huggingface/dpo_pairs.jsonl", pairs);
+    f.ingest();
+    let p = plan(&c, &f.settings.classifier, &selection_of(&f));
+    let a = p.stages[3].algorithm.as_ref().unwrap();
+    assert_eq!(a.algorithm, Algorithm::Orpo);
+    assert!(a.pairs >= 1 && a.unpaired >= 1, "{a:?}");
+    assert!(p
+        .warnings
+        .iter()
+        .any(|w| w.contains("unpaired (KTO) rows are not used by orpo")));
+}
+
+fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn trainer_files_parse_back_with_the_fields_trainers_read() {
+    let f = Fixture::new();
+    populate(&f);
+    let mut rng = Rng(0x7777_1111_2222_3333);
+    let mut kto = String::new();
+    for i in 0..40 {
+        kto.push_str(&serde_json::json!({"prompt": sentence(&mut rng, 8), "completion": sentence(&mut rng, 16), "label": i % 3 != 0}).to_string());
+        kto.push('\n');
+    }
+    f.write("datasets/huggingface/kto_only/dpo_labels.jsonl", kto);
+    f.write(
+        "datasets/sarcasm/more.jsonl",
+        (0..40)
+            .map(|_| chat(&sentence(&mut rng, 8), &sentence(&mut rng, 26)) + "\n")
+            .collect::<String>(),
+    );
+    f.ingest();
+    let dir = f.index_dir.with_file_name("curriculum-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("curriculum.toml");
+    let kto_stage = "\n[[stage]]\nid = \"align_kto\"\nphase = \"preference\"\nalgorithm = \"kto\"\nweights = { dpo_preference = 1.0 }\n";
+    std::fs::write(&toml, format!("{STAGES}{kto_stage}")).unwrap();
+    let c = Curriculum::load(Some(&toml)).unwrap();
+    let out = dir.join("out");
+    let store = Index::open_store_read(&f.index_dir).unwrap();
+    let view = store.read().unwrap();
+    let summary =
+        idx::export::export(&view, &f.settings, &c, &out, &options(), &mut |_| {}).unwrap();
+    let m = Manifest::read(&out.join("manifest.json")).unwrap();
+    assert!(
+        idx::export::verify_export(&out.join("manifest.json"))
+            .unwrap()
+            .passed
+    );
+    // The exported rows' splits, by their messages, to check what the stage files hold.
+    let mut split_of: BTreeMap<String, String> = BTreeMap::new();
+    for l in read_lines(&out.join("final.chatml.jsonl")) {
+        split_of.insert(
+            l["messages"].to_string(),
+            l["metadata"]["split"].as_str().unwrap().to_string(),
+        );
+    }
+    let cur: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("curriculum/curriculum.json")).unwrap(),
+    )
+    .unwrap();
+    let stages = cur["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 5);
+    for (stage, plan) in stages.iter().zip(&summary.curriculum.stages) {
+        let train = stage["train_file"]["path"].as_str().unwrap();
+        let listed = m
+            .files
+            .iter()
+            .find(|f| f.path == train)
+            .expect("in the manifest");
+        assert_eq!(stage["train_file"]["sha256"], listed.sha256.as_str());
+        let lines = read_lines(&out.join(train));
+        match stage["format"].as_str().unwrap() {
+            "text" => {
+                assert_eq!(lines.len() as u64, plan.rows);
+                assert!(lines.iter().all(|l| l["text"].is_string()));
+            }
+            "messages" => {
+                assert_eq!(lines.len() as u64, plan.rows);
+                for l in &lines {
+                    let msgs = l["messages"].as_array().unwrap();
+                    assert!(msgs
+                        .iter()
+                        .all(|m| m["role"].is_string() && m["content"].is_string()));
+                    assert_eq!(
+                        split_of[&l["messages"].to_string()],
+                        "train",
+                        "only train rows are routed"
+                    );
+                }
+                let val = read_lines(&out.join(stage["val_file"]["path"].as_str().unwrap()));
+                for l in &val {
+                    assert_eq!(split_of[&l["messages"].to_string()], "val");
+                }
+            }
+            "prompt_chosen_rejected" => {
+                assert!(!lines.is_empty());
+                for l in &lines {
+                    for k in ["prompt", "chosen", "rejected"] {
+                        assert!(l[k].as_str().is_some_and(|s| !s.is_empty()), "{l}");
+                    }
+                }
+            }
+            "prompt_completion_label" => {
+                assert!(!lines.is_empty());
+                assert!(
+                    lines.iter().any(|l| l["label"] == true)
+                        && lines.iter().any(|l| l["label"] == false)
+                );
+                for l in &lines {
+                    assert!(
+                        l["prompt"].is_string()
+                            && l["completion"].is_string()
+                            && l["label"].is_boolean()
+                    );
+                }
+            }
+            other => panic!("unknown format {other}"),
+        }
+    }
+    assert_eq!(stages[3]["algorithm"]["algorithm"], "orpo");
+    assert_eq!(stages[4]["algorithm"]["algorithm"], "kto");
+    // LLaMA-Factory's dataset_info.json names files that exist next to it.
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("curriculum/dataset_info.json")).unwrap(),
+    )
+    .unwrap();
+    let info = info.as_object().unwrap();
+    assert_eq!(info.len(), 10);
+    for (name, entry) in info {
+        let file = entry["file_name"].as_str().unwrap();
+        assert!(out.join("curriculum").join(file).exists(), "{name}: {file}");
+    }
+    assert_eq!(info["align_train"]["ranking"], true);
+    assert_eq!(info["align_kto_train"]["columns"]["kto_tag"], "label");
+    assert_eq!(info["sft_train"]["formatting"], "sharegpt");
+    // The axolotl snippet lists every train file with its weights.
+    let axolotl = std::fs::read_to_string(out.join("curriculum/axolotl.yaml")).unwrap();
+    for s in stages {
+        assert!(axolotl.contains(s["train_file"]["path"].as_str().unwrap()));
+    }
+    assert!(
+        axolotl.contains(
+            "# weights: {cptsd: 0.2, long_running_therapy: 0.5, mental_health_datasets: 0.3}"
+        ),
+        "{axolotl}"
+    );
+    assert!(axolotl.contains("rl: kto"));
+}
