@@ -77,6 +77,43 @@ pub struct IdxConfig {
     pub pii: PiiConfig,
     #[serde(default)]
     pub export: ExportConfig,
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+/// `[s3]`: how to reach S3 or an S3-compatible endpoint. Unset fields come from the standard AWS
+/// chain (environment, profiles); `--s3-endpoint` and `--s3-path-style` override these.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// e.g. `https://s3.gra.io.cloud.ovh.net` or `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
+    pub path_style: bool,
+    pub region: Option<String>,
+    /// A named profile of ~/.aws/config.
+    pub profile: Option<String>,
+    /// Attempts per request (and per download) on 5xx, throttling and timeouts.
+    pub max_attempts: u32,
+    /// Uploads larger than this go in multipart parts of this size (at least 5 MiB).
+    pub multipart_bytes: u64,
+    /// Static credentials for programmatic use (tests); never read from or written to a file.
+    #[serde(skip)]
+    pub credentials: Option<(String, String)>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            path_style: false,
+            region: None,
+            profile: None,
+            max_attempts: 4,
+            multipart_bytes: 64 * 1024 * 1024,
+            credentials: None,
+        }
+    }
 }
 
 /// `[export]`: how `idx export` lays out the dataset.
@@ -252,6 +289,12 @@ impl IdxConfig {
             return Err(format!(
                 "`version` is {}, this idx reads version {CONFIG_VERSION}",
                 self.version
+            ));
+        }
+        if self.s3.multipart_bytes < 5 << 20 {
+            return Err(format!(
+                "`s3.multipart_bytes` is {}, S3 needs parts of at least 5 MiB (5242880)",
+                self.s3.multipart_bytes
             ));
         }
         if self.export.shard_bytes < 4096 {

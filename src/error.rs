@@ -53,6 +53,9 @@ pub enum Error {
     #[error("no index at {0} (run `idx ingest PATH` first)")]
     NoIndex(PathBuf),
 
+    #[error("S3: {0}")]
+    S3(String),
+
     #[error("export: {0}")]
     Export(String),
 

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -23,7 +25,9 @@ use crate::parse::{self, Item, Limits};
 use crate::pii::{PiiRecord, Redactor};
 use crate::repair::Repairs;
 use crate::search::SearchIndex;
-use crate::source::{self, FoundObject, Scan};
+use crate::source::inventory::Inventory;
+use crate::source::s3::{S3Client, S3Url};
+use crate::source::{self, FoundObject, Location, Scan};
 use crate::store::{keys, NewPlace, ObjectRecord, ObjectStatus, WriteBatch, KEPT_REJECTIONS};
 
 /// Knobs of one ingest run.
@@ -34,6 +38,12 @@ pub struct IngestOptions {
     pub batch_bytes: u64,
     /// Draw a progress line on stderr.
     pub progress: bool,
+    /// An S3 inventory (a local file or `s3://bucket/key`) saying which objects exist under the
+    /// S3 sources; without S3 sources, its bucket is the source.
+    pub inventory: Option<String>,
+    /// Set from another thread to stop taking objects: what was read is committed, the rest
+    /// is left for the next run.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for IngestOptions {
@@ -42,8 +52,85 @@ impl Default for IngestOptions {
             limits: Limits::default(),
             batch_bytes: 64 << 20,
             progress: false,
+            inventory: None,
+            stop: None,
         }
     }
+}
+
+/// An object an inventory lists and its bucket lacks: (source, key, error).
+type MissingObject = (String, String, String);
+
+/// A source argument: a local path, or an `s3://bucket/prefix` URL.
+fn s3_url_of(path: &Path) -> Option<&str> {
+    path.to_str().filter(|s| s.starts_with("s3://"))
+}
+
+/// Scan every source: local paths directly, S3 prefixes through one client (with the inventory
+/// when one is given). Inventory objects missing from their bucket come back as failures.
+fn scan_sources(
+    index: &Index,
+    settings: &Settings,
+    paths: &[PathBuf],
+    options: &IngestOptions,
+    report: &mut IngestReport,
+    s3: &mut Option<Arc<S3Client>>,
+) -> Result<(Vec<Scan>, Vec<MissingObject>)> {
+    let mut scans = Vec::new();
+    let mut missing = Vec::new();
+    let mut urls: Vec<S3Url> = Vec::new();
+    for p in paths {
+        match s3_url_of(p) {
+            Some(u) => urls.push(S3Url::parse(u)?),
+            None => scans.push(source::local::scan(p, Some(&index.data_dir))?),
+        }
+    }
+    let mut client = || -> Result<Arc<S3Client>> {
+        if s3.is_none() {
+            *s3 = Some(Arc::new(S3Client::connect(&settings.idx.s3)?));
+        }
+        Ok(s3.clone().expect("set above"))
+    };
+    let inventory = match &options.inventory {
+        None => None,
+        Some(loc) => {
+            let text = if loc.starts_with("s3://") {
+                let url = S3Url::parse(loc)?;
+                String::from_utf8_lossy(&client()?.get_bytes(&url)?).into_owned()
+            } else {
+                std::fs::read_to_string(loc).map_err(|source| crate::error::Error::Io {
+                    path: PathBuf::from(loc),
+                    source,
+                })?
+            };
+            let inv = Inventory::parse(&text, loc).map_err(crate::error::Error::S3)?;
+            if urls.is_empty() {
+                let bucket = inv.bucket.clone().ok_or_else(|| {
+                    crate::error::Error::S3(format!(
+                        "{loc} names no bucket: give the S3 source (s3://bucket/prefix) too"
+                    ))
+                })?;
+                urls.push(S3Url {
+                    bucket,
+                    prefix: String::new(),
+                });
+            }
+            Some(inv)
+        }
+    };
+    for url in &urls {
+        let found = source::s3::scan(&*client()?, url, inventory.as_ref())?;
+        report.warnings.extend(found.warnings);
+        for key in found.missing {
+            missing.push((
+                found.scan.source.clone(),
+                key,
+                "listed in the inventory but absent from the bucket".to_string(),
+            ));
+        }
+        scans.push(found.scan);
+    }
+    Ok((scans, missing))
 }
 
 /// A rejected line with the object it is in.
@@ -152,10 +239,8 @@ pub fn ingest(
             ));
         }
     }
-    let mut scans: Vec<Scan> = Vec::new();
-    for p in paths {
-        scans.push(source::local::scan(p, Some(&index.data_dir))?);
-    }
+    let mut s3: Option<Arc<S3Client>> = None;
+    let (scans, missing) = scan_sources(index, settings, paths, options, &mut report, &mut s3)?;
     // Two paths may name overlapping scans of one source: merge so nothing is seen twice.
     let scans = merge_scans(scans);
 
@@ -213,6 +298,7 @@ pub fn ingest(
                     && o.read_digest == read_digest
                     && o.version.size == found.size
                     && o.version.mtime_ns == found.mtime_ns
+                    && found.etag.as_ref().is_none_or(|e| &o.version.digest == e)
                     && o.primary_family == primary
                     && o.families == families
             });
@@ -230,9 +316,54 @@ pub fn ingest(
             });
         }
     }
+    // Inventory objects the bucket lacks: failed (kept as they were, retried next time).
+    let mut failed: Vec<ObjectRecord> = Vec::new();
+    for (source, key, error) in missing {
+        report.objects_scanned += 1;
+        report.objects_failed += 1;
+        warn!(%key, %error, "object missing");
+        report.failures.push(FailureReport {
+            key: key.clone(),
+            error: error.clone(),
+        });
+        let id = keys::object_id(&source, &key);
+        let old = view.object(&id)?;
+        let status = ObjectStatus::Failed { error };
+        if old.as_ref().is_some_and(|o| o.status == status) {
+            continue;
+        }
+        let (primary, families) = match classifier.classify(&key) {
+            Classification::Data { primary, tags } => (primary, tags),
+            Classification::NotData { .. } => continue,
+        };
+        failed.push(match old {
+            Some(mut o) => {
+                o.status = status;
+                o
+            }
+            None => ObjectRecord {
+                source,
+                key,
+                version: ObjectVersion {
+                    size: 0,
+                    mtime_ns: 0,
+                    digest: String::new(),
+                },
+                status,
+                primary_family: primary,
+                families,
+                families_digest: classifier.digest().to_string(),
+                rows: 0,
+                rejected: 0,
+                rejections: Vec::new(),
+                repairs: Repairs::default(),
+                read_digest: read_digest.clone(),
+            },
+        });
+    }
     drop(view);
 
-    if work.is_empty() && skipped.is_empty() && deletions.is_empty() {
+    if work.is_empty() && skipped.is_empty() && deletions.is_empty() && failed.is_empty() {
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
@@ -241,13 +372,18 @@ pub fn ingest(
     let (tx, parsed_rx) = sync_channel::<Msg>(CHANNEL_CHUNKS);
     let (fp_tx, rx) = sync_channel::<Msg>(CHANNEL_CHUNKS);
     let limits = options.limits;
-    let work_for_reader: Vec<(PathBuf, (parse::FileFormat, bool))> = work
+    let work_for_reader: Vec<(Location, (parse::FileFormat, bool))> = work
         .iter()
-        .map(|w| (w.found.path.clone(), w.format))
+        .map(|w| (w.found.location.clone(), w.format))
         .collect();
+    let reader = Reader {
+        s3: s3.clone(),
+        spool: index.data_dir.join("spool"),
+        stop: options.stop.clone(),
+    };
     let fts_seq = index.search.committed_seq()?;
     let run = std::thread::scope(|scope| -> Result<()> {
-        scope.spawn(move || reader_thread(work_for_reader, limits, tx));
+        scope.spawn(move || reader_thread(work_for_reader, &reader, limits, tx));
         let redactor = &redactor;
         scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx, redactor));
         let mut progress = Progress::new(options.progress, work.len(), total_bytes);
@@ -272,6 +408,9 @@ pub fn ingest(
                         report.objects_deleted += 1;
                         info!(key = %old.key, rows = old.rows, "object deleted");
                     }
+                }
+                for record in &failed {
+                    batch.put_object(record)?;
                 }
                 for record in &skipped {
                     let id = keys::object_id(&record.source, &record.key);
@@ -495,7 +634,8 @@ fn write_batch(
                     version: ObjectVersion {
                         size: w.found.size,
                         mtime_ns: w.found.mtime_ns,
-                        digest,
+                        // S3 objects are known by their ETag, which the next listing repeats.
+                        digest: w.found.etag.clone().unwrap_or(digest),
                     },
                     status: ObjectStatus::Indexed,
                     primary_family: w.primary.clone(),
@@ -617,23 +757,61 @@ fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor
     }
 }
 
+/// What the reader thread needs besides the work list.
+struct Reader {
+    s3: Option<Arc<S3Client>>,
+    /// Where S3 objects are streamed to before parsing (one at a time).
+    spool: PathBuf,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl Reader {
+    /// Open an object for reading: a local file directly; an S3 object streamed to a spool file
+    /// first (so a dropped connection is retried before any of its rows are sent on).
+    fn open(&self, location: &Location) -> std::result::Result<std::fs::File, String> {
+        match location {
+            Location::File(path) => std::fs::File::open(path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display())),
+            Location::S3 { bucket, key } => {
+                let client = self
+                    .s3
+                    .as_ref()
+                    .ok_or_else(|| format!("s3://{bucket}/{key}: no S3 client"))?;
+                std::fs::create_dir_all(&self.spool)
+                    .map_err(|e| format!("{}: {e}", self.spool.display()))?;
+                let path = self.spool.join("object");
+                client.download(bucket, key, &path)?;
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                // The open handle keeps the bytes; the name is reused by the next download.
+                let _ = std::fs::remove_file(&path);
+                Ok(file)
+            }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 /// Reads and parses objects in order, streaming records to the fingerprint stage.
 fn reader_thread(
-    work: Vec<(PathBuf, (parse::FileFormat, bool))>,
+    work: Vec<(Location, (parse::FileFormat, bool))>,
+    reader: &Reader,
     limits: Limits,
     tx: SyncSender<Msg>,
 ) {
-    for (i, (path, (format, gzip))) in work.into_iter().enumerate() {
-        let file = match std::fs::File::open(&path) {
+    for (i, (location, (format, gzip))) in work.into_iter().enumerate() {
+        if reader.stopped() {
+            return;
+        }
+        let file = match reader.open(&location) {
             Ok(f) => f,
             Err(e) => {
-                if tx
-                    .send(Msg::Failed(
-                        i,
-                        format!("cannot open {}: {e}", path.display()),
-                    ))
-                    .is_err()
-                {
+                if tx.send(Msg::Failed(i, e)).is_err() {
                     return;
                 }
                 continue;

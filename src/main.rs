@@ -48,6 +48,14 @@ struct Cli {
     #[arg(long, global = true, env = "IDX_CURRICULUM")]
     curriculum: Option<PathBuf>,
 
+    /// S3-compatible endpoint URL (overrides [s3] endpoint and AWS_ENDPOINT_URL)
+    #[arg(long, global = true, value_name = "URL")]
+    s3_endpoint: Option<String>,
+
+    /// Path-style S3 addressing (endpoint/bucket/key), as most S3-compatible stores need
+    #[arg(long, global = true)]
+    s3_path_style: bool,
+
     /// Print one JSON document on stdout instead of text
     #[arg(long, global = true)]
     json: bool,
@@ -114,8 +122,8 @@ enum ExportSub {
 #[derive(Args, Debug)]
 struct ExportArgs {
     /// The folder to write (created; must be empty or hold a previous idx export, which is
-    /// replaced)
-    #[arg(long, value_name = "DIR")]
+    /// replaced), or s3://bucket/prefix (built locally, then uploaded with the manifest last)
+    #[arg(long, value_name = "DIR|S3_URL")]
     out: Option<PathBuf>,
     /// A previous export's manifest.json: the new manifest lists the rows that moved split
     #[arg(long, value_name = "MANIFEST")]
@@ -181,9 +189,14 @@ struct VerifyArgs {
 
 #[derive(Args, Debug)]
 struct IngestArgs {
-    /// Folders (walked recursively) or single files
-    #[arg(required = true)]
+    /// Folders (walked recursively), single files, or s3://bucket/prefix
     paths: Vec<PathBuf>,
+
+    /// An S3 inventory (the original s3_manifest.json shape, or a plain list of {key, size,
+    /// last_modified, etag}), as a file or s3://bucket/key: it says which objects exist; the
+    /// bucket listing cross-checks it. Alone, its `bucket` is the source
+    #[arg(long, value_name = "FILE|S3_URL")]
+    manifest: Option<String>,
 
     /// Reject JSONL lines longer than this many bytes (they are never held in memory)
     #[arg(long, default_value_t = Limits::default().max_line_bytes)]
@@ -272,10 +285,17 @@ fn config_path<'a>(explicit: Option<&'a Path>, local: &'static str) -> Option<&'
 }
 
 fn settings(cli: &Cli) -> Result<Settings> {
-    Ok(Settings::load(
+    let mut s = Settings::load(
         config_path(cli.families.as_deref(), "configs/families.toml"),
         config_path(cli.config.as_deref(), "configs/idx.toml"),
-    )?)
+    )?;
+    if let Some(e) = &cli.s3_endpoint {
+        s.idx.s3.endpoint = Some(e.clone());
+    }
+    if cli.s3_path_style {
+        s.idx.s3.path_style = true;
+    }
+    Ok(s)
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
@@ -386,15 +406,35 @@ fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
             eprintln!("idx export: {msg}");
         }
     };
-    let summary =
-        match idx::export::export(&view, &settings, &curriculum, out, &options, &mut progress) {
-            Ok(s) => s,
-            Err(e @ idx::error::Error::GatesFailed(_)) => {
-                eprintln!("idx: error: {e}");
-                return Ok(ExitCode::from(4));
-            }
-            Err(e) => return Err(e.into()),
+    let target = out.to_string_lossy();
+    let result = if target.starts_with("s3://") {
+        let url = idx::source::s3::S3Url::parse(&target)?;
+        let client = idx::source::s3::S3Client::connect(&settings.idx.s3)?;
+        let staging = cli.data_dir.join("export-staging");
+        let target = idx::export::S3Target {
+            url: &url,
+            client: &client,
+            staging: &staging,
         };
+        idx::export::export_to_s3(
+            &view,
+            &settings,
+            &curriculum,
+            &target,
+            &options,
+            &mut progress,
+        )
+    } else {
+        idx::export::export(&view, &settings, &curriculum, out, &options, &mut progress)
+    };
+    let summary = match result {
+        Ok(s) => s,
+        Err(e @ idx::error::Error::GatesFailed(_)) => {
+            eprintln!("idx: error: {e}");
+            return Ok(ExitCode::from(4));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if cli.json {
         print_json(&summary)?;
     } else {
@@ -659,6 +699,12 @@ fn print_verification(v: &idx::verify::Verification) {
 }
 
 fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
+    if args.paths.is_empty() && args.manifest.is_none() {
+        eprintln!(
+            "idx: error: `idx ingest` needs a folder, file or s3://bucket/prefix (or --manifest)"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let settings = settings(cli)?;
     let mut index = Index::open_write(&cli.data_dir)
         .with_context(|| format!("opening the index in {}", cli.data_dir.display()))?;
@@ -669,6 +715,8 @@ fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
         },
         batch_bytes: args.batch_bytes.max(1),
         progress: !args.no_progress && !cli.json && std::io::stderr().is_terminal(),
+        inventory: args.manifest.clone(),
+        stop: None,
     };
     let report = idx::ingest::ingest(&mut index, &settings, &args.paths, &options)?;
     if cli.json {

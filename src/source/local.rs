@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use super::{FoundObject, Scan, ScanScope};
+use super::{FoundObject, Location, Scan, ScanScope};
 use crate::error::{Error, Result};
 
 /// `file://` URI of an absolute directory.
@@ -48,9 +48,10 @@ pub fn scan(path: &Path, skip: Option<&Path>) -> Result<Scan> {
             source: source_uri(&dir),
             objects: vec![FoundObject {
                 key: key.clone(),
-                path: abs.clone(),
+                location: Location::File(abs.clone()),
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
+                etag: None,
             }],
             scope: ScanScope::Keys(vec![key]),
             errors: Vec::new(),
@@ -122,9 +123,10 @@ fn walk(
         } else if meta.is_file() {
             out.push(FoundObject {
                 key: relative_key(root, &child),
-                path: child.clone(),
+                location: Location::File(child.clone()),
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
+                etag: None,
             });
         }
     }

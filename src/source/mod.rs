@@ -1,8 +1,11 @@
-//! Sources: where objects come from. Each kind of source (today a local folder; S3 later) turns a
-//! location into a [`Scan`]: the objects present now, with what identifies their version, so the
-//! ingest can tell new, changed, unchanged and deleted objects apart. Sources never parse content.
+//! Sources: where objects come from. Each kind of source (a local folder or file, an S3 prefix
+//! with an optional inventory) turns a location into a [`Scan`]: the objects present now, with
+//! what identifies their version, so the ingest can tell new, changed, unchanged and deleted
+//! objects apart. Sources never parse content.
 
+pub mod inventory;
 pub mod local;
+pub mod s3;
 
 use std::path::PathBuf;
 
@@ -12,9 +15,18 @@ pub struct FoundObject {
     /// The object key relative to the source root, `/`-separated.
     pub key: String,
     /// Where to read it.
-    pub path: PathBuf,
+    pub location: Location,
     pub size: u64,
     pub mtime_ns: i128,
+    /// The ETag, for S3 objects: with the size, what identifies their version.
+    pub etag: Option<String>,
+}
+
+/// Where an object's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    S3 { bucket: String, key: String },
 }
 
 /// Everything a scan of one source root saw.

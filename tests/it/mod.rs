@@ -11,4 +11,6 @@ mod incremental;
 mod privacy;
 mod rejections;
 mod robustness;
+mod s3;
+mod s3server;
 mod search;

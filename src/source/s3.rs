@@ -1,0 +1,538 @@
+//! S3 (and S3-compatible) sources: listing a prefix (ListObjectsV2, paginated), cross-checking
+//! it with an inventory, downloading objects to a local spool file as a stream (never whole in
+//! memory, with bounded retries and backoff), and uploading export files (multipart above a
+//! threshold). Credentials, region and endpoint come from the standard AWS chain
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, profiles),
+//! overridden by `[s3]` in idx.toml and by flags. The client owns a small tokio runtime and
+//! offers blocking calls, so the ingest's reader thread and the export can use it directly.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use super::inventory::Inventory;
+use super::{FoundObject, Location, Scan, ScanScope};
+use crate::config::S3Config;
+use crate::error::{Error, Result};
+
+/// `s3://bucket/prefix`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    pub bucket: String,
+    /// Key prefix without a trailing `/`; empty for the whole bucket.
+    pub prefix: String,
+}
+
+impl S3Url {
+    pub fn parse(s: &str) -> Result<S3Url> {
+        let rest = s
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::S3(format!("`{s}` is not an s3:// URL (s3://bucket/prefix)")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::S3(format!("`{s}` names no bucket")));
+        }
+        Ok(S3Url {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
+    }
+
+    /// The source root URI rows are traced to.
+    pub fn source(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    /// The full key of `rel` under the prefix.
+    pub fn key(&self, rel: &str) -> String {
+        if self.prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    /// The key relative to the prefix.
+    fn relative<'a>(&self, key: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            return Some(key);
+        }
+        key.strip_prefix(&self.prefix)?.strip_prefix('/')
+    }
+}
+
+/// An object as a listing reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified_ns: i128,
+}
+
+/// A connected client with its own runtime; every call blocks.
+pub struct S3Client {
+    client: aws_sdk_s3::Client,
+    runtime: tokio::runtime::Runtime,
+    config: S3Config,
+}
+
+impl std::fmt::Debug for S3Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Client")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Whether an SDK error is worth another try (5xx, throttling, timeouts, dropped connections).
+fn retryable<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool {
+    use aws_sdk_s3::error::SdkError;
+    matches!(
+        e,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    )
+}
+
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    what: &str,
+) -> String {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    match status {
+        Some(403) => {
+            format!("{what}: access denied (HTTP 403); check the credentials and the bucket policy")
+        }
+        Some(404) => format!("{what}: not found (HTTP 404)"),
+        Some(code) => format!(
+            "{what}: HTTP {code}{}",
+            e.message().map(|m| format!(": {m}")).unwrap_or_default()
+        ),
+        None => format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(e)),
+    }
+}
+
+impl S3Client {
+    /// Build a client from the standard chain plus `config`'s overrides.
+    pub fn connect(config: &S3Config) -> Result<S3Client> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("idx-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::S3(format!("cannot start the S3 runtime: {e}")))?;
+        let client = runtime.block_on(async {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(profile) = &config.profile {
+                loader = loader.profile_name(profile);
+            }
+            if let Some(region) = &config.region {
+                loader = loader.region(aws_config::Region::new(region.clone()));
+            }
+            if let Some((key, secret)) = &config.credentials {
+                loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    key, secret, None, None, "idx",
+                ));
+            }
+            let shared = loader.load().await;
+            let mut b = aws_sdk_s3::config::Builder::from(&shared)
+                .force_path_style(config.path_style)
+                .retry_config(
+                    aws_sdk_s3::config::retry::RetryConfig::standard()
+                        .with_max_attempts(config.max_attempts.max(1)),
+                )
+                .timeout_config(
+                    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(10))
+                        .read_timeout(Duration::from_secs(60))
+                        .build(),
+                );
+            if shared.region().is_none() && config.region.is_none() {
+                // S3-compatible endpoints often need none; the SDK needs one to sign.
+                b = b.region(aws_config::Region::new("us-east-1"));
+            }
+            if let Some(endpoint) = &config.endpoint {
+                b = b.endpoint_url(endpoint);
+            }
+            aws_sdk_s3::Client::from_conf(b.build())
+        });
+        Ok(S3Client {
+            client,
+            runtime,
+            config: config.clone(),
+        })
+    }
+
+    /// Every object under a prefix, sorted by key.
+    pub fn list(&self, url: &S3Url) -> Result<Vec<Listed>> {
+        self.runtime.block_on(async {
+            let mut out = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let mut req = self.client.list_objects_v2().bucket(&url.bucket);
+                if !url.prefix.is_empty() {
+                    req = req.prefix(format!("{}/", url.prefix));
+                }
+                if let Some(t) = &token {
+                    req = req.continuation_token(t);
+                }
+                let page = req
+                    .send()
+                    .await
+                    .map_err(|e| Error::S3(describe(&e, &format!("listing {}", url.source()))))?;
+                for o in page.contents() {
+                    let Some(key) = o.key() else { continue };
+                    out.push(Listed {
+                        key: key.to_string(),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                        etag: o.e_tag().unwrap_or("").trim_matches('"').to_string(),
+                        last_modified_ns: o.last_modified().map_or(0, |t| t.as_nanos()),
+                    });
+                }
+                match page.next_continuation_token() {
+                    Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+    }
+
+    /// Stream one object into `dest` (created or truncated); retries the whole download on
+    /// transient failures, with exponential backoff. Returns the bytes written. The error names
+    /// the bucket and key.
+    pub fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        dest: &Path,
+    ) -> std::result::Result<u64, String> {
+        let what = format!("s3://{bucket}/{key}");
+        let attempts = self.config.max_attempts.max(1);
+        let mut delay = Duration::from_millis(200);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            let result: std::result::Result<u64, (bool, String)> = self.runtime.block_on(async {
+                let out = self
+                    .client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| (retryable(&e) || is_5xx(&e), describe(&e, &what)))?;
+                let mut body = out.body;
+                let mut file = std::fs::File::create(dest)
+                    .map_err(|e| (false, format!("{}: {e}", dest.display())))?;
+                let mut n = 0u64;
+                loop {
+                    match body.try_next().await {
+                        Ok(Some(chunk)) => {
+                            file.write_all(&chunk)
+                                .map_err(|e| (false, format!("{}: {e}", dest.display())))?;
+                            n += chunk.len() as u64;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            return Err((
+                                true,
+                                format!("{what}: connection lost after {n} bytes: {e}"),
+                            ))
+                        }
+                    }
+                }
+                file.sync_all().ok();
+                Ok(n)
+            });
+            match result {
+                Ok(n) => return Ok(n),
+                Err((retry, message)) => {
+                    last = message;
+                    if !retry || attempt == attempts {
+                        break;
+                    }
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// A small object whole (an inventory file).
+    pub fn get_bytes(&self, url: &S3Url) -> Result<Vec<u8>> {
+        self.runtime.block_on(async {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&url.bucket)
+                .key(&url.prefix)
+                .send()
+                .await
+                .map_err(|e| Error::S3(describe(&e, &url.source())))?;
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::S3(format!("{}: {e}", url.source())))?;
+            Ok(bytes.into_bytes().to_vec())
+        })
+    }
+
+    /// Upload a local file to `bucket/key`: one PUT below `multipart_bytes`, else a multipart
+    /// upload in parts of that size (aborted on failure, so no half object is left behind).
+    pub fn upload(&self, path: &Path, bucket: &str, key: &str) -> Result<()> {
+        let what = format!("s3://{bucket}/{key}");
+        let size = std::fs::metadata(path)
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        let part = self.config.multipart_bytes.max(1);
+        self.runtime.block_on(async {
+            if size <= part {
+                let body = ByteStream::from_path(path)
+                    .await
+                    .map_err(|e| Error::S3(format!("{}: {e}", path.display())))?;
+                self.client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| Error::S3(describe(&e, &format!("uploading {what}"))))?;
+                return Ok(());
+            }
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| Error::S3(describe(&e, &format!("starting the upload of {what}"))))?;
+            let upload_id = created.upload_id().unwrap_or_default().to_string();
+            let parts = async {
+                let mut parts = Vec::new();
+                let mut offset = 0u64;
+                let mut number = 1i32;
+                while offset < size {
+                    let len = part.min(size - offset);
+                    let body = ByteStream::read_from()
+                        .path(path)
+                        .offset(offset)
+                        .length(aws_sdk_s3::primitives::Length::Exact(len))
+                        .build()
+                        .await
+                        .map_err(|e| Error::S3(format!("{}: {e}", path.display())))?;
+                    let done = self
+                        .client
+                        .upload_part()
+                        .bucket(bucket)
+                        .key(key)
+                        .upload_id(&upload_id)
+                        .part_number(number)
+                        .body(body)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            Error::S3(describe(&e, &format!("uploading part {number} of {what}")))
+                        })?;
+                    parts.push(
+                        CompletedPart::builder()
+                            .part_number(number)
+                            .set_e_tag(done.e_tag().map(str::to_string))
+                            .build(),
+                    );
+                    offset += len;
+                    number += 1;
+                }
+                Ok::<_, Error>(parts)
+            }
+            .await;
+            let parts = match parts {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = self
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(bucket)
+                        .key(key)
+                        .upload_id(&upload_id)
+                        .send()
+                        .await;
+                    return Err(e);
+                }
+            };
+            self.client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::S3(describe(&e, &format!("completing the upload of {what}")))
+                })?;
+            Ok(())
+        })
+    }
+
+    /// Delete one object if it exists (replacing an older export's manifest first).
+    pub fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        self.runtime.block_on(async {
+            match self
+                .client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                // AWS answers 204 for a missing key; some S3-compatible stores answer 404.
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+                Err(e) => Err(Error::S3(describe(
+                    &e,
+                    &format!("deleting s3://{bucket}/{key}"),
+                ))),
+            }
+        })
+    }
+}
+
+fn is_5xx<E, R: HasStatus>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool {
+    e.raw_response().is_some_and(|r| r.status_code() >= 500)
+}
+
+/// The HTTP status of a raw response.
+trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// Scan an S3 prefix. With an inventory, it says what exists (objects under the prefix); the
+/// listing cross-checks it: inventory objects the bucket lacks come back in `missing`, objects
+/// the inventory lacks are scanned too, with a warning. Without one, the listing is the truth.
+pub fn scan(client: &S3Client, url: &S3Url, inventory: Option<&Inventory>) -> Result<S3Scan> {
+    let mut warnings = Vec::new();
+    let listing = match client.list(url) {
+        Ok(l) => Some(l),
+        Err(e) if inventory.is_some() => {
+            warnings.push(format!(
+                "{e}; going by the inventory alone (objects it lists are fetched directly)"
+            ));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let mut objects: BTreeMap<String, FoundObject> = BTreeMap::new();
+    let mut missing = Vec::new();
+    let found = |key: &str, size: u64, etag: &str, ns: i128| FoundObject {
+        key: url.relative(key).unwrap_or(key).to_string(),
+        location: Location::S3 {
+            bucket: url.bucket.clone(),
+            key: key.to_string(),
+        },
+        size,
+        mtime_ns: ns,
+        etag: Some(etag.to_string()),
+    };
+    let listed: BTreeMap<&str, &Listed> = listing
+        .iter()
+        .flatten()
+        .map(|l| (l.key.as_str(), l))
+        .collect();
+    if let Some(inv) = inventory {
+        if let Some(b) = &inv.bucket {
+            if b != &url.bucket {
+                warnings.push(format!(
+                    "the inventory describes bucket `{b}`, the source is `{}`",
+                    url.bucket
+                ));
+            }
+        }
+        for o in inv.under(&url.prefix) {
+            if url.relative(&o.key).is_none() {
+                continue;
+            }
+            match (&listing, listed.get(o.key.as_str())) {
+                (Some(_), None) => missing.push(o.key.clone()),
+                (Some(_), Some(l)) => {
+                    let f = found(&l.key, l.size, &l.etag, l.last_modified_ns);
+                    objects.insert(f.key.clone(), f);
+                }
+                (None, _) => {
+                    let f = found(&o.key, o.size, &o.etag, o.last_modified_ns);
+                    objects.insert(f.key.clone(), f);
+                }
+            }
+        }
+        let mut extra = 0;
+        for l in listing.iter().flatten() {
+            let f = found(&l.key, l.size, &l.etag, l.last_modified_ns);
+            if !objects.contains_key(&f.key) {
+                extra += 1;
+                objects.insert(f.key.clone(), f);
+            }
+        }
+        if extra > 0 {
+            warnings.push(format!(
+                "{extra} objects under {} are not in the inventory (indexed anyway; the inventory may be stale)",
+                url.source()
+            ));
+        }
+    } else {
+        for l in listing.iter().flatten() {
+            if url.relative(&l.key).is_none() || l.key.ends_with('/') {
+                continue;
+            }
+            let f = found(&l.key, l.size, &l.etag, l.last_modified_ns);
+            objects.insert(f.key.clone(), f);
+        }
+    }
+    Ok(S3Scan {
+        scan: Scan {
+            source: url.source(),
+            objects: objects.into_values().collect(),
+            scope: ScanScope::All,
+            errors: Vec::new(),
+        },
+        missing: missing
+            .into_iter()
+            .map(|k| url.relative(&k).unwrap_or(&k).to_string())
+            .collect(),
+        warnings,
+    })
+}
+
+/// What scanning an S3 prefix found.
+#[derive(Debug, Clone)]
+pub struct S3Scan {
+    pub scan: Scan,
+    /// Keys (relative to the prefix) the inventory lists and the bucket does not have.
+    pub missing: Vec<String>,
+    pub warnings: Vec<String>,
+}

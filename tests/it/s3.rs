@@ -1,0 +1,292 @@
+//! S3 sources against a real S3 protocol server on loopback: a prefix ingested like a folder and
+//! followed through additions, changes and deletions; an inventory in the original
+//! `s3_manifest.json` shape; a forbidden object reported while the rest ingests; an export
+//! uploaded to S3 with the manifest last.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use super::common::{chat, hashes_of, status_of, Fixture};
+use super::s3server::S3Server;
+use idx::config::Settings;
+use idx::curriculum::Curriculum;
+use idx::index::Index;
+use idx::ingest::{ingest, IngestOptions, IngestReport};
+use idx::source::s3::{S3Client, S3Url};
+
+fn settings(server: &S3Server) -> Settings {
+    let mut s = Settings::builtin();
+    s.idx.s3 = server.config();
+    s
+}
+
+fn run(f: &Fixture, server: &S3Server, sources: &[&str], inventory: Option<&str>) -> IngestReport {
+    let mut index = Index::open_write(&f.index_dir).unwrap();
+    let paths: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+    let options = IngestOptions {
+        inventory: inventory.map(str::to_string),
+        ..Default::default()
+    };
+    ingest(&mut index, &settings(server), &paths, &options).unwrap()
+}
+
+fn lines(n: usize, tag: &str) -> String {
+    (0..n)
+        .map(|i| {
+            chat(
+                &format!("{tag} question {i}"),
+                &format!("{tag} answer number {i}"),
+            ) + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn a_prefix_is_ingested_like_a_folder_and_followed() {
+    let server = S3Server::start();
+    server.bucket("pixel-data");
+    server.put(
+        "pixel-data",
+        "datasets/sarcasm/a.jsonl",
+        lines(5, "sarcasm"),
+    );
+    server.put("pixel-data", "datasets/cptsd/b.jsonl", lines(4, "cptsd"));
+    server.put(
+        "pixel-data",
+        "datasets/cptsd/c.jsonl.gz",
+        gzip(&lines(3, "gz")),
+    );
+    server.put("pixel-data", "datasets/README.md", "not data");
+    server.put(
+        "pixel-data",
+        "elsewhere/x.jsonl",
+        lines(2, "outside the prefix"),
+    );
+    let f = Fixture::new();
+    let r = run(&f, &server, &["s3://pixel-data/datasets"], None);
+    assert_eq!(
+        (r.objects_new, r.objects_skipped, r.objects_failed),
+        (3, 1, 0),
+        "{r:?}"
+    );
+    assert_eq!(r.rows_added, 12);
+    let s = status_of(&f.index_dir);
+    assert_eq!(s.totals.unique_rows, 12);
+    // The same objects from a local folder give the same rows.
+    let local = Fixture::new();
+    local.write("sarcasm/a.jsonl", lines(5, "sarcasm"));
+    local.ingest();
+    assert_eq!(
+        hashes_of(&f.index_dir, "s3://pixel-data/datasets/sarcasm/a.jsonl"),
+        hashes_of(&local.index_dir, "sarcasm/a.jsonl")
+    );
+    // Unchanged objects are not fetched again.
+    let r = run(&f, &server, &["s3://pixel-data/datasets"], None);
+    assert_eq!(
+        (r.objects_unchanged, r.objects_new, r.objects_changed),
+        (3, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(r.bytes_read, 0);
+    // Add, change, delete.
+    server.put("pixel-data", "datasets/sarcasm/new.jsonl", lines(2, "new"));
+    server.put("pixel-data", "datasets/cptsd/b.jsonl", lines(6, "cptsd v2"));
+    server.delete("pixel-data", "datasets/sarcasm/a.jsonl");
+    let r = run(&f, &server, &["s3://pixel-data/datasets"], None);
+    assert_eq!(
+        (
+            r.objects_new,
+            r.objects_changed,
+            r.objects_deleted,
+            r.objects_unchanged
+        ),
+        (1, 1, 1, 1),
+        "{r:?}"
+    );
+    assert_eq!(status_of(&f.index_dir).totals.unique_rows, 2 + 6 + 3);
+    assert!(hashes_of(&f.index_dir, "s3://pixel-data/datasets/sarcasm/a.jsonl").is_empty());
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(text.as_bytes()).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn an_inventory_says_what_exists_and_the_listing_cross_checks_it() {
+    let server = S3Server::start();
+    server.bucket("pixel-data");
+    server.put("pixel-data", "datasets/sarcasm/a.jsonl", lines(3, "a"));
+    server.put("pixel-data", "datasets/cptsd/b.jsonl", lines(2, "b"));
+    server.put(
+        "pixel-data",
+        "datasets/cptsd/extra.jsonl",
+        lines(1, "extra"),
+    );
+    let object = |key: &str| serde_json::json!({"key": key, "size": 1, "size_formatted": "", "last_modified": "2025-12-01T00:00:00+00:00", "etag": "x"});
+    let inventory = serde_json::json!({
+        "bucket": "pixel-data",
+        "endpoint": "https://s3.example.net",
+        "total_objects": 3,
+        "categories": {
+            "gdrive": {"processed": {"sarcasm": {"count": 1, "objects": [object("datasets/sarcasm/a.jsonl")]}}},
+            "acquired": {"count": 2, "objects": [object("datasets/cptsd/b.jsonl"), object("datasets/cptsd/gone.jsonl")]}
+        }
+    });
+    let f = Fixture::new();
+    let file = f.write("inventory/s3_manifest.json", inventory.to_string());
+    let r = run(&f, &server, &[], Some(file.to_str().unwrap()));
+    assert_eq!(r.objects_new, 3, "{r:?}");
+    assert_eq!(r.objects_failed, 1);
+    assert_eq!(r.failures[0].key, "datasets/cptsd/gone.jsonl");
+    assert!(r.failures[0].error.contains("absent from the bucket"));
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("1 objects under s3://pixel-data are not in the inventory")),
+        "{:?}",
+        r.warnings
+    );
+    // The missing object is recorded as failed, so its family is not `present` by it.
+    let s = status_of(&f.index_dir);
+    assert_eq!(s.totals.objects_failed, 1);
+    // The inventory itself can live in S3, and applies to a prefix.
+    server.put(
+        "pixel-data",
+        "inventory/s3_manifest.json",
+        inventory.to_string(),
+    );
+    let g = Fixture::new();
+    let r = run(
+        &g,
+        &server,
+        &["s3://pixel-data/datasets/cptsd"],
+        Some("s3://pixel-data/inventory/s3_manifest.json"),
+    );
+    assert_eq!((r.objects_new, r.objects_failed), (2, 1), "{r:?}");
+    // A broken inventory is an error naming it.
+    let bad = f.write("inventory/bad.json", "{\"objects\": [{\"key\": \"a\"}]}");
+    let mut index = Index::open_write(&f.index_dir).unwrap();
+    let options = IngestOptions {
+        inventory: Some(bad.to_str().unwrap().to_string()),
+        ..Default::default()
+    };
+    let err = ingest(&mut index, &settings(&server), &[], &options).unwrap_err();
+    assert!(
+        err.to_string().contains("bad.json") && err.to_string().contains("`size` is missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_forbidden_object_is_reported_while_the_rest_ingests() {
+    let server = S3Server::start();
+    server.bucket("data");
+    server.put("data", "sarcasm/ok.jsonl", lines(3, "ok"));
+    server.put("data", "sarcasm/forbidden.jsonl", lines(2, "secret"));
+    let f = Fixture::new();
+    let r = run(&f, &server, &["s3://data"], None);
+    assert_eq!((r.objects_new, r.objects_failed), (1, 1), "{r:?}");
+    let failure = &r.failures[0];
+    assert_eq!(failure.key, "sarcasm/forbidden.jsonl");
+    assert!(
+        failure.error.contains("s3://data/sarcasm/forbidden.jsonl")
+            && failure.error.contains("403"),
+        "{}",
+        failure.error
+    );
+    // Retried on the next run: once allowed, it is indexed.
+    server.deny.store(false, Ordering::SeqCst);
+    let r = run(&f, &server, &["s3://data"], None);
+    assert_eq!(
+        (r.objects_new, r.objects_unchanged, r.objects_failed),
+        (1, 1, 0),
+        "{r:?}"
+    );
+    assert_eq!(status_of(&f.index_dir).totals.unique_rows, 5);
+    // A bucket that does not exist is a clear error.
+    let mut index = Index::open_write(&f.index_dir).unwrap();
+    let err = ingest(
+        &mut index,
+        &settings(&server),
+        &[PathBuf::from("s3://nope/x")],
+        &IngestOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("s3://nope/x"), "{err}");
+}
+
+#[test]
+fn an_export_is_uploaded_with_its_manifest_last() {
+    let server = S3Server::start();
+    server.bucket("exports");
+    let f = Fixture::new();
+    super::export::populate(&f);
+    f.ingest();
+    let client = S3Client::connect(&server.config()).unwrap();
+    let url = S3Url::parse("s3://exports/run-1").unwrap();
+    let store = Index::open_store_read(&f.index_dir).unwrap();
+    let view = store.read().unwrap();
+    let mut options = super::export::options();
+    options.shard_bytes = 200 * 1024;
+    let staging = f.index_dir.with_file_name("staging");
+    let summary = idx::export::export_to_s3(
+        &view,
+        &f.settings,
+        &Curriculum::load(None).unwrap(),
+        &idx::export::S3Target {
+            url: &url,
+            client: &client,
+            staging: &staging,
+        },
+        &options,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(summary.manifest, "s3://exports/run-1/manifest.json");
+    assert!(!staging.exists(), "the staging folder is removed");
+    // The uploaded objects are byte for byte the local export, and verify.
+    let local = f.index_dir.with_file_name("local");
+    super::export::export_index(&f.index_dir, &f.settings, &local, &options);
+    let manifest = server.read("exports", "run-1/manifest.json");
+    assert_eq!(
+        manifest,
+        std::fs::read(local.join("manifest.json")).unwrap()
+    );
+    let m = idx::export::Manifest::read(&local.join("manifest.json")).unwrap();
+    for file in m.shards.iter().map(|s| &s.file).chain(m.files.iter()) {
+        assert_eq!(
+            server.read("exports", &format!("run-1/{}", file.path)),
+            std::fs::read(local.join(&file.path)).unwrap(),
+            "{}",
+            file.path
+        );
+    }
+}
+
+#[test]
+fn large_files_go_up_in_multipart_parts() {
+    let server = S3Server::start();
+    server.bucket("exports");
+    let mut config = server.config();
+    config.multipart_bytes = 5 << 20;
+    let client = S3Client::connect(&config).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big.jsonl");
+    let mut rng = idx::rng::Rng(0x0BAD_CAFE_0000_0001);
+    let body: Vec<u8> = (0..(11 << 20) + 12_345)
+        .map(|_| b'a' + (rng.next() % 26) as u8)
+        .collect();
+    std::fs::write(&path, &body).unwrap();
+    client.upload(&path, "exports", "big/big.jsonl").unwrap();
+    assert!(server.read("exports", "big/big.jsonl") == body);
+    // No multipart leftovers in the store.
+    let leftovers: Vec<_> = std::fs::read_dir(&server.root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".upload"))
+        .collect();
+    assert!(leftovers.is_empty());
+}

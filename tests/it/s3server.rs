@@ -1,0 +1,124 @@
+//! A real S3 protocol server in-process for tests: `s3s` over `s3s-fs` (objects are files under
+//! a temporary folder, `ROOT/bucket/key`), served with hyper-util on 127.0.0.1 on its own tokio
+//! runtime. Requests are signed (SigV4) and checked. Keys containing `forbidden` answer GetObject
+//! with 403 while `deny` is set.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use idx::config::S3Config;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::SimpleAuth;
+use s3s::path::S3Path;
+use s3s::service::S3ServiceBuilder;
+use s3s::{s3_error, S3Result};
+
+pub const ACCESS_KEY: &str = "idx-test-access";
+pub const SECRET_KEY: &str = "idx-test-secret-key";
+
+pub struct S3Server {
+    pub endpoint: String,
+    pub root: PathBuf,
+    pub deny: Arc<AtomicBool>,
+    _runtime: tokio::runtime::Runtime,
+    _tmp: tempfile::TempDir,
+}
+
+struct Access {
+    deny: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_none() {
+            return Err(s3_error!(AccessDenied, "Signature is required"));
+        }
+        if let S3Path::Object { key, .. } = cx.s3_path() {
+            if cx.s3_op().name() == "GetObject"
+                && key.contains("forbidden")
+                && self.deny.load(Ordering::SeqCst)
+            {
+                return Err(s3_error!(AccessDenied, "test rule: forbidden key"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("s3");
+        std::fs::create_dir_all(&root).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let deny = Arc::new(AtomicBool::new(true));
+        let service = {
+            let mut b = S3ServiceBuilder::new(s3s_fs::FileSystem::new(&root).unwrap());
+            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            b.set_access(Access { deny: deny.clone() });
+            b.build()
+        };
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let conn = ConnBuilder::new(TokioExecutor::new());
+                    let _ = conn.serve_connection(TokioIo::new(socket), service).await;
+                });
+            }
+        });
+        S3Server {
+            endpoint: format!("http://{addr}"),
+            root,
+            deny,
+            _runtime: runtime,
+            _tmp: tmp,
+        }
+    }
+
+    /// Client settings for this server.
+    pub fn config(&self) -> S3Config {
+        S3Config {
+            endpoint: Some(self.endpoint.clone()),
+            path_style: true,
+            region: Some("us-east-1".to_string()),
+            max_attempts: 2,
+            credentials: Some((ACCESS_KEY.to_string(), SECRET_KEY.to_string())),
+            ..S3Config::default()
+        }
+    }
+
+    pub fn bucket(&self, name: &str) {
+        std::fs::create_dir_all(self.root.join(name)).unwrap();
+    }
+
+    /// Write an object directly into the store.
+    pub fn put(&self, bucket: &str, key: &str, body: impl AsRef<[u8]>) {
+        let p = self.root.join(bucket).join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+
+    pub fn delete(&self, bucket: &str, key: &str) {
+        std::fs::remove_file(self.root.join(bucket).join(key)).unwrap();
+    }
+
+    pub fn read(&self, bucket: &str, key: &str) -> Vec<u8> {
+        std::fs::read(self.root.join(bucket).join(key)).unwrap()
+    }
+}
