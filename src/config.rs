@@ -79,6 +79,36 @@ pub struct IdxConfig {
     pub export: ExportConfig,
     #[serde(default)]
     pub s3: S3Config,
+    #[serde(default)]
+    pub serve: ServeConfig,
+}
+
+/// `[serve]`: what `idx serve` keeps current (its flags add to these lists).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Local folders to watch.
+    pub watch: Vec<String>,
+    /// `s3://bucket/prefix` sources to poll.
+    pub s3: Vec<String>,
+    /// An S3 inventory (file or s3:// URL) for the S3 sources.
+    pub inventory: Option<String>,
+    /// Full rescan of every folder, in seconds (a safety net: events can be lost).
+    pub rescan_seconds: u64,
+    /// S3 listing interval, in seconds.
+    pub poll_seconds: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            watch: Vec::new(),
+            s3: Vec::new(),
+            inventory: None,
+            rescan_seconds: 60,
+            poll_seconds: 300,
+        }
+    }
 }
 
 /// `[s3]`: how to reach S3 or an S3-compatible endpoint. Unset fields come from the standard AWS

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +44,8 @@ pub struct IngestOptions {
     /// Set from another thread to stop taking objects: what was read is committed, the rest
     /// is left for the next run.
     pub stop: Option<Arc<AtomicBool>>,
+    /// (planned, done): objects this run will read, and has finished, for a watcher to see.
+    pub counters: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>,
 }
 
 impl Default for IngestOptions {
@@ -54,6 +56,7 @@ impl Default for IngestOptions {
             progress: false,
             inventory: None,
             stop: None,
+            counters: None,
         }
     }
 }
@@ -386,7 +389,12 @@ pub fn ingest(
         scope.spawn(move || reader_thread(work_for_reader, &reader, limits, tx));
         let redactor = &redactor;
         scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx, redactor));
-        let mut progress = Progress::new(options.progress, work.len(), total_bytes);
+        let mut progress = Progress::new(
+            options.progress,
+            work.len(),
+            total_bytes,
+            options.counters.clone(),
+        );
         let plan = Plan {
             work: &work,
             batch_bytes: options.batch_bytes,
@@ -902,11 +910,21 @@ struct Progress {
     done_bytes: u64,
     started: Instant,
     last: Instant,
+    counters: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>,
 }
 
 impl Progress {
-    fn new(enabled: bool, objects: usize, total_bytes: u64) -> Self {
+    fn new(
+        enabled: bool,
+        objects: usize,
+        total_bytes: u64,
+        counters: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>,
+    ) -> Self {
         let now = Instant::now();
+        if let Some((planned, done)) = &counters {
+            planned.store(objects as u64, Ordering::SeqCst);
+            done.store(0, Ordering::SeqCst);
+        }
         Progress {
             enabled,
             objects,
@@ -915,12 +933,16 @@ impl Progress {
             done_bytes: 0,
             started: now,
             last: now - Duration::from_secs(1),
+            counters,
         }
     }
 
     fn object_done(&mut self, bytes: u64) {
         self.done_objects += 1;
         self.done_bytes += bytes;
+        if let Some((_, done)) = &self.counters {
+            done.fetch_add(1, Ordering::SeqCst);
+        }
         if self.enabled && self.last.elapsed() >= Duration::from_millis(200) {
             self.last = Instant::now();
             self.draw();

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod curriculum;
+pub mod daemon;
 pub mod error;
 pub mod export;
 pub mod families;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use idx::config::Settings;
 use idx::curriculum::Curriculum;
+use idx::daemon::{DaemonStatus, ServeOptions};
 use idx::index::Index;
 use idx::ingest::{IngestOptions, IngestReport};
 use idx::parse::Limits;
@@ -60,6 +61,10 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// Logs as JSON lines (for log collectors) instead of text
+    #[arg(long, global = true)]
+    log_json: bool,
+
     /// Log more (-v info, -vv debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -94,10 +99,37 @@ enum Command {
     /// (sha256, rows and tokens of every file), written last. The same index state always gives
     /// byte-identical files. `idx export verify MANIFEST` checks an export
     Export(ExportCommand),
+    /// Run as a service: keep the index current with watched folders (file events plus a
+    /// periodic rescan) and polled S3 prefixes, while other shells query it (`idx status`
+    /// shows the daemon). SIGINT/SIGTERM commit what was read and exit 0. Sources come from
+    /// [serve] in idx.toml plus these flags
+    Serve(ServeArgs),
     /// Check the training curriculum against the index and show what each stage would draw
     /// (rows and tokens per family, the preference algorithm and why); exits 4 on errors.
     /// `idx curriculum import FILE.json` converts the original system's plan
     Curriculum(CurriculumCommand),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// A local folder to watch (repeatable)
+    #[arg(long = "watch", value_name = "DIR")]
+    watch: Vec<PathBuf>,
+    /// An S3 prefix to poll (repeatable)
+    #[arg(long = "s3", value_name = "S3_URL")]
+    s3: Vec<String>,
+    /// An S3 inventory for the S3 sources (file or s3:// URL)
+    #[arg(long, value_name = "FILE|S3_URL")]
+    manifest: Option<String>,
+    /// Rescan every folder this often, in seconds, even without events
+    #[arg(long)]
+    rescan_seconds: Option<u64>,
+    /// List the S3 sources this often, in seconds
+    #[arg(long)]
+    poll_seconds: Option<u64>,
+    /// Input bytes per redb write transaction
+    #[arg(long, default_value_t = IngestOptions::default().batch_bytes)]
+    batch_bytes: u64,
 }
 
 #[derive(Args, Debug)]
@@ -250,7 +282,11 @@ enum QueryCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(
+        cli.verbose,
+        matches!(cli.command, Command::Serve(_)),
+        cli.log_json,
+    );
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -260,18 +296,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
+/// Logs go to stderr: warnings by default (info for `idx serve`, one line per object), more with
+/// -v; `--log-json` makes them JSON lines.
+fn init_logging(verbose: u8, serving: bool, json: bool) {
+    let default = match (verbose, serving) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 /// The explicit path, else the project-local file when present, else `None` (built-in copy).
@@ -310,10 +352,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let settings = settings(cli)?;
             let store = Index::open_store_read(&cli.data_dir)?;
             let status = query::status(&store.read()?, &settings.classifier)?;
+            let daemon = DaemonStatus::read(&cli.data_dir).map(|d| DaemonView {
+                alive: d.alive(),
+                status: d,
+            });
             if cli.json {
-                print_json(&status)?;
+                print_json(&StatusOut {
+                    status: &status,
+                    daemon: daemon.as_ref(),
+                })?;
             } else {
                 print_status(&status, &cli.data_dir);
+                print_daemon(daemon.as_ref());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -321,6 +371,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Verify(args) => verify(cli, args),
         Command::Pii(p) => pii(cli, p),
         Command::Export(e) => export(cli, e),
+        Command::Serve(s) => serve(cli, s),
         Command::Curriculum(c) => curriculum(cli, c),
         Command::Reindex => {
             let mut index = Index::open_write(&cli.data_dir)?;
@@ -353,6 +404,81 @@ fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(4)
     })
+}
+
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    #[serde(flatten)]
+    status: &'a query::Status,
+    /// The daemon serving this index, if one ever ran here.
+    daemon: Option<&'a DaemonView>,
+}
+
+#[derive(Serialize)]
+struct DaemonView {
+    alive: bool,
+    #[serde(flatten)]
+    status: DaemonStatus,
+}
+
+fn print_daemon(d: Option<&DaemonView>) {
+    let Some(d) = d else {
+        println!("daemon: none has run here (start one with `idx serve --watch DIR`)");
+        return;
+    };
+    let s = &d.status;
+    if !d.alive {
+        println!(
+            "daemon: not running (last heartbeat {}s ago, pid {})",
+            unix_now().saturating_sub(s.heartbeat_at),
+            s.pid
+        );
+        return;
+    }
+    println!(
+        "daemon: alive (pid {}, {}, heartbeat {}s ago), queue {}, {} objects pending, lag {}s",
+        s.pid,
+        s.state,
+        unix_now().saturating_sub(s.heartbeat_at),
+        s.queue_depth,
+        s.objects_pending,
+        s.lag_seconds
+    );
+    println!("  sources: {}", s.sources.join(", "));
+    if let Some(e) = &s.last_error {
+        println!("  last error: {}: {}", e.object, e.error);
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let config = &settings.idx.serve;
+    let mut options = ServeOptions {
+        watch: config.watch.iter().map(PathBuf::from).collect(),
+        s3: config.s3.clone(),
+        inventory: args.manifest.clone().or_else(|| config.inventory.clone()),
+        rescan: std::time::Duration::from_secs(
+            args.rescan_seconds.unwrap_or(config.rescan_seconds).max(1),
+        ),
+        poll: std::time::Duration::from_secs(
+            args.poll_seconds.unwrap_or(config.poll_seconds).max(1),
+        ),
+        ..ServeOptions::default()
+    };
+    options.ingest.batch_bytes = args.batch_bytes.max(1);
+    options.watch.extend(args.watch.iter().cloned());
+    options.s3.extend(args.s3.iter().cloned());
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    idx::daemon::serve(&cli.data_dir, settings, options, stop)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_curriculum(cli: &Cli) -> Result<Curriculum> {
@@ -717,6 +843,7 @@ fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
         progress: !args.no_progress && !cli.json && std::io::stderr().is_terminal(),
         inventory: args.manifest.clone(),
         stop: None,
+        counters: None,
     };
     let report = idx::ingest::ingest(&mut index, &settings, &args.paths, &options)?;
     if cli.json {

@@ -3,6 +3,7 @@ mod clusters;
 mod common;
 mod crash;
 mod curriculum;
+mod daemon;
 mod dedup;
 mod export;
 mod formats;

@@ -1,0 +1,265 @@
+//! `idx serve` as a real child process: a file dropped into a watched folder becomes queryable
+//! from another process within seconds; SIGTERM exits cleanly; `kill -9` during a large ingest
+//! followed by a restart converges to the state of a one-shot `idx ingest`.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::{chat, digest_of, Fixture};
+
+fn idx(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_idx"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run idx")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn serve(data_dir: &Path, watch: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_idx"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("serve")
+        .arg("--watch")
+        .arg(watch)
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start idx serve")
+}
+
+/// Poll `check` until it holds or `limit` passes.
+fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+fn daemon(data_dir: &Path) -> Option<serde_json::Value> {
+    if !data_dir.join("index.redb").exists() {
+        return None;
+    }
+    let out = idx(data_dir, &["status", "--json"]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(v["daemon"].clone()).filter(|d| !d.is_null())
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            child.kill().ok();
+            panic!("idx serve did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_dropped_file_is_queryable_from_another_process_and_sigterm_exits_cleanly() {
+    let f = Fixture::new();
+    f.write(
+        "sarcasm/first.jsonl",
+        chat("first words here", "first answer") + "\n",
+    );
+    let mut child = serve(&f.index_dir, &f.data, &["--rescan-seconds", "3600"]);
+    wait_for(Duration::from_secs(30), "the daemon's first ingest", || {
+        daemon(&f.index_dir).is_some_and(|d| {
+            d["alive"] == true && d["state"] == "idle" && d["ingests"].as_u64() >= Some(1)
+        })
+    });
+    // Dropped while the daemon runs: found by another process's query, through file events
+    // (the periodic rescan is an hour away).
+    f.write(
+        "sarcasm/dropped.jsonl",
+        chat("an unmistakable phrase about quokkas", "Tell me more.") + "\n",
+    );
+    let start = Instant::now();
+    wait_for(
+        Duration::from_secs(20),
+        "the dropped row in a text query",
+        || {
+            let out = idx(&f.index_dir, &["query", "text", "quokkas", "--json"]);
+            out.status.success()
+                && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .is_ok_and(|v| v.as_array().is_some_and(|hits| !hits.is_empty()))
+        },
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    let status = json(&idx(&f.index_dir, &["status", "--json"]));
+    assert_eq!(status["unique_rows"], 2);
+    let d = &status["daemon"];
+    assert_eq!(d["alive"], true);
+    assert_eq!(d["pid"], child.id());
+    assert!(
+        d["queue_depth"].is_u64() && d["objects_pending"].is_u64() && d["lag_seconds"].is_u64()
+    );
+    sigterm(&child);
+    let exit = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(exit.success(), "{exit:?}");
+    let d = daemon(&f.index_dir).unwrap();
+    assert_eq!(d["alive"], false);
+    assert_eq!(d["state"], "stopped");
+}
+
+#[test]
+fn kill_9_during_a_large_ingest_then_restart_converges_to_the_one_shot_state() {
+    let f = Fixture::new();
+    for file in 0..30 {
+        let body: String = (0..400)
+            .map(|i| {
+                chat(
+                    &format!("file {file} line {i}: worries about {}", i % 41),
+                    "Tell me more.",
+                ) + "\n"
+            })
+            .collect();
+        f.write(&format!("drop/part_{file:02}.jsonl"), body);
+    }
+    let mut child = serve(&f.index_dir, &f.data, &["--batch-bytes", "20000"]);
+    // Kill once some batches are committed, while the ingest still runs.
+    wait_for(Duration::from_secs(60), "a partial ingest", || {
+        let db = f.index_dir.join("index.redb");
+        db.exists() && std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) > 200_000
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = json(&idx(&f.index_dir, &["status", "--json"]));
+    assert!(
+        partial["rows"].as_u64().unwrap() < 12_000,
+        "killed before the end"
+    );
+    assert_eq!(partial["daemon"]["alive"], false);
+    // Restart: it converges.
+    let mut child = serve(&f.index_dir, &f.data, &[]);
+    wait_for(
+        Duration::from_secs(120),
+        "the restarted daemon to catch up",
+        || {
+            daemon(&f.index_dir).is_some_and(|d| {
+                d["alive"] == true
+                    && d["state"] == "idle"
+                    && d["queue_depth"] == 0
+                    && d["ingests"].as_u64() >= Some(1)
+            })
+        },
+    );
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    let one_shot = f.with_index("one-shot");
+    json(&idx(
+        &one_shot,
+        &["ingest", f.data.to_str().unwrap(), "--json"],
+    ));
+    // Everything but the daemon's record and the commit count (history, not state) agrees.
+    let state = |dir: &Path| {
+        let mut s = json(&idx(dir, &["status", "--json"]));
+        let o = s.as_object_mut().unwrap();
+        o.remove("daemon");
+        o.remove("commits");
+        s
+    };
+    let (a, b) = (state(&f.index_dir), state(&one_shot));
+    assert_eq!(a["rows"], 12_000);
+    assert_eq!(a, b);
+    assert_eq!(digest_of(&f.index_dir), digest_of(&one_shot));
+    let q = |dir: &Path| {
+        json(&idx(
+            dir,
+            &["query", "text", "worries", "--limit", "50", "--json"],
+        ))
+    };
+    assert_eq!(q(&f.index_dir), q(&one_shot));
+}
+
+#[test]
+fn an_s3_prefix_is_polled_and_a_failed_object_is_the_last_error() {
+    use super::s3server::{S3Server, ACCESS_KEY, SECRET_KEY};
+    let server = S3Server::start();
+    server.bucket("pixel");
+    server.put(
+        "pixel",
+        "data/sarcasm/a.jsonl",
+        chat("polled from s3", "yes") + "\n",
+    );
+    server.put(
+        "pixel",
+        "data/sarcasm/forbidden.jsonl",
+        chat("hidden", "no") + "\n",
+    );
+    let f = Fixture::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idx"))
+        .arg("--data-dir")
+        .arg(&f.index_dir)
+        .args(["serve", "--s3", "s3://pixel/data", "--poll-seconds", "1"])
+        .args(["--s3-endpoint", &server.endpoint, "--s3-path-style"])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the forbidden object as the last error",
+        || {
+            daemon(&f.index_dir).is_some_and(|d| {
+                d["last_error"]["object"] == "sarcasm/forbidden.jsonl"
+                    && d["last_error"]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("403"))
+            })
+        },
+    );
+    // A new object is picked up by the next poll.
+    server.put(
+        "pixel",
+        "data/sarcasm/b.jsonl",
+        chat("arrived later in the bucket", "ok") + "\n",
+    );
+    wait_for(Duration::from_secs(20), "the new S3 object", || {
+        json(&idx(&f.index_dir, &["status", "--json"]))["unique_rows"] == 2
+    });
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
