@@ -398,7 +398,11 @@ fn writer_loop(
         }
         let mut ingest_options = options.ingest.clone();
         ingest_options.stop = Some(shared.stop.clone());
-        ingest_options.inventory = options.inventory.clone();
+        // The inventory concerns the S3 sources only: a folder's event does not list the bucket.
+        let remote_dirty = batch
+            .iter()
+            .any(|s| s == "inventory" || s.starts_with("s3://"));
+        ingest_options.inventory = options.inventory.clone().filter(|_| remote_dirty);
         ingest_options.counters = Some((shared.planned.clone(), shared.done.clone()));
         shared.planned.store(0, Ordering::SeqCst);
         shared.done.store(0, Ordering::SeqCst);
