@@ -1,10 +1,13 @@
-//! Ingest throughput (MB/s and rows/s) on a generated corpus, full-text indexing included.
+//! Ingest and export throughput on a generated corpus.
 //!
 //! `cargo bench --bench ingest` builds a ~100 MB JSONL corpus (IDX_BENCH_MB overrides the size) of
 //! multi-turn conversations (a Zipf-distributed vocabulary, each conversation with its own topic
-//! words) with 5% exact duplicates, then times a complete
-//! ingest into a fresh index (redb + tantivy) per iteration. Criterion reports bytes/s; the rows
-//! per iteration are printed so rows/s = rows / time.
+//! words) with 5% exact duplicates, then times
+//! - `ingest`: a complete ingest into a fresh index (redb + tantivy) per iteration; criterion
+//!   reports input bytes/s, and the rows per iteration are printed so rows/s = rows / time;
+//! - `export`: `idx export` of that index into a fresh folder per iteration (the gates, the
+//!   selection with near-duplicate representatives, shards, final file, provenance, the default
+//!   curriculum's trainer files and the manifest); criterion reports exported rows/s.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use idx::config::Settings;
+use idx::curriculum::Curriculum;
+use idx::export::{export, ExportOptions};
 use idx::index::Index;
 use idx::ingest::{ingest, IngestOptions};
 use idx::rng::Rng;
@@ -272,5 +277,71 @@ fn bench_ingest(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_ingest);
+fn bench_export(c: &mut Criterion) {
+    let mb: u64 = std::env::var("IDX_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate(&data, mb << 20);
+    let settings = Settings::builtin();
+    let index_dir = tmp.path().join("index");
+    let mut index = Index::open_write(&index_dir).unwrap();
+    ingest(
+        &mut index,
+        &settings,
+        std::slice::from_ref(&data),
+        &IngestOptions::default(),
+    )
+    .unwrap();
+    drop(index);
+    let store = Index::open_store_read(&index_dir).unwrap();
+    let curriculum = Curriculum::load(None).unwrap();
+    let options = ExportOptions {
+        shard_bytes: settings.idx.export.shard_bytes,
+        collapse_near_duplicates: true,
+        previous: None,
+        // The generated corpus is one family: coverage fails, which is not what is measured.
+        allow_failing_gates: true,
+    };
+    let probe = export(
+        &store.read().unwrap(),
+        &settings,
+        &curriculum,
+        &tmp.path().join("probe"),
+        &options,
+        &mut |_| {},
+    )
+    .unwrap();
+    eprintln!(
+        "export: {} rows, {} shards, {:.1} MB of shards",
+        probe.rows,
+        probe.shards,
+        probe.bytes as f64 / 1e6
+    );
+    let mut group = c.benchmark_group("export");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Elements(probe.rows));
+    let mut run = 0u32;
+    group.bench_function(format!("generated_{mb}MB"), |b| {
+        b.iter_batched(
+            || {
+                let previous = tmp.path().join(format!("out-{run}"));
+                let _ = std::fs::remove_dir_all(previous);
+                run += 1;
+                tmp.path().join(format!("out-{run}"))
+            },
+            |out| {
+                let view = store.read().unwrap();
+                export(&view, &settings, &curriculum, &out, &options, &mut |_| {}).unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_ingest, bench_export);
 criterion_main!(benches);
