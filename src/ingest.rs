@@ -1,8 +1,10 @@
-//! The ingest driver: scan sources, decide per object whether it is new, changed, unchanged,
-//! deleted or not training data, then read the changed ones on a reader thread (parse, normalise),
-//! fingerprint them on a second thread, while this thread writes them to redb in batches and feeds
-//! the full-text index. The stages are joined by small bounded channels, so a slow writer slows
-//! the reader rather than growing memory. An object never straddles two redb transactions.
+//! The ingest driver: scan sources (folders, files, S3 prefixes with an optional inventory),
+//! decide per object whether it is new, changed, unchanged, deleted or not training data, then
+//! read the changed ones on a reader thread (S3 objects spooled to a file first; parse,
+//! normalise), fingerprint them on a pool of workers (order restored), while this thread writes
+//! them to redb in batches and feeds the full-text index. The stages are joined by small bounded
+//! channels, so a slow writer slows the reader rather than growing memory. An object never
+//! straddles two redb transactions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
@@ -46,6 +48,9 @@ pub struct IngestOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// (planned, done): objects this run will read, and has finished, for a watcher to see.
     pub counters: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>,
+    /// Fingerprint worker threads (PII, hashes, tokens). Default: one per core beyond the two
+    /// the reader and the writer keep busy, at least one.
+    pub workers: usize,
 }
 
 impl Default for IngestOptions {
@@ -57,6 +62,9 @@ impl Default for IngestOptions {
             inventory: None,
             stop: None,
             counters: None,
+            workers: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(2))
+                .max(1),
         }
     }
 }
@@ -388,7 +396,8 @@ pub fn ingest(
     let run = std::thread::scope(|scope| -> Result<()> {
         scope.spawn(move || reader_thread(work_for_reader, &reader, limits, tx));
         let redactor = &redactor;
-        scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx, redactor));
+        let workers = options.workers.max(1);
+        scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx, redactor, workers));
         let mut progress = Progress::new(
             options.progress,
             work.len(),
@@ -753,16 +762,61 @@ fn write_rows(
 }
 
 /// Fingerprints parsed records between the reader and the writer; passes everything else on.
-fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor) {
-    for msg in rx {
-        let out = match msg {
-            Msg::Parsed(i, records) => Msg::Rows(i, prepare(records, redactor)),
-            other => other,
-        };
-        if tx.send(out).is_err() {
-            return;
+/// The fingerprint stage (PII redaction, hashes, SimHash, tokens) on a pool of `workers`
+/// threads. Messages are numbered on the way in and put back in order on the way out, so the
+/// writer sees exactly the reader's sequence; every channel is bounded, and the reorder buffer
+/// holds at most what the workers and their channels hold.
+fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor, workers: usize) {
+    let work = |msg: Msg| match msg {
+        Msg::Parsed(i, records) => Msg::Rows(i, prepare(records, redactor)),
+        other => other,
+    };
+    if workers <= 1 {
+        for msg in rx {
+            if tx.send(work(msg)).is_err() {
+                return;
+            }
         }
+        return;
     }
+    let (job_tx, job_rx) = sync_channel::<(u64, Msg)>(workers);
+    // Each worker holds the job receiver; when they have all gone, the dispatcher's send fails.
+    let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
+    let (done_tx, done_rx) = sync_channel::<(u64, Msg)>(workers);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let job_rx = job_rx.clone();
+            let work = &work;
+            scope.spawn(move || loop {
+                let job = job_rx.lock().map(|r| r.recv());
+                let Ok(Ok((seq, msg))) = job else { return };
+                if done_tx.send((seq, work(msg))).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        drop(job_rx);
+        scope.spawn(move || {
+            for (seq, msg) in rx.into_iter().enumerate() {
+                if job_tx.send((seq as u64, msg)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut next = 0u64;
+        let mut early: BTreeMap<u64, Msg> = BTreeMap::new();
+        for (seq, msg) in done_rx {
+            early.insert(seq, msg);
+            while let Some(msg) = early.remove(&next) {
+                if tx.send(msg).is_err() {
+                    return;
+                }
+                next += 1;
+            }
+        }
+    });
 }
 
 /// What the reader thread needs besides the work list.

@@ -242,6 +242,10 @@ struct IngestArgs {
     #[arg(long, default_value_t = IngestOptions::default().batch_bytes)]
     batch_bytes: u64,
 
+    /// Fingerprint worker threads (default: cores minus the reader and the writer, at least 1)
+    #[arg(long)]
+    workers: Option<usize>,
+
     /// Never draw the progress line (it is drawn only when stderr is a terminal)
     #[arg(long)]
     no_progress: bool,
@@ -842,8 +846,8 @@ fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
         batch_bytes: args.batch_bytes.max(1),
         progress: !args.no_progress && !cli.json && std::io::stderr().is_terminal(),
         inventory: args.manifest.clone(),
-        stop: None,
-        counters: None,
+        workers: args.workers.unwrap_or(IngestOptions::default().workers),
+        ..IngestOptions::default()
     };
     let report = idx::ingest::ingest(&mut index, &settings, &args.paths, &options)?;
     if cli.json {

@@ -183,3 +183,32 @@ fn overlapping_source_roots_are_warned_about() {
     assert_eq!(second.warnings.len(), 1, "{:?}", second.warnings);
     assert!(second.warnings[0].contains("overlaps"));
 }
+
+#[test]
+fn a_pool_of_fingerprint_workers_gives_the_same_index_as_one() {
+    let mut f = Fixture::new();
+    for file in 0..12 {
+        let body: String = (0..300)
+            .map(|i| {
+                chat(
+                    &format!(
+                        "file {file} row {i}: my name is Sarah and I worry about {}",
+                        i % 17
+                    ),
+                    &format!("Thank you for telling me, Sarah. Worry number {i} sounds heavy."),
+                ) + "\n"
+            })
+            .collect();
+        f.write(&format!("cptsd/part_{file:02}.jsonl"), body);
+    }
+    f.options.workers = 1;
+    f.options.batch_bytes = 50_000;
+    let one = f.with_index("one-worker");
+    f.ingest_into(&one, [&f.data]);
+    f.options.workers = 4;
+    let report = f.ingest_into(&f.index_dir, [&f.data]);
+    assert_eq!(report.rows_added, 3600);
+    assert!(report.commits > 3, "several batches: {}", report.commits);
+    assert_eq!(digest_of(&one), f.digest());
+    assert_eq!(status_of(&one).totals, f.status().totals);
+}
