@@ -28,7 +28,7 @@ use idx::query;
     version,
     about,
     long_about,
-    after_long_help = "Examples:\n  idx ingest examples/data                 index a folder (again: only changes are read)\n  idx status --json                        counts per family, for scripts\n  idx query text \"can't sleep\" --limit 5   full-text search with file and line\n  idx query source datasets/a.jsonl        rows and rejections of one object\n  idx query hash 1f0c...                   one row and every place it occurs"
+    after_long_help = "Examples:\n  idx ingest examples/data                 index a folder (again: only changes are read)\n  idx status --json                        counts per family, for scripts\n  idx query text \"can't sleep\" --limit 5   full-text search with file and line\n  idx query source datasets/a.jsonl        rows and rejections of one object\n  idx query hash 1f0c...                   one row and every place it occurs\n  idx verify                               the coverage and leakage gates (exit 4 on failure)\n  idx export --out out/dataset             shards, manifest and curriculum files\n  idx serve --watch drop/                  the daemon; `idx status` from another shell"
 )]
 struct Cli {
     /// Where the index lives (created on first ingest)
@@ -75,8 +75,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Index folders or files incrementally: new and changed objects are read, unchanged ones
-    /// skipped, objects gone from a scanned folder dropped
+    /// Index folders, files or s3://bucket/prefix incrementally: new and changed objects are
+    /// read, unchanged ones skipped, objects gone from a scanned folder or prefix dropped
     Ingest(IngestArgs),
     /// Counts of objects, rows, rejections and tokens, per family
     Status,
