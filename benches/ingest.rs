@@ -230,13 +230,42 @@ fn generate(dir: &Path, target_bytes: u64) -> (u64, u64) {
     (bytes, rows)
 }
 
-fn bench_ingest(c: &mut Criterion) {
+/// A new directory per iteration; the previous one is removed outside the timing.
+struct FreshDirs {
+    root: PathBuf,
+    name: &'static str,
+    run: u32,
+}
+
+impl FreshDirs {
+    fn new(root: &Path, name: &'static str) -> FreshDirs {
+        FreshDirs {
+            root: root.to_path_buf(),
+            name,
+            run: 0,
+        }
+    }
+
+    fn next(&mut self) -> PathBuf {
+        let _ = std::fs::remove_dir_all(self.root.join(format!("{}-{}", self.name, self.run)));
+        self.run += 1;
+        self.root.join(format!("{}-{}", self.name, self.run))
+    }
+}
+
+/// The corpus size (IDX_BENCH_MB, default 100), a temporary folder, and the data folder in it.
+fn corpus_place() -> (u64, tempfile::TempDir, PathBuf) {
     let mb: u64 = std::env::var("IDX_BENCH_MB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    (mb, tmp, data)
+}
+
+fn bench_ingest(c: &mut Criterion) {
+    let (mb, tmp, data) = corpus_place();
     let (bytes, rows) = generate(&data, mb << 20);
     eprintln!(
         "corpus: {:.1} MB, {rows} rows (rows/s = {rows} / time per iteration)",
@@ -247,17 +276,10 @@ fn bench_ingest(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Bytes(bytes));
-    let mut run = 0u32;
+    let mut fresh = FreshDirs::new(tmp.path(), "index");
     group.bench_function(format!("generated_{mb}MB_full_text"), |b| {
         b.iter_batched(
-            || {
-                // A fresh index per iteration; the previous one is removed outside the timing.
-                let previous = tmp.path().join(format!("index-{run}"));
-                let _ = std::fs::remove_dir_all(previous);
-                run += 1;
-                let dir: PathBuf = tmp.path().join(format!("index-{run}"));
-                dir
-            },
+            || fresh.next(),
             |dir| {
                 let mut index = Index::open_write(&dir).unwrap();
                 let report = ingest(
@@ -278,12 +300,7 @@ fn bench_ingest(c: &mut Criterion) {
 }
 
 fn bench_export(c: &mut Criterion) {
-    let mb: u64 = std::env::var("IDX_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let (mb, tmp, data) = corpus_place();
     generate(&data, mb << 20);
     let settings = Settings::builtin();
     let index_dir = tmp.path().join("index");
@@ -324,15 +341,10 @@ fn bench_export(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Elements(probe.rows));
-    let mut run = 0u32;
+    let mut fresh = FreshDirs::new(tmp.path(), "out");
     group.bench_function(format!("generated_{mb}MB"), |b| {
         b.iter_batched(
-            || {
-                let previous = tmp.path().join(format!("out-{run}"));
-                let _ = std::fs::remove_dir_all(previous);
-                run += 1;
-                tmp.path().join(format!("out-{run}"))
-            },
+            || fresh.next(),
             |out| {
                 let view = store.read().unwrap();
                 export(&view, &settings, &curriculum, &out, &options, &mut |_| {}).unwrap()

@@ -57,6 +57,25 @@ impl Settings {
     }
 }
 
+/// A config file's text and the name errors give it: the file at `path`, or the built-in copy
+/// (`builtin`, shipped as `configs/NAME`) when there is none.
+pub fn config_text(
+    path: Option<&Path>,
+    builtin: &'static str,
+    name: &str,
+) -> Result<(std::borrow::Cow<'static, str>, String)> {
+    match path {
+        None => Ok((builtin.into(), format!("<built-in configs/{name}>"))),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            Ok((text.into(), p.display().to_string()))
+        }
+    }
+}
+
 /// The default settings, as shipped in `configs/idx.toml`.
 pub const DEFAULT_IDX_TOML: &str = include_str!("../configs/idx.toml");
 
@@ -288,16 +307,8 @@ pub const MAX_PROBES: u64 = 1024;
 impl IdxConfig {
     /// Load a config file; `None` gives the embedded default.
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        match path {
-            None => Self::from_toml(DEFAULT_IDX_TOML, "<built-in configs/idx.toml>"),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
-                Self::from_toml(&text, &p.display().to_string())
-            }
-        }
+        let (text, origin) = config_text(path, DEFAULT_IDX_TOML, "idx.toml")?;
+        Self::from_toml(&text, &origin)
     }
 
     /// Parse and validate; `origin` names the file in errors.

@@ -122,16 +122,9 @@ fn match_form(key: &str) -> String {
 impl Classifier {
     /// Load a config file; `None` gives the embedded default.
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        match path {
-            None => Self::from_toml(DEFAULT_FAMILIES_TOML, "<built-in configs/families.toml>"),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
-                Self::from_toml(&text, &p.display().to_string())
-            }
-        }
+        let (text, origin) =
+            crate::config::config_text(path, DEFAULT_FAMILIES_TOML, "families.toml")?;
+        Self::from_toml(&text, &origin)
     }
 
     /// Parse and validate a config; `origin` names it in errors.

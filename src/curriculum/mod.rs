@@ -152,19 +152,9 @@ pub struct AlgorithmOptions {
 impl Curriculum {
     /// `path`, or the built-in default when `None`.
     pub fn load(path: Option<&Path>) -> Result<Curriculum> {
-        match path {
-            None => Self::from_toml(
-                DEFAULT_CURRICULUM_TOML,
-                "<built-in configs/curriculum.toml>",
-            ),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
-                Self::from_toml(&text, &p.display().to_string())
-            }
-        }
+        let (text, origin) =
+            crate::config::config_text(path, DEFAULT_CURRICULUM_TOML, "curriculum.toml")?;
+        Self::from_toml(&text, &origin)
     }
 
     /// Parse and check the file on its own (weights, ids, algorithms); `origin` names it in
