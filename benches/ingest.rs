@@ -4,7 +4,8 @@
 //! multi-turn conversations (a Zipf-distributed vocabulary, each conversation with its own topic
 //! words) with 5% exact duplicates, then times
 //! - `ingest`: a complete ingest into a fresh index (redb + tantivy) per iteration; criterion
-//!   reports input bytes/s, and the rows per iteration are printed so rows/s = rows / time;
+//!   reports input bytes/s, and the rows per iteration are printed so rows/s = rows / time
+//!   (`IDX_BENCH_WORKERS=N` sets the fingerprint pool size);
 //! - `export`: `idx export` of that index into a fresh folder per iteration (the gates, the
 //!   selection with near-duplicate representatives, shards, final file, provenance, the default
 //!   curriculum's trainer files and the manifest); criterion reports exported rows/s.
@@ -272,6 +273,15 @@ fn bench_ingest(c: &mut Criterion) {
         bytes as f64 / 1e6
     );
     let settings = Settings::builtin();
+    // IDX_BENCH_WORKERS sets the fingerprint pool size (default: IngestOptions' default).
+    let mut options = IngestOptions::default();
+    if let Some(w) = std::env::var("IDX_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.workers = w;
+    }
+    eprintln!("fingerprint workers: {}", options.workers);
     let mut group = c.benchmark_group("ingest");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
@@ -282,13 +292,8 @@ fn bench_ingest(c: &mut Criterion) {
             || fresh.next(),
             |dir| {
                 let mut index = Index::open_write(&dir).unwrap();
-                let report = ingest(
-                    &mut index,
-                    &settings,
-                    std::slice::from_ref(&data),
-                    &IngestOptions::default(),
-                )
-                .unwrap();
+                let report =
+                    ingest(&mut index, &settings, std::slice::from_ref(&data), &options).unwrap();
                 assert_eq!(report.rows_added, rows);
                 // Dropping waits for tantivy's background work: part of the cost of an ingest.
                 drop(index);
