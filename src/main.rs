@@ -242,7 +242,7 @@ struct IngestArgs {
     #[arg(long, default_value_t = IngestOptions::default().batch_bytes)]
     batch_bytes: u64,
 
-    /// Fingerprint worker threads (default: cores minus the reader and the writer, at least 1)
+    /// Fingerprint worker threads (default: one per core)
     #[arg(long)]
     workers: Option<usize>,
 
