@@ -101,7 +101,9 @@ pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
     })
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// One occurrence of a row: the object (source root and key) and the line and record in it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct SourceRef {
     pub source: String,
     pub key: String,
@@ -144,7 +146,8 @@ fn parse_hash(hex: &str) -> Result<Hash128> {
     })
 }
 
-fn source_refs(view: &ReadView, hash: Hash128) -> Result<Vec<SourceRef>> {
+/// Every place of a row, in (source, key, line) order.
+pub fn source_refs(view: &ReadView, hash: Hash128) -> Result<Vec<SourceRef>> {
     Ok(view
         .places(hash)?
         .into_iter()

@@ -26,7 +26,7 @@ use crate::fingerprint::Hash128;
 use crate::model::{Conversation, RecordKind, Role};
 use crate::neardup::{Policy, Split, UnionFind};
 use crate::pii::PiiStatus;
-use crate::store::{keys, ReadView};
+use crate::store::ReadView;
 use crate::verify;
 
 pub use manifest::{verify_export, ExportCheck, Manifest};
@@ -246,15 +246,8 @@ pub struct NearDuplicateProvenance {
     pub sources: Vec<Place>,
 }
 
-/// One occurrence of a row in an object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Place {
-    pub source: String,
-    pub key: String,
-    pub line: u64,
-    pub record: u32,
-}
+/// One occurrence of a row in an object (the same shape `idx query hash` prints).
+pub use crate::query::SourceRef as Place;
 
 /// What an export wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -421,22 +414,6 @@ pub(crate) fn line_of(
     }
 }
 
-fn places_of(view: &ReadView, h: Hash128) -> Result<Vec<Place>> {
-    Ok(view
-        .places(h)?
-        .into_iter()
-        .map(|(id, line, record)| {
-            let (source, key) = keys::split_object_id(&id);
-            Place {
-                source: source.to_string(),
-                key: key.to_string(),
-                line,
-                record,
-            }
-        })
-        .collect())
-}
-
 /// Make `out` ready: absent, empty, or a previous idx export (whose manifest is removed first,
 /// so no reader sees a manifest pointing at files being replaced, then its files).
 fn prepare(out: &Path) -> Result<()> {
@@ -552,7 +529,7 @@ pub fn export(
                     message: format!("row {} has no stored text", r.hash.to_hex()),
                 })?
                 .conversation;
-            let places = places_of(view, r.hash)?;
+            let places = crate::query::source_refs(view, r.hash)?;
             let source_key = places.first().map(|p| p.key.clone()).unwrap_or_default();
             let near = selection
                 .collapsed
@@ -592,7 +569,7 @@ pub fn export(
             for &n in near {
                 near_prov.push(NearDuplicateProvenance {
                     content_hash: n.to_hex(),
-                    sources: places_of(view, n)?,
+                    sources: crate::query::source_refs(view, n)?,
                 });
             }
             let mut counted: BTreeSet<&str> = BTreeSet::new();
