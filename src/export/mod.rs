@@ -435,8 +435,27 @@ fn prepare(out: &Path) -> Result<()> {
             out.display()
         )));
     };
+    // Only plain relative paths below `out` are removed, whatever the old manifest says.
+    let inside = |rel: &str| {
+        Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    let listed: Vec<&FileEntry> = old
+        .shards
+        .iter()
+        .map(|s| &s.file)
+        .chain(old.files.iter())
+        .collect();
+    if let Some(f) = listed.iter().find(|f| !inside(&f.path)) {
+        return Err(Error::Export(format!(
+            "{}: lists `{}`, which is not a path inside the export; not touching it",
+            manifest_path.display(),
+            f.path
+        )));
+    }
     std::fs::remove_file(&manifest_path).map_err(io(&manifest_path))?;
-    for f in old.shards.iter().map(|s| &s.file).chain(old.files.iter()) {
+    for f in listed {
         let p = out.join(&f.path);
         if p.exists() {
             std::fs::remove_file(&p).map_err(io(&p))?;

@@ -548,6 +548,25 @@ fn export_refuses_a_non_export_folder_and_failing_gates() {
         std::fs::read_to_string(out.join("notes.txt")).unwrap(),
         "mine"
     );
+    // A previous export whose manifest points outside its folder is not cleaned up blindly.
+    let prev = out_dir(&f, "previous");
+    export(&view, &f.settings, &c, &prev, &options(), &mut |_| {}).unwrap();
+    let victim = out_dir(&f, "victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let manifest = prev.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replacen(
+        "\"path\": \"final.chatml.jsonl\"",
+        "\"path\": \"../victim.txt\"",
+        1,
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let err = export(&view, &f.settings, &c, &prev, &options(), &mut |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("not a path inside the export"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
     // The fixture lacks most required families: coverage fails, and export says so.
     let strict = ExportOptions {
         allow_failing_gates: false,
