@@ -94,21 +94,27 @@ impl std::fmt::Debug for S3Client {
     }
 }
 
+type SdkError<E> = aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>;
+
+/// The HTTP status of the response an SDK error came with, if there was one.
+fn status_of<E>(e: &SdkError<E>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
 /// Whether an SDK error is worth another try (5xx, throttling, timeouts, dropped connections).
-fn retryable<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool {
+fn retryable<E>(e: &SdkError<E>) -> bool {
     use aws_sdk_s3::error::SdkError;
     matches!(
         e,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
-    )
+    ) || status_of(e).is_some_and(|s| s >= 500)
 }
 
 fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    e: &SdkError<E>,
     what: &str,
 ) -> String {
-    let status = e.raw_response().map(|r| r.status().as_u16());
-    match status {
+    match status_of(e) {
         Some(403) => {
             format!("{what}: access denied (HTTP 403); check the credentials and the bucket policy")
         }
@@ -230,7 +236,7 @@ impl S3Client {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| (retryable(&e) || is_5xx(&e), describe(&e, &what)))?;
+                    .map_err(|e| (retryable(&e), describe(&e, &what)))?;
                 let mut body = out.body;
                 let mut file = std::fs::File::create(dest)
                     .map_err(|e| (false, format!("{}: {e}", dest.display())))?;
@@ -408,28 +414,13 @@ impl S3Client {
             {
                 Ok(_) => Ok(()),
                 // AWS answers 204 for a missing key; some S3-compatible stores answer 404.
-                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+                Err(e) if status_of(&e) == Some(404) => Ok(()),
                 Err(e) => Err(Error::S3(describe(
                     &e,
                     &format!("deleting s3://{bucket}/{key}"),
                 ))),
             }
         })
-    }
-}
-
-fn is_5xx<E, R: HasStatus>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool {
-    e.raw_response().is_some_and(|r| r.status_code() >= 500)
-}
-
-/// The HTTP status of a raw response.
-trait HasStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
     }
 }
 
