@@ -344,6 +344,15 @@ fn settings(cli: &Cli) -> Result<Settings> {
     Ok(s)
 }
 
+/// Exit code of a command that checks something: 0 when it passed, 4 when it failed.
+fn gate_exit(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    }
+}
+
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -403,11 +412,7 @@ fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
     } else {
         print_verification(&v);
     }
-    Ok(if v.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(4)
-    })
+    Ok(gate_exit(v.passed))
 }
 
 #[derive(Serialize)]
@@ -508,11 +513,7 @@ fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
                 println!("  {p}");
             }
         }
-        return Ok(if check.passed {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(4)
-        });
+        return Ok(gate_exit(check.passed));
     }
     let args = &command.args;
     let Some(out) = &args.out else {
@@ -561,7 +562,7 @@ fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
         Ok(s) => s,
         Err(e @ idx::error::Error::GatesFailed(_)) => {
             eprintln!("idx: error: {e}");
-            return Ok(ExitCode::from(4));
+            return Ok(gate_exit(false));
         }
         Err(e) => return Err(e.into()),
     };
@@ -636,11 +637,7 @@ fn curriculum(cli: &Cli, command: &CurriculumCommand) -> Result<ExitCode> {
     } else {
         print_plan(&plan);
     }
-    Ok(if plan.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(4)
-    })
+    Ok(gate_exit(plan.passed))
 }
 
 fn print_plan(plan: &idx::curriculum::Plan) {
