@@ -1,29 +1,12 @@
 //! The command-line contract: `--json` documents with the documented fields, human output,
 //! exit codes, and errors on stderr.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use super::common::{chat, Fixture};
+use super::common::{chat, json_of as json, run_idx, Fixture};
 
 fn idx(f: &Fixture, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_idx"))
-        .arg("--data-dir")
-        .arg(&f.index_dir)
-        .args(args)
-        .env_remove("IDX_FAMILIES")
-        .env_remove("RUST_LOG")
-        .current_dir(f.data.parent().unwrap())
-        .output()
-        .expect("run idx")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "idx failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+    run_idx(&f.index_dir, args)
 }
 
 #[test]

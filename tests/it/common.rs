@@ -109,3 +109,27 @@ pub fn chat(user: &str, assistant: &str) -> String {
     ]})
     .to_string()
 }
+
+/// Run the `idx` binary on an index, from the folder holding it (so no project `configs/` is
+/// picked up), without the environment's family or log settings.
+pub fn run_idx(index_dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_idx"))
+        .arg("--data-dir")
+        .arg(index_dir)
+        .args(args)
+        .env_remove("IDX_FAMILIES")
+        .env_remove("RUST_LOG")
+        .current_dir(index_dir.parent().unwrap())
+        .output()
+        .expect("run idx")
+}
+
+/// The one JSON document a successful `idx ... --json` printed.
+pub fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "idx failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+}

@@ -3,29 +3,10 @@
 //! followed by a restart converges to the state of a one-shot `idx ingest`.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::common::{chat, digest_of, Fixture};
-
-fn idx(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_idx"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run idx")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use super::common::{chat, digest_of, json_of as json, run_idx as idx, Fixture};
 
 fn serve(data_dir: &Path, watch: &Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_idx"))
