@@ -911,36 +911,44 @@ impl Redactor {
         let next = text[end..].chars().next();
         match kind {
             PiiKind::Card => {
-                let digits: Vec<u32> = value.chars().filter_map(|c| c.to_digit(10)).collect();
+                let digits = digits_of(value);
                 // Card numbers are written in one run or in groups of four (Amex: 4-6-5), unlike
-                // ISBNs and other hyphenated codes that pass Luhn by chance.
+                // ISBNs and other hyphenated codes that pass Luhn by chance. Groups are counted
+                // in digits, whatever script they are written in.
                 let groups: Vec<usize> = value
                     .split([' ', '-'])
                     .filter(|g| !g.is_empty())
-                    .map(str::len)
+                    .map(|g| g.chars().count())
                     .collect();
-                let grouped = groups.len() == 1
-                    || groups == [4, 6, 5]
-                    || groups[..groups.len() - 1].iter().all(|&g| g == 4);
+                let grouped = match groups.split_last() {
+                    None => false,
+                    Some((_, [])) => true,
+                    Some((_, leading)) => groups == [4, 6, 5] || leading.iter().all(|&g| g == 4),
+                };
                 (13..=19).contains(&digits.len()) && grouped && luhn(&digits)
             }
             PiiKind::Ssn => {
-                let d: String = value.chars().filter(char::is_ascii_digit).collect();
-                let (area, group, serial) = (&d[..3], &d[3..5], &d[5..]);
-                area != "000"
-                    && area != "666"
-                    && !area.starts_with('9')
-                    && group != "00"
-                    && serial != "0000"
+                // Validated on digit values, so an SSN in Arabic-Indic or full-width digits is
+                // judged like one in ASCII.
+                let d = digits_of(value);
+                let [a0, a1, a2, g0, g1, s0, s1, s2, s3] = d[..] else {
+                    return false;
+                };
+                let area = a0 * 100 + a1 * 10 + a2;
+                let group = g0 * 10 + g1;
+                let serial = s0 * 1000 + s1 * 100 + s2 * 10 + s3;
+                area != 0 && area != 666 && a0 != 9 && group != 0 && serial != 0
             }
             PiiKind::Ip => {
                 let preceded_by_version = before.trim_end().rsplit(' ').next().is_some_and(|w| {
                     let w = w.to_ascii_lowercase();
                     w == "version" || w == "v" || w == "ver" || w == "release"
                 });
-                !preceded_by_version
-                    && (value.parse::<std::net::Ipv4Addr>().is_ok()
-                        || (value.contains(':') && value.parse::<std::net::Ipv6Addr>().is_ok()))
+                !preceded_by_version && {
+                    let value = ascii_digits(value);
+                    value.parse::<std::net::Ipv4Addr>().is_ok()
+                        || (value.contains(':') && value.parse::<std::net::Ipv6Addr>().is_ok())
+                }
             }
             PiiKind::Url => {
                 let lower = value.to_ascii_lowercase();
@@ -970,7 +978,10 @@ impl Redactor {
                         .any(|s| path.starts_with(s) && path.len() > s.len())
             }
             PiiKind::Phone => {
-                let all: String = value.chars().filter(char::is_ascii_digit).collect();
+                let all: String = digits_of(value)
+                    .into_iter()
+                    .filter_map(|d| char::from_digit(d, 10))
+                    .collect();
                 let digits = all.len();
                 // North American toll-free numbers belong to services (crisis lines), not people.
                 let national = all
@@ -1119,6 +1130,49 @@ fn name_context_ok(caps: &regex::Captures<'_>) -> bool {
         return after.is_none() && (greet.as_str() == "Dear" || GIVEN_NAMES.contains(&first));
     }
     true
+}
+
+/// The zero of every block of Unicode decimal digits (general category Nd). Each block holds the
+/// ten digits 0-9 in order (a Unicode stability guarantee), so a digit's value is its distance
+/// from the greatest zero at or below it. A test holds this table against the regex engine's own
+/// `\d`, which is what the patterns match with.
+const DIGIT_ZEROS: &[u32] = &[
+    0x30, 0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66,
+    0xDE6, 0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
+    0x104A0, 0x10D30, 0x10D40, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0,
+    0x11650, 0x116C0, 0x116D0, 0x116DA, 0x11730, 0x118E0, 0x11950, 0x11BF0, 0x11C50, 0x11D50,
+    0x11DA0, 0x11F50, 0x16130, 0x16A60, 0x16AC0, 0x16B50, 0x16D70, 0x1CCF0, 0x1D7CE, 0x1D7D8,
+    0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E4F0, 0x1E5F1, 0x1E950, 0x1FBF0,
+];
+
+/// The value of a decimal digit in any script (`'7'`, `'٧'`, `'७'`, `'７'` are all 7).
+pub fn digit_value(c: char) -> Option<u32> {
+    if c.is_ascii_digit() {
+        return Some(c as u32 - '0' as u32);
+    }
+    let cp = c as u32;
+    let block = DIGIT_ZEROS
+        .partition_point(|&zero| zero <= cp)
+        .checked_sub(1)?;
+    let offset = cp - DIGIT_ZEROS[block];
+    (offset < 10).then_some(offset)
+}
+
+/// The values of the decimal digits in a text, in order, whatever their script.
+fn digits_of(text: &str) -> Vec<u32> {
+    text.chars().filter_map(digit_value).collect()
+}
+
+/// The text with every decimal digit written in ASCII (other characters kept).
+fn ascii_digits(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            digit_value(c)
+                .and_then(|d| char::from_digit(d, 10))
+                .unwrap_or(c)
+        })
+        .collect()
 }
 
 /// The Luhn checksum of a card number's digits.
@@ -1338,5 +1392,58 @@ mod tests {
         let d = |s: &str| s.chars().filter_map(|c| c.to_digit(10)).collect::<Vec<_>>();
         assert!(luhn(&d("4111111111111111")));
         assert!(!luhn(&d("4111111111111112")));
+    }
+
+    #[test]
+    fn digit_table_agrees_with_the_regex_engine() {
+        let digit = Regex::new(r"^\d$").unwrap();
+        let disagree: Vec<String> = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|&c| {
+                let mut buf = [0u8; 4];
+                digit.is_match(c.encode_utf8(&mut buf)) != digit_value(c).is_some()
+            })
+            .map(|c| format!("U+{:04X}", c as u32))
+            .collect();
+        assert!(
+            disagree.is_empty(),
+            "table and \\d disagree on {disagree:?}"
+        );
+        assert_eq!(digit_value('٧'), Some(7));
+        assert_eq!(digit_value('७'), Some(7));
+        assert_eq!(digit_value('７'), Some(7));
+        assert_eq!(digit_value('𝟗'), Some(9));
+        assert_eq!(digit_value('x'), None);
+    }
+
+    /// Regression: an SSN in Arabic-Indic digits panicked the redactor (it sliced an ASCII-only
+    /// copy of the value by the length of the original).
+    #[test]
+    fn pii_in_any_script_of_digits_is_detected_and_validated() {
+        let to = |text: &str, zero: char| -> String {
+            text.chars()
+                .map(|c| match c.to_digit(10) {
+                    Some(d) => char::from_u32(zero as u32 + d).unwrap(),
+                    None => c,
+                })
+                .collect()
+        };
+        for zero in ['0', '٠', '۰', '०', '০', '๐', '０'] {
+            let ssn = to("my ssn is 123-45-6789", zero);
+            assert_eq!(kinds(&ssn), vec![PiiKind::Ssn], "{ssn}");
+            assert!(!redacted(&ssn).contains(&to("6789", zero)), "{ssn}");
+            // Invalid by its digit values: area 000.
+            let bad = to("my ssn is 000-45-6789", zero);
+            assert!(!kinds(&bad).contains(&PiiKind::Ssn), "{bad}");
+            let card = to("card 4111 1111 1111 1111 thanks", zero);
+            assert_eq!(kinds(&card), vec![PiiKind::Card], "{card}");
+            let not_luhn = to("card 4111 1111 1111 1112 thanks", zero);
+            assert!(!kinds(&not_luhn).contains(&PiiKind::Card), "{not_luhn}");
+            let phone = to("call me on 415-555-0132 tonight", zero);
+            assert_eq!(kinds(&phone), vec![PiiKind::Phone], "{phone}");
+            let dob = to("born on 12/03/1990", zero);
+            assert_eq!(kinds(&dob), vec![PiiKind::DateOfBirth], "{dob}");
+        }
+        assert_eq!(redacted("my ssn is ١٢٣-٤٥-٦٧٨٩"), "my ssn is [SSN]");
     }
 }
