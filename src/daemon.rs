@@ -6,9 +6,15 @@
 //! bounded channels). Sources waiting for the writer are a set, not a queue: a burst of events
 //! marks a folder dirty once. Every few seconds the daemon writes `daemon.json` next to the index
 //! (heartbeat, state, queue, pending objects, last error, lag), which `idx status` reads from
-//! another process. SIGINT/SIGTERM stop it taking work; what was read is committed and it exits.
+//! another process. The binary hands in the shutdown future (SIGINT/SIGTERM): the daemon stops
+//! taking work, commits what was read and returns. The daemon supervises its writer: a writer
+//! that dies (a panic, an error it cannot retry) puts `state: failed` with the error in
+//! `daemon.json` and makes `serve` return an error, so the process exits non-zero and its
+//! supervisor (systemd) restarts it; a restart resumes from the committed state. File I/O stays
+//! off the async loop (`spawn_blocking`).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -70,7 +76,8 @@ pub struct DaemonStatus {
     /// Unix seconds.
     pub started_at: u64,
     pub heartbeat_at: u64,
-    /// `starting`, `idle`, `ingesting` or `stopping`.
+    /// `starting`, `idle`, `ingesting`, `stopping`, `stopped`, or `failed` (the writer died:
+    /// `last_error` says why, and the process exits non-zero).
     pub state: String,
     /// Sources waiting for the writer.
     pub queue_depth: usize,
@@ -107,7 +114,7 @@ impl DaemonStatus {
         let fresh = unix_now().saturating_sub(self.heartbeat_at) <= HEARTBEAT_STALE.as_secs();
         let proc_dir = Path::new("/proc");
         let running = !proc_dir.exists() || proc_dir.join(self.pid.to_string()).exists();
-        fresh && running && self.state != "stopped"
+        fresh && running && self.state != "stopped" && self.state != "failed"
     }
 }
 
@@ -178,12 +185,13 @@ impl Shared {
     }
 }
 
-/// Run the daemon until `stop` is set (the CLI sets it on SIGINT/SIGTERM).
+/// Run the daemon until `shutdown` completes (the binary passes SIGINT/SIGTERM), or until its
+/// writer dies (then `daemon.json` says `failed` and the error is returned).
 pub fn serve(
     data_dir: &Path,
     settings: Settings,
     options: ServeOptions,
-    stop: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     if options.watch.is_empty() && options.s3.is_empty() && options.inventory.is_none() {
         return Err(Error::Config {
@@ -216,6 +224,7 @@ pub fn serve(
             }
         }))
         .collect();
+    let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue::default()),
         wake: Condvar::new(),
@@ -248,6 +257,8 @@ pub fn serve(
             path: "idx serve".to_string(),
             message: format!("cannot start the runtime: {e}"),
         })?;
+    // The writer reports how it ended, whether it returned or panicked.
+    let (ended_tx, mut ended_rx) = tokio::sync::oneshot::channel::<Result<()>>();
     let writer = {
         let shared = shared.clone();
         let dir = data_dir.to_path_buf();
@@ -255,32 +266,52 @@ pub fn serve(
         let options = options.clone();
         std::thread::Builder::new()
             .name("idx-writer".to_string())
-            .spawn(move || writer_loop(&mut index, &settings, &locals, &options, &shared, &dir))
+            .spawn(move || {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    writer_loop(&mut index, &settings, &locals, &options, &shared, &dir)
+                }));
+                // Close the database before anyone hears that the writer ended, so a clean
+                // stop leaves a clean file.
+                drop(index);
+                let ended = run.unwrap_or_else(|panic| {
+                    Err(Error::Invariant(format!(
+                        "the writer thread panicked: {}",
+                        crate::pii::bounded_excerpt(&panic_text(panic.as_ref()))
+                    )))
+                });
+                let _ = ended_tx.send(ended);
+            })
             .map_err(|source| Error::Io {
                 path: data_dir.to_path_buf(),
                 source,
             })?
     };
     info!(sources = ?sources, "idx serve: running");
-    runtime.block_on(async {
+    let status_now = |shared: &Arc<Shared>| {
+        let shared = shared.clone();
+        let dir = data_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || shared.write_status(&dir))
+    };
+    let outcome: Result<()> = runtime.block_on(async {
         let mut heartbeat = tokio::time::interval(options.heartbeat);
         let mut rescan = tokio::time::interval(options.rescan);
         let mut poll = tokio::time::interval(options.poll);
         rescan.tick().await;
         poll.tick().await;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| Error::Config {
-                path: "idx serve".to_string(),
-                message: format!("cannot listen for SIGTERM: {e}"),
-            })?;
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping"); break; }
-                _ = term.recv() => { info!("SIGTERM: stopping"); break; }
-                _ = heartbeat.tick() => {
-                    if stop.load(Ordering::SeqCst) { break; }
-                    shared.write_status(data_dir);
+                _ = &mut shutdown => { info!("shutdown requested: stopping"); break; }
+                ended = &mut ended_rx => {
+                    // The writer only returns when asked to stop: anything else is a death.
+                    let error = match ended {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(())) => Error::Invariant("the writer stopped on its own".to_string()),
+                        Err(_) => Error::Invariant("the writer vanished without a word".to_string()),
+                    };
+                    return Err(error);
                 }
+                _ = heartbeat.tick() => { let _ = status_now(&shared).await; }
                 _ = rescan.tick() => {
                     for (_, key) in &locals { shared.mark(key); }
                 }
@@ -289,28 +320,50 @@ pub fn serve(
                 }
             }
         }
-        Ok::<(), Error>(())
-    })?;
-    // Stop taking work; the writer commits what its ingest has read and returns.
-    stop.store(true, Ordering::SeqCst);
-    shared.set_state("stopping");
-    {
-        let mut q = shared.queue.lock().expect("queue lock");
-        q.stopping = true;
-        shared.wake.notify_all();
+        // Stop taking work; the writer commits what its ingest has read and returns.
+        stop.store(true, Ordering::SeqCst);
+        shared.set_state("stopping");
+        {
+            let mut q = shared.queue.lock().expect("queue lock");
+            q.stopping = true;
+            shared.wake.notify_all();
+        }
+        let _ = status_now(&shared).await;
+        match ended_rx.await {
+            Ok(ended) => ended,
+            Err(_) => Err(Error::Invariant("the writer vanished without a word".to_string())),
+        }
+    });
+    drop(watcher);
+    // It has reported already; this only waits for its last instructions (on a failure, the
+    // report came from inside the thread, which ends right after).
+    let _ = writer.join();
+    match &outcome {
+        Ok(()) => {
+            shared.set_state("stopped");
+            info!("idx serve: stopped");
+        }
+        Err(e) => {
+            error!(error = %e, "idx serve: the writer died; exiting so the supervisor restarts the daemon");
+            let mut status = shared.status.lock().expect("status lock");
+            status.state = "failed".to_string();
+            status.last_error = Some(LastError {
+                object: "writer".to_string(),
+                error: e.to_string(),
+                at: unix_now(),
+            });
+        }
     }
     shared.write_status(data_dir);
-    drop(watcher);
-    let result = writer.join().unwrap_or_else(|_| {
-        Err(Error::Config {
-            path: "idx serve".to_string(),
-            message: "the writer thread panicked".to_string(),
-        })
-    });
-    shared.set_state("stopped");
-    shared.write_status(data_dir);
-    info!("idx serve: stopped");
-    result
+    outcome
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// Watch every local folder; an event under a folder marks it dirty.
@@ -365,6 +418,7 @@ fn writer_loop(
     shared: &Shared,
     data_dir: &Path,
 ) -> Result<()> {
+    let ingests = AtomicU64::new(0);
     loop {
         {
             let mut q = shared.queue.lock().expect("queue lock");
@@ -406,6 +460,9 @@ fn writer_loop(
         ingest_options.counters = Some((shared.planned.clone(), shared.done.clone()));
         shared.planned.store(0, Ordering::SeqCst);
         shared.done.store(0, Ordering::SeqCst);
+        if crate::failpoint::nth(crate::failpoint::DAEMON_WRITER_PANIC, &ingests) {
+            panic!("fail point {}", crate::failpoint::DAEMON_WRITER_PANIC);
+        }
         let result = ingest(index, settings, &paths, &ingest_options);
         *shared.ingest_started.lock().expect("ingest lock") = None;
         let mut status = shared.status.lock().expect("status lock");

@@ -53,6 +53,9 @@ pub enum Error {
     #[error("no index at {0} (run `idx ingest PATH` first)")]
     NoIndex(PathBuf),
 
+    #[error("{0} was not closed cleanly (a crash or kill -9) and no writer is running to recover it: run `idx recover` (or any `idx ingest`, or start `idx serve`); commands that only read never write to the index")]
+    NeedsRecovery(PathBuf),
+
     #[error("S3: {0}")]
     S3(String),
 
@@ -61,6 +64,10 @@ pub enum Error {
 
     #[error("the {0} gate failed: see `idx verify` (or export with --allow-failing-gates)")]
     GatesFailed(String),
+
+    /// Something idx guarantees did not hold (a stage died, a bug was caught as a panic).
+    #[error("internal error: {0}")]
+    Invariant(String),
 }
 
 impl Error {

@@ -41,29 +41,13 @@ impl Index {
         Store::open_read(&data_dir.join(DB_FILE))
     }
 
-    /// Open both stores for reading. A full-text index that lags redb is caught up first when no
-    /// writer holds it; otherwise it is searched as it is (its writer keeps it current).
-    pub fn open_read(data_dir: &Path) -> Result<(Store, SearchIndex)> {
+    /// Open both stores for reading, never for writing: a full-text index that lags redb is
+    /// searched as it is (its hits are checked against redb) and caught up by the next writer.
+    /// Returns how many redb commits the full-text index is behind.
+    pub fn open_read(data_dir: &Path) -> Result<(Store, SearchIndex, u64)> {
         let store = Self::open_store_read(data_dir)?;
-        let text_dir = data_dir.join(TEXT_DIR);
-        let current = match SearchIndex::open(&text_dir, false) {
-            Ok(search) => {
-                if search.committed_seq()? == store.read()?.seq()? {
-                    return Ok((store, search));
-                }
-                Some(search)
-            }
-            Err(_) => None,
-        };
-        match SearchIndex::open(&text_dir, true) {
-            Ok(mut search) => {
-                search.catch_up(&store)?;
-                Ok((store, search))
-            }
-            Err(e) => match current {
-                Some(search) => Ok((store, search)),
-                None => Err(e),
-            },
-        }
+        let search = SearchIndex::open(&data_dir.join(TEXT_DIR), false)?;
+        let lag = store.read()?.seq()?.saturating_sub(search.committed_seq()?);
+        Ok((store, search, lag))
     }
 }

@@ -141,6 +141,17 @@ fn scan_sources(
         }
         scans.push(found.scan);
     }
+    // A listing that failed is a scan error that changes nothing under its prefix while the other
+    // sources go on; when no source could be looked at all, the run itself failed.
+    let unlisted =
+        |s: &Scan| s.objects.is_empty() && s.errors.iter().any(|(prefix, _)| prefix.is_empty());
+    if !scans.is_empty() && scans.iter().all(unlisted) {
+        let errors: Vec<String> = scans
+            .iter()
+            .flat_map(|s| s.errors.iter().map(|(_, e)| e.clone()))
+            .collect();
+        return Err(crate::error::Error::S3(errors.join("; ")));
+    }
     Ok((scans, missing))
 }
 
@@ -212,11 +223,15 @@ struct PreparedRow {
     conversation: Conversation,
 }
 
+/// What flows from the reader through the fingerprint stage to the writer. Every object is
+/// `Begin`, its records, then `End` or `Failed`; the stream ends with `Done`. A channel that
+/// closes before `Done` means a stage died, and the writer commits nothing of its open batch.
 enum Msg {
     Begin(usize),
     /// Records read but not yet fingerprinted (the fingerprint stage turns these into `Rows`).
     Parsed(usize, Vec<parse::ParsedRecord>),
-    Rows(usize, Vec<PreparedRow>),
+    /// Prepared rows, and the records of the chunk that could not be prepared.
+    Rows(usize, Vec<PreparedRow>, Vec<Rejection>),
     End {
         work: usize,
         digest: String,
@@ -226,10 +241,19 @@ enum Msg {
         rejections: Vec<Rejection>,
         repairs: Repairs,
     },
+    /// The object could not be read; after `Begin` this means it broke in the middle.
     Failed(usize, String),
+    /// A stage could not go on (a bug caught as a panic outside any one object).
+    StageFailed(String),
+    /// The reader has sent everything it will send.
+    Done,
 }
 
 /// Ingest the given folders and files into the index.
+///
+/// One object that breaks in the middle (a panic while reading it) costs only itself: the batch
+/// it was in is dropped uncommitted, the object is recorded `failed` with its error, and the run
+/// starts again from planning without it (objects committed meanwhile are unchanged by then).
 pub fn ingest(
     index: &mut Index,
     settings: &Settings,
@@ -237,7 +261,110 @@ pub fn ingest(
     options: &IngestOptions,
 ) -> Result<IngestReport> {
     let started = Instant::now();
+    let mut poisoned: BTreeMap<String, String> = BTreeMap::new();
+    let mut earlier: Option<IngestReport> = None;
+    loop {
+        match ingest_once(index, settings, paths, options, &poisoned)? {
+            RunEnd::Finished(mut report) => {
+                if let Some(mut e) = earlier {
+                    // This pass saw the objects committed by the earlier ones as unchanged.
+                    let settled = e.objects_new + e.objects_changed;
+                    report.objects_unchanged = report.objects_unchanged.saturating_sub(settled);
+                    e.add(report);
+                    report = e;
+                    let mut seen = BTreeSet::new();
+                    report.failures.retain(|f| seen.insert(f.key.clone()));
+                    report.objects_failed = report.failures.len() as u64;
+                }
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            RunEnd::Aborted { id, error, report } => {
+                warn!(object = %id, %error, "object failed in the middle of its batch: batch dropped, run restarted without it");
+                if poisoned.insert(id.clone(), error).is_some() {
+                    return Err(crate::error::Error::Invariant(format!(
+                        "{id} failed again after it was set aside"
+                    )));
+                }
+                earlier = Some(match earlier {
+                    None => report,
+                    Some(mut e) => {
+                        e.add(report);
+                        e
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// How one pass of [`ingest`] ended.
+enum RunEnd {
+    Finished(IngestReport),
+    /// An object broke mid-batch; the report holds the figures of the batches committed before
+    /// it (the planning figures come from the pass that finishes).
+    Aborted {
+        id: String,
+        error: String,
+        report: IngestReport,
+    },
+}
+
+/// A failed object's record: what was indexed before stays (rows and version, so the next
+/// scan retries it); a new object gets an empty record.
+#[allow(clippy::too_many_arguments)]
+fn failed_record(
+    old: Option<ObjectRecord>,
+    source: &str,
+    key: &str,
+    primary: &str,
+    families: &[String],
+    families_digest: &str,
+    read_digest: &str,
+    error: String,
+) -> ObjectRecord {
+    let status = ObjectStatus::Failed { error };
+    match old {
+        Some(mut o) => {
+            o.status = status;
+            o
+        }
+        None => ObjectRecord {
+            source: source.to_string(),
+            key: key.to_string(),
+            version: ObjectVersion {
+                size: 0,
+                mtime_ns: 0,
+                digest: String::new(),
+            },
+            status,
+            primary_family: primary.to_string(),
+            families: families.to_vec(),
+            families_digest: families_digest.to_string(),
+            rows: 0,
+            rejected: 0,
+            rejections: Vec::new(),
+            repairs: Repairs::default(),
+            read_digest: read_digest.to_string(),
+        },
+    }
+}
+
+fn ingest_once(
+    index: &mut Index,
+    settings: &Settings,
+    paths: &[PathBuf],
+    options: &IngestOptions,
+    poisoned: &BTreeMap<String, String>,
+) -> Result<RunEnd> {
+    let started = Instant::now();
     let mut report = IngestReport::default();
+    // A run that failed after some commits left the full-text index behind redb: catch it up
+    // before this run's commits move its commit number past them.
+    let catchup = index.search.catch_up(&index.store)?;
+    if catchup != crate::search::Catchup::UpToDate {
+        info!(?catchup, "full-text index brought up to date from redb");
+    }
     let classifier = &settings.classifier;
     let policy = settings.policy();
     let read_digest = settings.read_digest();
@@ -251,7 +378,7 @@ pub fn ingest(
         }
     }
     let mut s3: Option<Arc<S3Client>> = None;
-    let (scans, missing) = scan_sources(index, settings, paths, options, &mut report, &mut s3)?;
+    let (scans, mut missing) = scan_sources(index, settings, paths, options, &mut report, &mut s3)?;
     // Two paths may name overlapping scans of one source: merge so nothing is seen twice.
     let scans = merge_scans(scans);
 
@@ -265,7 +392,11 @@ pub fn ingest(
     for scan in &scans {
         for (path, error) in &scan.errors {
             report.scan_errors.push(FailureReport {
-                key: path.clone(),
+                key: if path.is_empty() {
+                    scan.source.clone()
+                } else {
+                    path.clone()
+                },
                 error: error.clone(),
             });
         }
@@ -317,6 +448,10 @@ pub fn ingest(
                 report.objects_unchanged += 1;
                 continue;
             }
+            if let Some(error) = poisoned.get(&keys::object_id(&scan.source, &found.key)) {
+                missing.push((scan.source.clone(), found.key.clone(), error.clone()));
+                continue;
+            }
             work.push(Work {
                 source: scan.source.clone(),
                 found: found.clone(),
@@ -327,10 +462,13 @@ pub fn ingest(
             });
         }
     }
-    // Inventory objects the bucket lacks: failed (kept as they were, retried next time).
+    // Inventory objects the bucket lacks, and objects set aside after breaking a batch: failed
+    // (kept as they were, retried next time).
     let mut failed: Vec<ObjectRecord> = Vec::new();
     for (source, key, error) in missing {
-        report.objects_scanned += 1;
+        if !poisoned.contains_key(&keys::object_id(&source, &key)) {
+            report.objects_scanned += 1;
+        }
         report.objects_failed += 1;
         warn!(%key, %error, "object missing");
         report.failures.push(FailureReport {
@@ -339,65 +477,69 @@ pub fn ingest(
         });
         let id = keys::object_id(&source, &key);
         let old = view.object(&id)?;
-        let status = ObjectStatus::Failed { error };
-        if old.as_ref().is_some_and(|o| o.status == status) {
+        if old.as_ref().is_some_and(|o| {
+            o.status
+                == (ObjectStatus::Failed {
+                    error: error.clone(),
+                })
+        }) {
             continue;
         }
         let (primary, families) = match classifier.classify(&key) {
             Classification::Data { primary, tags } => (primary, tags),
             Classification::NotData { .. } => continue,
         };
-        failed.push(match old {
-            Some(mut o) => {
-                o.status = status;
-                o
-            }
-            None => ObjectRecord {
-                source,
-                key,
-                version: ObjectVersion {
-                    size: 0,
-                    mtime_ns: 0,
-                    digest: String::new(),
-                },
-                status,
-                primary_family: primary,
-                families,
-                families_digest: classifier.digest().to_string(),
-                rows: 0,
-                rejected: 0,
-                rejections: Vec::new(),
-                repairs: Repairs::default(),
-                read_digest: read_digest.clone(),
-            },
-        });
+        failed.push(failed_record(
+            old,
+            &source,
+            &key,
+            &primary,
+            &families,
+            classifier.digest(),
+            &read_digest,
+            error,
+        ));
     }
     drop(view);
 
     if work.is_empty() && skipped.is_empty() && deletions.is_empty() && failed.is_empty() {
         report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
+        return Ok(RunEnd::Finished(report));
     }
 
     let total_bytes: u64 = work.iter().map(|w| w.found.size).sum();
     let (tx, parsed_rx) = sync_channel::<Msg>(CHANNEL_CHUNKS);
     let (fp_tx, rx) = sync_channel::<Msg>(CHANNEL_CHUNKS);
     let limits = options.limits;
-    let work_for_reader: Vec<(Location, (parse::FileFormat, bool))> = work
+    let work_for_reader: Vec<ReadJob> = work
         .iter()
-        .map(|w| (w.found.location.clone(), w.format))
+        .map(|w| ReadJob {
+            location: w.found.location.clone(),
+            key: w.found.key.clone(),
+            format: w.format,
+        })
         .collect();
+    // Set when the writer gives up on this run, so the reader stops taking objects.
+    let abandon = Arc::new(AtomicBool::new(false));
     let reader = Reader {
         s3: s3.clone(),
         spool: index.data_dir.join("spool"),
         stop: options.stop.clone(),
+        abandon: abandon.clone(),
     };
     let fts_seq = index.search.committed_seq()?;
-    let run = std::thread::scope(|scope| -> Result<()> {
-        scope.spawn(move || reader_thread(work_for_reader, &reader, limits, tx));
+    let commits = AtomicU64::new(0);
+    // Figures of committed batches (planning figures stay in `report`).
+    let mut committed = IngestReport::default();
+    let run = std::thread::scope(|scope| -> Result<Option<(usize, String)>> {
+        // Owned here, so that leaving this closure early (an error, an abort) closes the
+        // channel and every stage upstream stops at its next send.
+        let rx = rx;
+        let reader_thread =
+            scope.spawn(move || reader_thread(work_for_reader, &reader, limits, tx));
         let redactor = &redactor;
         let workers = options.workers.max(1);
-        scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx, redactor, workers));
+        let fp_thread = scope.spawn(move || fingerprint_stage(parsed_rx, fp_tx, redactor, workers));
         let mut progress = Progress::new(
             options.progress,
             work.len(),
@@ -414,15 +556,18 @@ pub fn ingest(
         let mut first = true;
         let mut finished = false;
         let mut text_pending: Option<u64> = None;
+        let mut aborted = None;
         while !finished {
             let txn = index.store.begin_write()?;
             let mut batch = WriteBatch::open(&txn, &policy)?;
+            // This batch's figures count only once it commits.
+            let mut pending = IngestReport::default();
             if first {
                 first = false;
                 for id in &deletions {
                     if let Some(old) = batch.delete_object(id)? {
-                        report.rows_removed += old.rows;
-                        report.objects_deleted += 1;
+                        pending.rows_removed += old.rows;
+                        pending.objects_deleted += 1;
                         info!(key = %old.key, rows = old.rows, "object deleted");
                     }
                 }
@@ -432,26 +577,52 @@ pub fn ingest(
                 for record in &skipped {
                     let id = keys::object_id(&record.source, &record.key);
                     if let Some(old) = batch.object(&id)? {
-                        report.rows_removed += batch.remove_places(&id, &old.families)?;
+                        pending.rows_removed += batch.remove_places(&id, &old.families)?;
                     }
                     batch.put_object(record)?;
                 }
             }
             let mut early = EarlyText::default();
-            finished = write_batch(
+            let end = write_batch(
                 &mut batch,
                 &mut index.search,
                 &mut early,
                 &rx,
                 &plan,
-                &mut report,
+                &mut pending,
                 &mut progress,
             )?;
+            match end {
+                BatchEnd::Full => {}
+                BatchEnd::Done => finished = true,
+                BatchEnd::Abort { work, error } => {
+                    // Dropping the batch and its transaction commits nothing of it.
+                    abandon.store(true, Ordering::SeqCst);
+                    aborted = Some((work, error));
+                    break;
+                }
+            }
             let written = Instant::now();
             let outcome = batch.finish(fts_seq)?;
+            if crate::failpoint::nth(crate::failpoint::COMMIT_ERROR, &commits) {
+                return Err(crate::error::Error::Io {
+                    path: index.store.path().to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        "fail point: the disk refused the commit",
+                    ),
+                });
+            }
             txn.commit()?;
-            report.commits += 1;
-            report.split_moves += outcome.moved;
+            if crate::failpoint::armed(crate::failpoint::ABORT_AFTER_COMMIT)
+                .and_then(|n| n.parse::<u64>().ok())
+                == Some(commits.load(Ordering::SeqCst).max(1))
+            {
+                std::process::abort();
+            }
+            pending.commits += 1;
+            pending.split_moves += outcome.moved;
+            committed.add(pending);
             info!(
                 seq = outcome.seq,
                 touched = outcome.touched.len(),
@@ -471,26 +642,107 @@ pub fn ingest(
                 text_pending = Some(outcome.seq);
             }
         }
-        if let Some(seq) = text_pending {
-            let started = Instant::now();
-            index.search.commit(seq)?;
-            info!(
-                seq,
-                commit_ms = started.elapsed().as_millis() as u64,
-                "full-text index committed"
-            );
+        if aborted.is_none() {
+            if let Some(seq) = text_pending {
+                let started = Instant::now();
+                index.search.commit(seq)?;
+                info!(
+                    seq,
+                    commit_ms = started.elapsed().as_millis() as u64,
+                    "full-text index committed"
+                );
+            }
+            progress.finish();
         }
-        progress.finish();
-        Ok(())
+        drop(rx);
+        // The stages end on their own once the channel is closed; a panic that escaped them
+        // is an error of this run, never a crash of the process.
+        for (stage, handle) in [("reader", reader_thread), ("fingerprint", fp_thread)] {
+            if let Err(panic) = handle.join() {
+                return Err(crate::error::Error::Invariant(format!(
+                    "the {stage} stage panicked: {}",
+                    panic_message(panic.as_ref())
+                )));
+            }
+        }
+        Ok(aborted)
     });
-    if let Err(e) = run {
-        if let Err(rollback) = index.search.rollback() {
-            warn!(error = %rollback, "full-text index rollback failed; its uncommitted changes go with the writer");
+    let aborted = match run {
+        Ok(aborted) => aborted,
+        Err(e) => {
+            if let Err(rollback) = index.search.rollback() {
+                warn!(error = %rollback, "full-text index rollback failed; its uncommitted changes go with the writer");
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    match aborted {
+        None => {
+            report.add(committed);
+            Ok(RunEnd::Finished(report))
+        }
+        Some((i, error)) => {
+            // What was added to the full-text index early for the dropped batch goes; the
+            // batches committed before it are replayed from redb's log by the next pass.
+            index.search.rollback()?;
+            let w = &work[i];
+            Ok(RunEnd::Aborted {
+                id: keys::object_id(&w.source, &w.found.key),
+                error,
+                report: committed,
+            })
+        }
+    }
+}
+
+/// The text of a caught panic (its message when it has one).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+impl IngestReport {
+    /// Add the figures of a later part of the same run (a committed batch, a restarted pass).
+    fn add(&mut self, later: IngestReport) {
+        let earlier = std::mem::replace(self, later);
+        self.objects_scanned += earlier.objects_scanned;
+        self.objects_unchanged += earlier.objects_unchanged;
+        self.objects_skipped += earlier.objects_skipped;
+        self.objects_new += earlier.objects_new;
+        self.objects_changed += earlier.objects_changed;
+        self.objects_deleted += earlier.objects_deleted;
+        self.objects_failed += earlier.objects_failed;
+        self.rows_added += earlier.rows_added;
+        self.rows_removed += earlier.rows_removed;
+        self.rejected_rows += earlier.rejected_rows;
+        let mut rejections = earlier.rejections;
+        rejections.append(&mut self.rejections);
+        rejections.truncate(REPORTED_REJECTIONS);
+        self.rejections = rejections;
+        let mut failures = earlier.failures;
+        failures.append(&mut self.failures);
+        self.failures = failures;
+        let mut scan_errors = earlier.scan_errors;
+        scan_errors.append(&mut self.scan_errors);
+        self.scan_errors = scan_errors;
+        self.split_moves += earlier.split_moves;
+        self.bytes_read += earlier.bytes_read;
+        self.commits += earlier.commits;
+        self.repairs.add(earlier.repairs);
+        let mut warnings = earlier.warnings;
+        for w in std::mem::take(&mut self.warnings) {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        self.warnings = warnings;
+    }
 }
 
 /// A source root inside (or around) another one already indexed sees the same files under other
@@ -588,7 +840,23 @@ struct Plan<'a> {
     redactor: &'a Redactor,
 }
 
-/// Consume reader messages into one batch until it is full; returns true when the reader is done.
+/// How a batch ended.
+enum BatchEnd {
+    /// Full: commit it and open the next.
+    Full,
+    /// The reader sent `Done`: commit it, and the run is over.
+    Done,
+    /// An object broke after its `Begin`: drop the batch uncommitted.
+    Abort { work: usize, error: String },
+}
+
+/// Records of an object that the fingerprint stage could not prepare, by work item.
+#[derive(Default)]
+struct LateRejections {
+    by_work: HashMap<usize, (u64, Vec<Rejection>)>,
+}
+
+/// Consume reader messages into one batch until it is full or the stream ends.
 fn write_batch(
     batch: &mut WriteBatch<'_>,
     search: &mut SearchIndex,
@@ -597,137 +865,249 @@ fn write_batch(
     plan: &Plan<'_>,
     report: &mut IngestReport,
     progress: &mut Progress,
-) -> Result<bool> {
-    let work = plan.work;
+) -> Result<BatchEnd> {
     let mut batch_bytes = 0u64;
-    for msg in rx.iter() {
-        match msg {
-            Msg::Begin(i) => {
-                let w = &work[i];
-                let id = keys::object_id(&w.source, &w.found.key);
-                if let Some(old) = batch.object(&id)? {
-                    report.rows_removed += batch.remove_places(&id, &old.families)?;
+    let mut late = LateRejections::default();
+    // The object whose `Begin` came and whose `End` has not.
+    let mut open: Option<usize> = None;
+    loop {
+        let Ok(msg) = rx.recv() else {
+            return Err(crate::error::Error::Invariant(
+                "the reading stages stopped without finishing (a stage died); nothing of the open batch was committed"
+                    .to_string(),
+            ));
+        };
+        let subject = match &msg {
+            Msg::Begin(i) | Msg::Parsed(i, _) | Msg::Rows(i, _, _) | Msg::Failed(i, _) => Some(*i),
+            Msg::End { work, .. } => Some(*work),
+            Msg::StageFailed(_) | Msg::Done => None,
+        };
+        // A bug that panics on one object's rows costs that object, not the process.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_message(
+                batch,
+                search,
+                early,
+                msg,
+                plan,
+                report,
+                progress,
+                &mut late,
+                &mut open,
+                &mut batch_bytes,
+            )
+        }));
+        match step {
+            Ok(Ok(Step::Continue)) => {}
+            Ok(Ok(Step::End(end))) => return Ok(end),
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => {
+                let error = format!(
+                    "internal error while writing its rows (a bug in idx): {}",
+                    crate::pii::bounded_excerpt(&panic_message(panic.as_ref()))
+                );
+                return match open.or(subject) {
+                    Some(work) => Ok(BatchEnd::Abort { work, error }),
+                    None => Err(crate::error::Error::Invariant(error)),
+                };
+            }
+        }
+    }
+}
+
+enum Step {
+    Continue,
+    End(BatchEnd),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_message(
+    batch: &mut WriteBatch<'_>,
+    search: &mut SearchIndex,
+    early: &mut EarlyText,
+    msg: Msg,
+    plan: &Plan<'_>,
+    report: &mut IngestReport,
+    progress: &mut Progress,
+    late: &mut LateRejections,
+    open: &mut Option<usize>,
+    batch_bytes: &mut u64,
+) -> Result<Step> {
+    let work = plan.work;
+    match msg {
+        Msg::Begin(i) => {
+            *open = Some(i);
+            let w = &work[i];
+            let id = keys::object_id(&w.source, &w.found.key);
+            if let Some(old) = batch.object(&id)? {
+                report.rows_removed += batch.remove_places(&id, &old.families)?;
+            }
+        }
+        Msg::Parsed(i, records) => {
+            let (rows, rejected) = prepare(records, plan.redactor);
+            write_rows(batch, search, early, work, i, &rows)?;
+            report.rows_added += rows.len() as u64;
+            late.add(i, rejected);
+        }
+        Msg::Rows(i, rows, rejected) => {
+            write_rows(batch, search, early, work, i, &rows)?;
+            report.rows_added += rows.len() as u64;
+            late.add(i, rejected);
+        }
+        Msg::End {
+            work: i,
+            digest,
+            bytes,
+            rows,
+            rejected,
+            mut rejections,
+            repairs,
+        } => {
+            *open = None;
+            let w = &work[i];
+            let (late_count, late_rejections) = late.by_work.remove(&i).unwrap_or_default();
+            let rows = rows.saturating_sub(late_count);
+            let rejected = rejected + late_count;
+            if late_count > 0 {
+                rejections.extend(late_rejections);
+                rejections.sort_by_key(|r| r.line);
+                rejections.truncate(KEPT_REJECTIONS);
+            }
+            report.repairs.add(repairs);
+            for r in &rejections {
+                if report.rejections.len() < REPORTED_REJECTIONS {
+                    report.rejections.push(RejectionReport {
+                        key: w.found.key.clone(),
+                        line: r.line,
+                        reason: r.reason.clone(),
+                    });
                 }
             }
-            Msg::Parsed(i, records) => {
-                let rows = prepare(records, plan.redactor);
-                write_rows(batch, search, early, work, i, &rows)?;
-                report.rows_added += rows.len() as u64;
+            report.rejected_rows += rejected;
+            report.bytes_read += bytes;
+            if w.existed {
+                report.objects_changed += 1;
+            } else {
+                report.objects_new += 1;
             }
-            Msg::Rows(i, rows) => {
-                write_rows(batch, search, early, work, i, &rows)?;
-                report.rows_added += rows.len() as u64;
-            }
-            Msg::End {
-                work: i,
-                digest,
-                bytes,
+            batch.put_object(&ObjectRecord {
+                source: w.source.clone(),
+                key: w.found.key.clone(),
+                version: ObjectVersion {
+                    size: w.found.size,
+                    mtime_ns: w.found.mtime_ns,
+                    // S3 objects are known by their ETag, which the next listing repeats.
+                    digest: w.found.etag.clone().unwrap_or(digest),
+                },
+                status: ObjectStatus::Indexed,
+                primary_family: w.primary.clone(),
+                families: w.families.clone(),
+                families_digest: plan.families_digest.to_string(),
                 rows,
                 rejected,
                 rejections,
                 repairs,
-            } => {
-                let w = &work[i];
-                report.repairs.add(repairs);
-                for r in &rejections {
-                    if report.rejections.len() < REPORTED_REJECTIONS {
-                        report.rejections.push(RejectionReport {
-                            key: w.found.key.clone(),
-                            line: r.line,
-                            reason: r.reason.clone(),
-                        });
-                    }
-                }
-                report.rejected_rows += rejected;
-                report.bytes_read += bytes;
-                if w.existed {
-                    report.objects_changed += 1;
-                } else {
-                    report.objects_new += 1;
-                }
-                batch.put_object(&ObjectRecord {
-                    source: w.source.clone(),
-                    key: w.found.key.clone(),
-                    version: ObjectVersion {
-                        size: w.found.size,
-                        mtime_ns: w.found.mtime_ns,
-                        // S3 objects are known by their ETag, which the next listing repeats.
-                        digest: w.found.etag.clone().unwrap_or(digest),
-                    },
-                    status: ObjectStatus::Indexed,
-                    primary_family: w.primary.clone(),
-                    families: w.families.clone(),
-                    families_digest: plan.families_digest.to_string(),
-                    rows,
-                    rejected,
-                    rejections,
-                    repairs,
-                    read_digest: plan.read_digest.clone(),
-                })?;
-                info!(key = %w.found.key, rows, rejected, family = %w.primary, "object indexed");
-                progress.object_done(w.found.size);
-                batch_bytes += w.found.size;
-                if batch_bytes >= plan.batch_bytes {
-                    return Ok(false);
-                }
-            }
-            Msg::Failed(i, error) => {
-                let w = &work[i];
-                warn!(key = %w.found.key, %error, "object could not be read");
-                report.objects_failed += 1;
-                report.failures.push(FailureReport {
-                    key: w.found.key.clone(),
-                    error: error.clone(),
-                });
-                let id = keys::object_id(&w.source, &w.found.key);
-                // Keep whatever was indexed before (rows and version) so the next scan retries.
-                let record = match batch.object(&id)? {
-                    Some(mut old) => {
-                        old.status = ObjectStatus::Failed { error };
-                        old
-                    }
-                    None => ObjectRecord {
-                        source: w.source.clone(),
-                        key: w.found.key.clone(),
-                        version: ObjectVersion {
-                            size: 0,
-                            mtime_ns: 0,
-                            digest: String::new(),
-                        },
-                        status: ObjectStatus::Failed { error },
-                        primary_family: w.primary.clone(),
-                        families: w.families.clone(),
-                        families_digest: String::new(),
-                        rows: 0,
-                        rejected: 0,
-                        rejections: Vec::new(),
-                        repairs: Repairs::default(),
-                        read_digest: String::new(),
-                    },
-                };
-                batch.put_object(&record)?;
-                progress.object_done(w.found.size);
+                read_digest: plan.read_digest.clone(),
+            })?;
+            info!(key = %w.found.key, rows, rejected, family = %w.primary, "object indexed");
+            progress.object_done(w.found.size);
+            *batch_bytes += w.found.size;
+            if *batch_bytes >= plan.batch_bytes {
+                return Ok(Step::End(BatchEnd::Full));
             }
         }
+        Msg::Failed(i, error) => {
+            if *open == Some(i) {
+                // Part of it may be in this batch already: the batch must not commit.
+                return Ok(Step::End(BatchEnd::Abort { work: i, error }));
+            }
+            let w = &work[i];
+            warn!(key = %w.found.key, %error, "object could not be read");
+            report.objects_failed += 1;
+            report.failures.push(FailureReport {
+                key: w.found.key.clone(),
+                error: error.clone(),
+            });
+            let id = keys::object_id(&w.source, &w.found.key);
+            let record = failed_record(
+                batch.object(&id)?,
+                &w.source,
+                &w.found.key,
+                &w.primary,
+                &w.families,
+                plan.families_digest,
+                &plan.read_digest,
+                error,
+            );
+            batch.put_object(&record)?;
+            progress.object_done(w.found.size);
+        }
+        Msg::StageFailed(error) => return Err(crate::error::Error::Invariant(error)),
+        Msg::Done => {
+            if let Some(i) = *open {
+                return Err(crate::error::Error::Invariant(format!(
+                    "the reader ended inside {} without finishing it",
+                    work[i].found.key
+                )));
+            }
+            return Ok(Step::End(BatchEnd::Done));
+        }
     }
-    Ok(true)
+    Ok(Step::Continue)
 }
 
-/// Redact PII, then fingerprint: hashes are computed on redacted text only.
-fn prepare(records: Vec<parse::ParsedRecord>, redactor: &Redactor) -> Vec<PreparedRow> {
-    records
-        .into_iter()
-        .map(|mut r| {
-            let pii = redactor.redact_conversation(&mut r.conversation);
-            PreparedRow {
-                line: r.line,
-                record: r.record,
-                fp: fingerprint(&r.conversation),
-                pii,
-                conversation: r.conversation,
-            }
-        })
-        .collect()
+impl LateRejections {
+    fn add(&mut self, work: usize, rejected: Vec<Rejection>) {
+        if rejected.is_empty() {
+            return;
+        }
+        let entry = self.by_work.entry(work).or_default();
+        entry.0 += rejected.len() as u64;
+        let room = KEPT_REJECTIONS.saturating_sub(entry.1.len());
+        entry.1.extend(rejected.into_iter().take(room));
+    }
+}
+
+/// Redact PII, then fingerprint: hashes are computed on redacted text only. A record whose
+/// preparation panics (a bug met by one row) is rejected with its line; the others go on.
+fn prepare(
+    records: Vec<parse::ParsedRecord>,
+    redactor: &Redactor,
+) -> (Vec<PreparedRow>, Vec<Rejection>) {
+    let mut rows = Vec::with_capacity(records.len());
+    let mut rejected = Vec::new();
+    for r in records {
+        let line = r.line;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare_row(r, redactor))) {
+            Ok(row) => rows.push(row),
+            Err(_) => rejected.push(Rejection {
+                line,
+                // The panic's own message may quote the row's text: it is not kept.
+                reason: "internal error while redacting or fingerprinting this row (a bug in idx; the row was left out)"
+                    .to_string(),
+            }),
+        }
+    }
+    (rows, rejected)
+}
+
+fn prepare_row(mut r: parse::ParsedRecord, redactor: &Redactor) -> PreparedRow {
+    if let Some(marker) = crate::failpoint::armed(crate::failpoint::PREPARE_PANIC) {
+        if r.conversation
+            .all_messages()
+            .any(|m| m.content.contains(marker))
+        {
+            panic!("fail point {}", crate::failpoint::PREPARE_PANIC);
+        }
+    }
+    let pii = redactor.redact_conversation(&mut r.conversation);
+    PreparedRow {
+        line: r.line,
+        record: r.record,
+        fp: fingerprint(&r.conversation),
+        pii,
+        conversation: r.conversation,
+    }
 }
 
 fn write_rows(
@@ -761,15 +1141,27 @@ fn write_rows(
     Ok(())
 }
 
-/// Fingerprints parsed records between the reader and the writer; passes everything else on.
-/// The fingerprint stage (PII redaction, hashes, SimHash, tokens) on a pool of `workers`
-/// threads. Messages are numbered on the way in and put back in order on the way out, so the
-/// writer sees exactly the reader's sequence; every channel is bounded, and the reorder buffer
-/// holds at most what the workers and their channels hold.
+/// The fingerprint stage (PII redaction, hashes, SimHash, tokens) between the reader and the
+/// writer, on a pool of `workers` threads; everything but parsed records passes through.
+/// Messages are numbered on the way in and put back in order on the way out, so the writer
+/// sees exactly the reader's sequence. Every channel is bounded, and so is the work in flight:
+/// a message is dispatched only while fewer than `window` are between dispatch and release, so
+/// a slow or stuck worker holds the others back instead of growing the reorder buffer.
 fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor, workers: usize) {
-    let work = |msg: Msg| match msg {
-        Msg::Parsed(i, records) => Msg::Rows(i, prepare(records, redactor)),
-        other => other,
+    let work = |msg: Msg| -> Msg {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match msg {
+            Msg::Parsed(i, records) => {
+                let (rows, rejected) = prepare(records, redactor);
+                Msg::Rows(i, rows, rejected)
+            }
+            other => other,
+        }));
+        caught.unwrap_or_else(|panic| {
+            Msg::StageFailed(format!(
+                "the fingerprint stage panicked: {}",
+                crate::pii::bounded_excerpt(&panic_message(panic.as_ref()))
+            ))
+        })
     };
     if workers <= 1 {
         for msg in rx {
@@ -779,18 +1171,27 @@ fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor
         }
         return;
     }
+    let window = workers * 4;
     let (job_tx, job_rx) = sync_channel::<(u64, Msg)>(workers);
     // Each worker holds the job receiver; when they have all gone, the dispatcher's send fails.
     let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
-    let (done_tx, done_rx) = sync_channel::<(u64, Msg)>(workers);
+    let (done_tx, done_rx) = sync_channel::<(u64, Msg)>(window);
+    // One permit per message in flight; the orderer gives a permit back as it releases one.
+    let (permit_tx, permit_rx) = sync_channel::<()>(window);
+    for _ in 0..window {
+        let _ = permit_tx.try_send(());
+    }
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let done_tx = done_tx.clone();
             let job_rx = job_rx.clone();
             let work = &work;
             scope.spawn(move || loop {
-                let job = job_rx.lock().map(|r| r.recv());
-                let Ok(Ok((seq, msg))) = job else { return };
+                let job = match job_rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(poisoned) => poisoned.into_inner().recv(),
+                };
+                let Ok((seq, msg)) = job else { return };
                 if done_tx.send((seq, work(msg))).is_err() {
                     return;
                 }
@@ -800,7 +1201,7 @@ fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor
         drop(job_rx);
         scope.spawn(move || {
             for (seq, msg) in rx.into_iter().enumerate() {
-                if job_tx.send((seq as u64, msg)).is_err() {
+                if permit_rx.recv().is_err() || job_tx.send((seq as u64, msg)).is_err() {
                     return;
                 }
             }
@@ -813,6 +1214,7 @@ fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor
                 if tx.send(msg).is_err() {
                     return;
                 }
+                let _ = permit_tx.try_send(());
                 next += 1;
             }
         }
@@ -825,6 +1227,15 @@ struct Reader {
     /// Where S3 objects are streamed to before parsing (one at a time).
     spool: PathBuf,
     stop: Option<Arc<AtomicBool>>,
+    /// Set by the writer when it drops the run.
+    abandon: Arc<AtomicBool>,
+}
+
+/// One object for the reader.
+struct ReadJob {
+    location: Location,
+    key: String,
+    format: (parse::FileFormat, bool),
 }
 
 impl Reader {
@@ -853,91 +1264,118 @@ impl Reader {
     }
 
     fn stopped(&self) -> bool {
-        self.stop
-            .as_ref()
-            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        self.abandon.load(Ordering::SeqCst)
+            || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
 }
 
-/// Reads and parses objects in order, streaming records to the fingerprint stage.
-fn reader_thread(
-    work: Vec<(Location, (parse::FileFormat, bool))>,
-    reader: &Reader,
-    limits: Limits,
-    tx: SyncSender<Msg>,
-) {
-    for (i, (location, (format, gzip))) in work.into_iter().enumerate() {
+/// Reads and parses objects in order, streaming records to the fingerprint stage, and ends the
+/// stream with `Done`. Each object is read under `catch_unwind`: a panic while reading one (a
+/// bug met by its bytes) makes that object `Failed`, and the reader goes on with the next.
+fn reader_thread(work: Vec<ReadJob>, reader: &Reader, limits: Limits, tx: SyncSender<Msg>) {
+    for (i, job) in work.into_iter().enumerate() {
         if reader.stopped() {
-            return;
+            break;
         }
-        let file = match reader.open(&location) {
-            Ok(f) => f,
-            Err(e) => {
-                if tx.send(Msg::Failed(i, e)).is_err() {
-                    return;
-                }
-                continue;
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_one(i, &job, reader, limits, &tx)
+        }));
+        let sent = match read {
+            Ok(sent) => sent,
+            Err(panic) => {
+                let error = format!(
+                    "internal error while reading (a bug in idx): {}",
+                    crate::pii::bounded_excerpt(&panic_message(panic.as_ref()))
+                );
+                tx.send(Msg::Failed(i, error)).is_ok()
             }
         };
-        if tx.send(Msg::Begin(i)).is_err() {
-            return;
-        }
-        let mut digester = DigestReader {
-            inner: file,
-            hasher: xxhash_rust::xxh3::Xxh3::new(),
-            bytes: 0,
-        };
-        let mut chunk: Vec<parse::ParsedRecord> = Vec::with_capacity(CHUNK_ROWS);
-        let mut rows = 0u64;
-        let mut rejected = 0u64;
-        let mut rejections = Vec::new();
-        let mut repairs = Repairs::default();
-        let mut closed = false;
-        parse::read_object(
-            &mut digester,
-            format,
-            gzip,
-            limits,
-            &mut |item| match item {
-                Item::Record(r) => {
-                    repairs.add(r.repairs);
-                    chunk.push(r);
-                    rows += 1;
-                    if chunk.len() >= CHUNK_ROWS && !closed {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
-                        closed = tx.send(Msg::Parsed(i, full)).is_err();
-                    }
-                }
-                Item::Rejected(r) => {
-                    rejected += 1;
-                    if rejections.len() < KEPT_REJECTIONS {
-                        rejections.push(r);
-                    }
-                }
-            },
-        );
-        if closed {
-            return;
-        }
-        // Drain what the parser left unread (e.g. after a document-size rejection) so the digest
-        // covers the whole object.
-        let _ = std::io::copy(&mut digester, &mut std::io::sink());
-        if !chunk.is_empty() && tx.send(Msg::Parsed(i, chunk)).is_err() {
-            return;
-        }
-        let end = Msg::End {
-            work: i,
-            digest: format!("{:032x}", digester.hasher.digest128()),
-            bytes: digester.bytes,
-            rows,
-            rejected,
-            rejections,
-            repairs,
-        };
-        if tx.send(end).is_err() {
+        if !sent {
             return;
         }
     }
+    let _ = tx.send(Msg::Done);
+}
+
+/// Read one object; false when the writer has gone.
+fn read_one(
+    i: usize,
+    job: &ReadJob,
+    reader: &Reader,
+    limits: Limits,
+    tx: &SyncSender<Msg>,
+) -> bool {
+    let (format, gzip) = job.format;
+    let file = match reader.open(&job.location) {
+        Ok(f) => f,
+        Err(e) => return tx.send(Msg::Failed(i, e)).is_ok(),
+    };
+    if tx.send(Msg::Begin(i)).is_err() {
+        return false;
+    }
+    // Test hook: panic after this many records of an object whose key holds the marker.
+    let panic_after = crate::failpoint::armed(crate::failpoint::READ_PANIC).and_then(|arg| {
+        let (marker, n) = arg.split_once('@').unwrap_or((arg, "1"));
+        job.key
+            .contains(marker)
+            .then(|| n.parse::<u64>().unwrap_or(1))
+    });
+    let mut digester = DigestReader {
+        inner: file,
+        hasher: xxhash_rust::xxh3::Xxh3::new(),
+        bytes: 0,
+    };
+    let mut chunk: Vec<parse::ParsedRecord> = Vec::with_capacity(CHUNK_ROWS);
+    let mut rows = 0u64;
+    let mut rejected = 0u64;
+    let mut rejections = Vec::new();
+    let mut repairs = Repairs::default();
+    let mut closed = false;
+    parse::read_object(
+        &mut digester,
+        format,
+        gzip,
+        limits,
+        &mut |item| match item {
+            Item::Record(r) => {
+                repairs.add(r.repairs);
+                chunk.push(r);
+                rows += 1;
+                if panic_after == Some(rows) {
+                    panic!("fail point {}", crate::failpoint::READ_PANIC);
+                }
+                if chunk.len() >= CHUNK_ROWS && !closed {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
+                    closed = tx.send(Msg::Parsed(i, full)).is_err();
+                }
+            }
+            Item::Rejected(r) => {
+                rejected += 1;
+                if rejections.len() < KEPT_REJECTIONS {
+                    rejections.push(r);
+                }
+            }
+        },
+    );
+    if closed {
+        return false;
+    }
+    // Drain what the parser left unread (e.g. after a document-size rejection) so the digest
+    // covers the whole object.
+    let _ = std::io::copy(&mut digester, &mut std::io::sink());
+    if !chunk.is_empty() && tx.send(Msg::Parsed(i, chunk)).is_err() {
+        return false;
+    }
+    tx.send(Msg::End {
+        work: i,
+        digest: format!("{:032x}", digester.hasher.digest128()),
+        bytes: digester.bytes,
+        rows,
+        rejected,
+        rejections,
+        repairs,
+    })
+    .is_ok()
 }
 
 struct DigestReader<R> {

@@ -10,6 +10,7 @@ pub mod curriculum;
 pub mod daemon;
 pub mod error;
 pub mod export;
+pub mod failpoint;
 pub mod families;
 pub mod fingerprint;
 pub mod index;

@@ -18,6 +18,23 @@ use idx::ingest::{IngestOptions, IngestReport};
 use idx::parse::Limits;
 use idx::query;
 
+/// `println!` that returns an error instead of panicking when stdout is gone (`idx … | head`);
+/// `main` turns a broken pipe into a quiet exit 0.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// `print!` with the same treatment as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 /// idx turns JSON/JSONL training data into an indexed, de-duplicated, traceable dataset.
 ///
 /// Every row gets a content hash, a SimHash and its provenance (object, version, line) in an
@@ -85,6 +102,10 @@ enum Command {
     Query(QueryCommand),
     /// Rebuild the full-text index from redb (never needed for correctness; redb is the truth)
     Reindex,
+    /// Recover an index left by a crash or kill -9 (readers refuse such a file and never write
+    /// to it): redb repairs itself, the full-text index catches up with redb. Every writing
+    /// command (ingest, serve) does the same on its own
+    Recover,
     /// Run the gates: coverage (every required family has its minimum of indexed rows, or a
     /// waiver) and leakage (recomputed from scratch: no near-duplicate pair across splits, stored
     /// clusters and splits as they should be), plus a report of rows and tokens by family,
@@ -293,11 +314,20 @@ fn main() -> ExitCode {
     );
     match run(&cli) {
         Ok(code) => code,
+        // The reader of our output went away (`idx query source BIG | head`): not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("idx: error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Logs go to stderr: warnings by default (info for `idx serve`, one line per object), more with
@@ -354,7 +384,7 @@ fn gate_exit(passed: bool) -> ExitCode {
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -375,8 +405,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     daemon: daemon.as_ref(),
                 })?;
             } else {
-                print_status(&status, &cli.data_dir);
-                print_daemon(daemon.as_ref());
+                print_status(&status, &cli.data_dir)?;
+                print_daemon(daemon.as_ref())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -386,13 +416,32 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Export(e) => export(cli, e),
         Command::Serve(s) => serve(cli, s),
         Command::Curriculum(c) => curriculum(cli, c),
+        Command::Recover => {
+            if !cli.data_dir.join(idx::index::DB_FILE).exists() {
+                anyhow::bail!(idx::Error::NoIndex(cli.data_dir.clone()));
+            }
+            let index = Index::open_write(&cli.data_dir)?;
+            let seq = index.store.read()?.seq()?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "seq": seq,
+                    "full_text": format!("{:?}", index.catchup),
+                }))?;
+            } else {
+                outln!(
+                    "index recovered at commit {seq}; full-text index: {:?}",
+                    index.catchup
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reindex => {
             let mut index = Index::open_write(&cli.data_dir)?;
             let rows = index.search.rebuild(&index.store.read()?)?;
             if cli.json {
                 print_json(&serde_json::json!({ "rows": rows }))?;
             } else {
-                println!("full-text index rebuilt: {rows} rows");
+                outln!("full-text index rebuilt: {rows} rows");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -410,7 +459,7 @@ fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
     if cli.json {
         print_json(&v)?;
     } else {
-        print_verification(&v);
+        print_verification(&v)?;
     }
     Ok(gate_exit(v.passed))
 }
@@ -430,21 +479,21 @@ struct DaemonView {
     status: DaemonStatus,
 }
 
-fn print_daemon(d: Option<&DaemonView>) {
+fn print_daemon(d: Option<&DaemonView>) -> Result<()> {
     let Some(d) = d else {
-        println!("daemon: none has run here (start one with `idx serve --watch DIR`)");
-        return;
+        outln!("daemon: none has run here (start one with `idx serve --watch DIR`)");
+        return Ok(());
     };
     let s = &d.status;
     if !d.alive {
-        println!(
+        outln!(
             "daemon: not running (last heartbeat {}s ago, pid {})",
             unix_now().saturating_sub(s.heartbeat_at),
             s.pid
         );
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "daemon: alive (pid {}, {}, heartbeat {}s ago), queue {}, {} objects pending, lag {}s",
         s.pid,
         s.state,
@@ -453,10 +502,11 @@ fn print_daemon(d: Option<&DaemonView>) {
         s.objects_pending,
         s.lag_seconds
     );
-    println!("  sources: {}", s.sources.join(", "));
+    outln!("  sources: {}", s.sources.join(", "));
     if let Some(e) = &s.last_error {
-        println!("  last error: {}: {}", e.object, e.error);
+        outln!("  last error: {}: {}", e.object, e.error);
     }
+    Ok(())
 }
 
 fn unix_now() -> u64 {
@@ -485,9 +535,35 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     options.s3.extend(args.s3.iter().cloned());
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating {}", cli.data_dir.display()))?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    idx::daemon::serve(&cli.data_dir, settings, options, stop)?;
+    idx::daemon::serve(&cli.data_dir, settings, options, shutdown_signal())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Completes at the first SIGINT or SIGTERM; from then on, a second SIGINT exits at once
+/// (what was committed stays committed; what was being read is read again next time).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("SIGINT: stopping (a second SIGINT exits at once)");
+        }
+        _ = terminated => tracing::info!("SIGTERM: stopping"),
+    }
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("idx serve: second SIGINT, exiting now");
+            std::process::exit(130);
+        }
+    });
 }
 
 fn load_curriculum(cli: &Cli) -> Result<Curriculum> {
@@ -503,14 +579,16 @@ fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
         if cli.json {
             print_json(&check)?;
         } else if check.passed {
-            println!(
+            outln!(
                 "{}: ok ({} files, {} lines checked)",
-                check.manifest, check.files_checked, check.rows_checked
+                check.manifest,
+                check.files_checked,
+                check.rows_checked
             );
         } else {
-            println!("{}: FAILED", check.manifest);
+            outln!("{}: FAILED", check.manifest);
             for p in &check.problems {
-                println!("  {p}");
+                outln!("  {p}");
             }
         }
         return Ok(gate_exit(check.passed));
@@ -569,11 +647,15 @@ fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
     if cli.json {
         print_json(&summary)?;
     } else {
-        println!(
+        outln!(
             "exported {} rows ({} tokens) in {} shards, {} bytes, to {}",
-            summary.rows, summary.tokens, summary.shards, summary.bytes, summary.out
+            summary.rows,
+            summary.tokens,
+            summary.shards,
+            summary.bytes,
+            summary.out
         );
-        println!(
+        outln!(
             "  {} near-duplicates collapsed, {} rows excluded for PII, gates {}",
             summary.near_duplicates_collapsed,
             summary.pii_excluded,
@@ -584,14 +666,15 @@ fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
             }
         );
         if let Some(m) = summary.moved_since_previous {
-            println!("  {m} rows moved split since the previous export");
+            outln!("  {m} rows moved split since the previous export");
         }
         for w in &summary.curriculum.warnings {
-            println!("  curriculum warning: {w}");
+            outln!("  curriculum warning: {w}");
         }
-        println!(
+        outln!(
             "manifest: {} (sha256 {})",
-            summary.manifest, summary.manifest_sha256
+            summary.manifest,
+            summary.manifest_sha256
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -621,7 +704,7 @@ fn curriculum(cli: &Cli, command: &CurriculumCommand) -> Result<ExitCode> {
                     path.display()
                 );
             }
-            None => print!("{toml}"),
+            None => out!("{toml}"),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -635,19 +718,19 @@ fn curriculum(cli: &Cli, command: &CurriculumCommand) -> Result<ExitCode> {
     if cli.json {
         print_json(&plan)?;
     } else {
-        print_plan(&plan);
+        print_plan(&plan)?;
     }
     Ok(gate_exit(plan.passed))
 }
 
-fn print_plan(plan: &idx::curriculum::Plan) {
-    println!(
+fn print_plan(plan: &idx::curriculum::Plan) -> Result<()> {
+    outln!(
         "curriculum {}: {}",
         plan.name,
         if plan.passed { "ok" } else { "ERRORS" }
     );
     for s in &plan.stages {
-        println!(
+        outln!(
             "{:>2}. {} ({}) {}: {} rows, {} tokens (mix allows {}), val {} rows",
             s.order,
             s.id,
@@ -659,21 +742,27 @@ fn print_plan(plan: &idx::curriculum::Plan) {
             s.val_rows
         );
         for f in &s.families {
-            println!(
+            outln!(
                 "      {:<32} weight {:<6} draws {:>7} rows {:>10} tokens  (of {} rows, {} tokens)",
-                f.family, f.weight, f.rows, f.tokens, f.available_rows, f.available_tokens
+                f.family,
+                f.weight,
+                f.rows,
+                f.tokens,
+                f.available_rows,
+                f.available_tokens
             );
         }
         if let Some(a) = &s.algorithm {
-            println!("      algorithm {}: {}", a.algorithm.as_str(), a.reason);
+            outln!("      algorithm {}: {}", a.algorithm.as_str(), a.reason);
         }
     }
     for w in &plan.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     for e in &plan.errors {
-        println!("error: {e}");
+        outln!("error: {e}");
     }
+    Ok(())
 }
 
 fn pii(cli: &Cli, command: &PiiCommand) -> Result<ExitCode> {
@@ -697,9 +786,9 @@ fn pii(cli: &Cli, command: &PiiCommand) -> Result<ExitCode> {
                         "text": line, "redacted": redacted, "detections": detections
                     }));
                 } else {
-                    println!("{redacted}");
+                    outln!("{redacted}");
                     for (k, v) in &found.values {
-                        println!("  {k}: {v}");
+                        outln!("  {k}: {v}");
                     }
                 }
             }
@@ -728,16 +817,24 @@ fn pii(cli: &Cli, command: &PiiCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             for r in &reports {
-                println!(
+                outln!(
                     "{} ({} texts): precision {:.4}, recall {:.4}",
-                    r.set, r.samples, r.precision, r.recall
+                    r.set,
+                    r.samples,
+                    r.precision,
+                    r.recall
                 );
-                println!(
+                outln!(
                     "  {:<14} {:>8} {:>8} {:>8} {:>9} {:>9}",
-                    "kind", "labels", "found", "correct", "precision", "recall"
+                    "kind",
+                    "labels",
+                    "found",
+                    "correct",
+                    "precision",
+                    "recall"
                 );
                 for (kind, k) in &r.by_kind {
-                    println!(
+                    outln!(
                         "  {:<14} {:>8} {:>8} {:>8} {:>9.4} {:>9.4}",
                         kind.as_str(),
                         k.expected,
@@ -748,10 +845,10 @@ fn pii(cli: &Cli, command: &PiiCommand) -> Result<ExitCode> {
                     );
                 }
                 for m in &r.misses {
-                    println!("  missed {m}");
+                    outln!("  missed {m}");
                 }
                 for f in &r.false_alarms {
-                    println!("  false alarm {f}");
+                    outln!("  false alarm {f}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -759,17 +856,20 @@ fn pii(cli: &Cli, command: &PiiCommand) -> Result<ExitCode> {
     }
 }
 
-fn print_verification(v: &idx::verify::Verification) {
+fn print_verification(v: &idx::verify::Verification) -> Result<()> {
     let verdict = |p: bool| if p { "pass" } else { "FAIL" };
     let c = &v.gates.coverage;
-    println!("coverage: {}", verdict(c.passed));
-    println!(
+    outln!("coverage: {}", verdict(c.passed));
+    outln!(
         "  {:<30} {:>8} {:>9} {:>12}  next action",
-        "family", "status", "rows", "tokens"
+        "family",
+        "status",
+        "rows",
+        "tokens"
     );
     for f in &c.families {
         let mark = if f.required { "" } else { " (optional)" };
-        println!(
+        outln!(
             "  {:<30} {:>8} {:>9} {:>12}  {}",
             format!("{}{mark}", f.family),
             f.status.as_str(),
@@ -779,37 +879,51 @@ fn print_verification(v: &idx::verify::Verification) {
         );
     }
     let l = &v.gates.leakage;
-    println!("leakage: {}", verdict(l.passed));
-    println!(
+    outln!("leakage: {}", verdict(l.passed));
+    outln!(
         "  {} near-duplicate pair(s) across splits, {} row(s) disagreeing with the recomputation",
-        l.cross_split_pairs, l.disagreements
+        l.cross_split_pairs,
+        l.disagreements
     );
     if !l.settings_current {
-        println!("  the settings changed since the last ingest: run `idx ingest` to recompute");
+        outln!("  the settings changed since the last ingest: run `idx ingest` to recompute");
     }
     for p in &l.cross_split_examples {
-        println!(
+        outln!(
             "  leak: {} ({}) ~ {} ({}), hamming {}, jaccard {:.3}",
-            p.a, p.split_a, p.b, p.split_b, p.hamming, p.similarity
+            p.a,
+            p.split_a,
+            p.b,
+            p.split_b,
+            p.hamming,
+            p.similarity
         );
     }
     for d in &l.disagreement_examples {
-        println!(
+        outln!(
             "  row {}: stored {} in cluster {}, expected {} in cluster {}",
-            d.content_hash, d.stored_split, d.stored_cluster, d.expected_split, d.expected_cluster
+            d.content_hash,
+            d.stored_split,
+            d.stored_cluster,
+            d.expected_split,
+            d.expected_cluster
         );
     }
-    println!(
+    outln!(
         "  {} near-duplicate pairs, {} clusters of 2+ holding {} rows, {} holdout groups",
-        l.near_duplicate_pairs, l.clusters, l.rows_in_clusters, l.holdout_groups
+        l.near_duplicate_pairs,
+        l.clusters,
+        l.rows_in_clusters,
+        l.holdout_groups
     );
     let r = &v.report;
-    println!(
+    outln!(
         "report: {} unique rows, {} tokens",
-        r.total.rows, r.total.tokens
+        r.total.rows,
+        r.total.tokens
     );
     for (s, n) in &r.by_split {
-        println!(
+        outln!(
             "  split {:<10} {:>9} rows {:>12} tokens",
             s.as_str(),
             n.rows,
@@ -817,12 +931,15 @@ fn print_verification(v: &idx::verify::Verification) {
         );
     }
     for (p, n) in &r.by_phase {
-        println!(
+        outln!(
             "  phase {:<10} {:>9} rows {:>12} tokens",
-            p, n.rows, n.tokens
+            p,
+            n.rows,
+            n.tokens
         );
     }
-    println!("verify: {}", if v.passed { "passed" } else { "FAILED" });
+    outln!("verify: {}", if v.passed { "passed" } else { "FAILED" });
+    Ok(())
 }
 
 fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
@@ -850,13 +967,13 @@ fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
     if cli.json {
         print_json(&report)?;
     } else {
-        print_ingest(&report);
+        print_ingest(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_ingest(r: &IngestReport) {
-    println!(
+fn print_ingest(r: &IngestReport) -> Result<()> {
+    outln!(
         "objects: {} scanned, {} new, {} changed, {} unchanged, {} deleted, {} skipped, {} failed",
         r.objects_scanned,
         r.objects_new,
@@ -866,7 +983,7 @@ fn print_ingest(r: &IngestReport) {
         r.objects_skipped,
         r.objects_failed
     );
-    println!(
+    outln!(
         "rows: {} added, {} removed, {} rejected; {} encoding repairs",
         r.rows_added,
         r.rows_removed,
@@ -874,91 +991,107 @@ fn print_ingest(r: &IngestReport) {
         r.repairs.total()
     );
     for rej in &r.rejections {
-        println!("  rejected {}:{}: {}", rej.key, rej.line, rej.reason);
+        outln!("  rejected {}:{}: {}", rej.key, rej.line, rej.reason);
     }
     if r.rejected_rows > r.rejections.len() as u64 {
-        println!(
+        outln!(
             "  … and {} more (see `idx status` and `idx query source KEY`)",
             r.rejected_rows - r.rejections.len() as u64
         );
     }
     for f in &r.failures {
-        println!("  failed {}: {}", f.key, f.error);
+        outln!("  failed {}: {}", f.key, f.error);
     }
     for f in &r.scan_errors {
-        println!("  unreadable {}: {}", f.key, f.error);
+        outln!("  unreadable {}: {}", f.key, f.error);
     }
     for w in &r.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     let mb = r.bytes_read as f64 / 1e6;
-    println!(
+    outln!(
         "read {:.1} MB in {:.2} s ({:.1} MB/s), {} commit(s)",
         mb,
         r.seconds,
         if r.seconds > 0.0 { mb / r.seconds } else { 0.0 },
         r.commits
     );
+    Ok(())
 }
 
-fn print_status(s: &query::Status, data_dir: &Path) {
-    println!("index: {}", data_dir.display());
-    println!(
+fn print_status(s: &query::Status, data_dir: &Path) -> Result<()> {
+    outln!("index: {}", data_dir.display());
+    outln!(
         "objects: {} ({} indexed, {} skipped, {} failed)",
         s.totals.objects,
         s.totals.objects_indexed,
         s.totals.objects_skipped,
         s.totals.objects_failed
     );
-    println!(
+    outln!(
         "rows: {} ({} unique), {} rejected, {} tokens",
-        s.totals.rows, s.totals.unique_rows, s.totals.rejected_rows, s.totals.tokens
+        s.totals.rows,
+        s.totals.unique_rows,
+        s.totals.rejected_rows,
+        s.totals.tokens
     );
-    println!(
+    outln!(
         "pii: {} unique rows redacted, {} excluded (kept for audit, never exported)",
-        s.totals.pii_redacted_rows, s.totals.pii_excluded_rows
+        s.totals.pii_redacted_rows,
+        s.totals.pii_excluded_rows
     );
-    println!(
+    outln!(
         "{:<32} {:>10} {:>10} {:>12}",
-        "family", "rows", "unique", "tokens"
+        "family",
+        "rows",
+        "unique",
+        "tokens"
     );
     for (name, f) in &s.families {
-        println!(
+        outln!(
             "{:<32} {:>10} {:>10} {:>12}",
-            name, f.rows, f.unique_rows, f.tokens
+            name,
+            f.rows,
+            f.unique_rows,
+            f.tokens
         );
     }
     if !s.unassigned_objects.is_empty() {
-        println!("unassigned objects (no family rule matched):");
+        outln!("unassigned objects (no family rule matched):");
         for k in &s.unassigned_objects {
-            println!("  {k}");
+            outln!("  {k}");
         }
     }
     if !s.skipped_objects.is_empty() {
-        println!("skipped objects: {}", s.skipped_objects.len());
+        outln!("skipped objects: {}", s.skipped_objects.len());
         for o in s.skipped_objects.iter().take(10) {
-            println!("  {}: {}", o.key, o.reason);
+            outln!("  {}: {}", o.key, o.reason);
         }
     }
     for o in &s.failed_objects {
-        println!("failed {}: {}", o.key, o.reason);
+        outln!("failed {}: {}", o.key, o.reason);
     }
     if s.repairs.total() > 0 {
         let r = &s.repairs;
-        println!(
+        outln!(
             "encoding repairs: {} mojibake runs, {} control characters, {} documents decoded",
-            r.mojibake, r.controls, r.decoded
+            r.mojibake,
+            r.controls,
+            r.decoded
         );
         for (family, r) in &s.repairs_by_family {
-            println!(
+            outln!(
                 "  {family}: {} mojibake, {} controls, {} decoded",
-                r.mojibake, r.controls, r.decoded
+                r.mojibake,
+                r.controls,
+                r.decoded
             );
         }
     }
     for (k, n) in &s.objects_with_rejections {
-        println!("rejections: {k}: {n} line(s)");
+        outln!("rejections: {k}: {n} line(s)");
     }
+    Ok(())
 }
 
 fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
@@ -977,7 +1110,7 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(row) => {
-                    println!(
+                    outln!(
                         "{} ({}, family {}, {} tokens, split {}, phase {}, pii {})",
                         row.content_hash,
                         row.kind,
@@ -993,22 +1126,22 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                             .iter()
                             .map(|(kind, n)| format!("{kind} ×{n}"))
                             .collect();
-                        println!("  pii found (redacted in the text): {}", kinds.join(", "));
+                        outln!("  pii found (redacted in the text): {}", kinds.join(", "));
                     }
                     for m in &row.messages {
-                        println!("  [{}] {}", m.role.as_str(), m.content);
+                        outln!("  [{}] {}", m.role.as_str(), m.content);
                     }
                     if let Some(rejected) = &row.rejected {
                         for m in rejected {
-                            println!("  [rejected {}] {}", m.role.as_str(), m.content);
+                            outln!("  [rejected {}] {}", m.role.as_str(), m.content);
                         }
                     }
                     if let Some(label) = row.label {
-                        println!("  label: {label}");
+                        outln!("  label: {label}");
                     }
-                    println!("sources:");
+                    outln!("sources:");
                     for s in &row.sources {
-                        println!("  {}/{}:{}", s.source, s.key, s.line);
+                        outln!("  {}/{}:{}", s.source, s.key, s.line);
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -1028,22 +1161,28 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(a) => {
-                    println!(
+                    outln!(
                         "{} (split {}, cluster {} of {} row(s))",
-                        a.content_hash, a.split, a.cluster, a.cluster_size
+                        a.content_hash,
+                        a.split,
+                        a.cluster,
+                        a.cluster_size
                     );
                     if !a.fingerprinted {
-                        println!("  too short for near-duplicate matching: exact duplicates only");
+                        outln!("  too short for near-duplicate matching: exact duplicates only");
                     } else if a.neighbours.is_empty() {
-                        println!("  no near-duplicates");
+                        outln!("  no near-duplicates");
                     }
                     for n in &a.neighbours {
-                        println!(
+                        outln!(
                             "  {}  hamming {:>2}  jaccard {:.3}  {}",
-                            n.content_hash, n.hamming, n.similarity, n.split
+                            n.content_hash,
+                            n.hamming,
+                            n.similarity,
+                            n.split
                         );
                         for s in &n.sources {
-                            println!("      {}/{}:{}", s.source, s.key, s.line);
+                            outln!("      {}/{}:{}", s.source, s.key, s.line);
                         }
                     }
                     Ok(ExitCode::SUCCESS)
@@ -1056,12 +1195,15 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
             if cli.json {
                 print_json(&moves)?;
             } else if moves.is_empty() {
-                println!("no split moves");
+                outln!("no split moves");
             } else {
                 for m in &moves {
-                    println!(
+                    outln!(
                         "commit {:>6}  {}  {} -> {}",
-                        m.seq, m.content_hash, m.from, m.to
+                        m.seq,
+                        m.content_hash,
+                        m.from,
+                        m.to
                     );
                 }
             }
@@ -1078,7 +1220,7 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                 print_json(&answers)?;
             } else {
                 for a in &answers {
-                    println!(
+                    outln!(
                         "{}/{} ({}, family {}, {} rows, {} rejected)",
                         a.source,
                         a.key,
@@ -1088,13 +1230,13 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                         a.rejected
                     );
                     if let Some(reason) = &a.reason {
-                        println!("  {reason}");
+                        outln!("  {reason}");
                     }
                     for r in &a.rows {
-                        println!("  line {:>6}  {}", r.line, r.content_hash);
+                        outln!("  line {:>6}  {}", r.line, r.content_hash);
                     }
                     for r in &a.rejections {
-                        println!("  line {:>6}  rejected: {}", r.line, r.reason);
+                        outln!("  line {:>6}  rejected: {}", r.line, r.reason);
                     }
                 }
             }
@@ -1105,16 +1247,21 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
             family,
             limit,
         } => {
-            let (store, search) = Index::open_read(&cli.data_dir)?;
+            let (store, search, lag) = Index::open_read(&cli.data_dir)?;
+            if lag > 0 {
+                eprintln!(
+                    "idx: note: the full-text index is {lag} commits behind the database; recent rows may be missing from these hits until the next `idx ingest` (or the daemon) catches it up"
+                );
+            }
             let hits = query::text(&store.read()?, &search, q, family.as_deref(), *limit)?;
             if cli.json {
                 print_json(&hits)?;
             } else if hits.is_empty() {
-                println!("no hits");
+                outln!("no hits");
             } else {
                 for h in &hits {
-                    println!("{}  {}  {}:{}", h.content_hash, h.family, h.key, h.line);
-                    println!("    {}", h.snippet);
+                    outln!("{}  {}  {}:{}", h.content_hash, h.family, h.key, h.line);
+                    outln!("    {}", h.snippet);
                 }
             }
             Ok(ExitCode::SUCCESS)

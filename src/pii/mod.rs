@@ -805,6 +805,20 @@ const GIVEN_NAMES: &[&str] = &[
     "Zoe",
 ];
 
+/// A text quoted in an error or a log, made safe to keep: PII redacted with the default
+/// policy, cut to at most 200 characters.
+pub fn bounded_excerpt(text: &str) -> String {
+    static DEFAULT: std::sync::LazyLock<Redactor> =
+        std::sync::LazyLock::new(|| Redactor::new(&PiiConfig::default()));
+    const MAX_CHARS: usize = 200;
+    let cut: String = text.chars().take(MAX_CHARS).collect();
+    let (mut redacted, _) = DEFAULT.redact(&cut);
+    if text.chars().nth(MAX_CHARS).is_some() {
+        redacted.push('…');
+    }
+    redacted
+}
+
 /// A compiled redactor: the patterns, the prefilter and the policy.
 #[derive(Debug, Clone)]
 pub struct Redactor {

@@ -101,13 +101,17 @@ fn status_of<E>(e: &SdkError<E>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
 }
 
-/// Whether an SDK error is worth another try (5xx, throttling, timeouts, dropped connections).
-fn retryable<E>(e: &SdkError<E>) -> bool {
-    use aws_sdk_s3::error::SdkError;
-    matches!(
-        e,
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
-    ) || status_of(e).is_some_and(|s| s >= 500)
+/// Attempts at reading one object's body when the stream breaks mid-download.
+const BODY_ATTEMPTS: u32 = 3;
+
+/// A backoff delay spread over [d/2, 3d/2), so clients that failed together do not retry
+/// together.
+fn jittered(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let spread = (u64::from(nanos) * 2654435761) % 1000;
+    delay / 2 + delay.mul_f64(spread as f64 / 1000.0)
 }
 
 fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -224,7 +228,9 @@ impl S3Client {
         dest: &Path,
     ) -> std::result::Result<u64, String> {
         let what = format!("s3://{bucket}/{key}");
-        let attempts = self.config.max_attempts.max(1);
+        // The SDK retries the request itself (its standard policy, `max_attempts`); this loop
+        // only starts again a body stream that broke mid-download, a few times, with jitter.
+        let attempts = BODY_ATTEMPTS;
         let mut delay = Duration::from_millis(200);
         let mut last = String::new();
         for attempt in 1..=attempts {
@@ -236,7 +242,7 @@ impl S3Client {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| (retryable(&e), describe(&e, &what)))?;
+                    .map_err(|e| (false, describe(&e, &what)))?;
                 let mut body = out.body;
                 let mut file = std::fs::File::create(dest)
                     .map_err(|e| (false, format!("{}: {e}", dest.display())))?;
@@ -267,7 +273,7 @@ impl S3Client {
                     if !retry || attempt == attempts {
                         break;
                     }
-                    std::thread::sleep(delay);
+                    std::thread::sleep(jittered(delay));
                     delay *= 2;
                 }
             }
@@ -427,17 +433,32 @@ impl S3Client {
 /// Scan an S3 prefix. With an inventory, it says what exists (objects under the prefix); the
 /// listing cross-checks it: inventory objects the bucket lacks come back in `missing`, objects
 /// the inventory lacks are scanned too, with a warning. Without one, the listing is the truth.
+///
+/// S3 never deletes on doubt: when the listing fails, an inventory's keys are the only ones
+/// scanned (nothing outside them can be taken for deleted), and without an inventory the scan
+/// is empty and vouches for nothing, with the error in its `errors`.
 pub fn scan(client: &S3Client, url: &S3Url, inventory: Option<&Inventory>) -> Result<S3Scan> {
     let mut warnings = Vec::new();
     let listing = match client.list(url) {
         Ok(l) => Some(l),
         Err(e) if inventory.is_some() => {
             warnings.push(format!(
-                "{e}; going by the inventory alone (objects it lists are fetched directly)"
+                "{e}; going by the inventory alone (objects it lists are fetched directly, nothing else is taken for deleted)"
             ));
             None
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            return Ok(S3Scan {
+                scan: Scan {
+                    source: url.source(),
+                    objects: Vec::new(),
+                    scope: ScanScope::Keys(Vec::new()),
+                    errors: vec![(String::new(), format!("{e}; nothing under it was changed"))],
+                },
+                missing: Vec::new(),
+                warnings,
+            })
+        }
     };
     let mut objects: BTreeMap<String, FoundObject> = BTreeMap::new();
     let mut missing = Vec::new();
@@ -504,11 +525,16 @@ pub fn scan(client: &S3Client, url: &S3Url, inventory: Option<&Inventory>) -> Re
             objects.insert(f.key.clone(), f);
         }
     }
+    // Without a listing, only the inventory's keys were looked at.
+    let scope = match listing {
+        Some(_) => ScanScope::All,
+        None => ScanScope::Keys(objects.keys().cloned().collect()),
+    };
     Ok(S3Scan {
         scan: Scan {
             source: url.source(),
             objects: objects.into_values().collect(),
-            scope: ScanScope::All,
+            scope,
             errors: Vec::new(),
         },
         missing: missing

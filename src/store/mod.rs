@@ -121,29 +121,24 @@ impl Store {
         Ok(store)
     }
 
-    /// Open an existing index for reading; works while another process writes to it. Falls back
-    /// to a writable open when the file needs recovery after a crash and no writer holds it.
+    /// Open an existing index for reading; works while another process writes to it. Never
+    /// opens for writing (so a writer starting meanwhile never meets a lock): a file that needs
+    /// recovery after a crash is reported, and the next writer (`idx ingest`, `idx serve`)
+    /// recovers it.
     pub fn open_read(path: &Path) -> Result<Store> {
         if !path.exists() {
             return Err(Error::NoIndex(path.to_path_buf()));
         }
-        let store = match builder().open_read_only(path) {
-            Ok(db) => Store {
-                db: Db::Read(db),
+        let db = builder().open_read_only(path).map_err(|e| match e {
+            redb::DatabaseError::RepairAborted => Error::NeedsRecovery(path.to_path_buf()),
+            e => Error::Database {
                 path: path.to_path_buf(),
+                source: Box::new(e.into()),
             },
-            Err(first) => match builder().open(path) {
-                Ok(db) => Store {
-                    db: Db::Write(db),
-                    path: path.to_path_buf(),
-                },
-                Err(_) => {
-                    return Err(Error::Database {
-                        path: path.to_path_buf(),
-                        source: Box::new(first.into()),
-                    })
-                }
-            },
+        })?;
+        let store = Store {
+            db: Db::Read(db),
+            path: path.to_path_buf(),
         };
         store.check_version()?;
         Ok(store)

@@ -55,7 +55,18 @@ fn kill_9_during_ingest_then_rerun_converges_to_the_one_shot_state() {
         "the ingest finished before it could be killed; grow the corpus"
     );
 
-    // The interrupted index opens, is consistent, and a re-run completes it.
+    // Readers refuse the unclean file (they never write), naming the way out; `idx recover`
+    // repairs it; it is consistent, and a re-run completes it.
+    let out = super::common::run_idx(&killed_dir, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("idx recover"), "{stderr}");
+    let out = super::common::run_idx(&killed_dir, &["recover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let partial = status_of(&killed_dir);
     assert!(partial.totals.rows < 16_000, "{:?}", partial.totals);
     f.ingest_into(&killed_dir, [&f.data]);

@@ -142,6 +142,11 @@ fn kill_9_during_a_large_ingest_then_restart_converges_to_the_one_shot_state() {
     });
     child.kill().unwrap();
     child.wait().unwrap();
+    // Readers refuse the unclean file until a writer recovers it.
+    let refused = idx(&f.index_dir, &["status", "--json"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("idx recover"));
+    json(&idx(&f.index_dir, &["recover", "--json"]));
     let partial = json(&idx(&f.index_dir, &["status", "--json"]));
     assert!(
         partial["rows"].as_u64().unwrap() < 12_000,

@@ -8,6 +8,7 @@ mod dedup;
 mod export;
 mod formats;
 mod gates;
+mod hardening;
 mod incremental;
 mod privacy;
 mod rejections;

@@ -6,7 +6,7 @@ use idx::query;
 use super::common::{chat, hashes_of, Fixture};
 
 fn search(f: &Fixture, q: &str, family: Option<&str>) -> Vec<query::TextHit> {
-    let (store, search) = Index::open_read(&f.index_dir).unwrap();
+    let (store, search, _lag) = Index::open_read(&f.index_dir).unwrap();
     let view = store.read().unwrap();
     query::text(&view, &search, q, family, 10).unwrap()
 }
