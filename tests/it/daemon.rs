@@ -261,3 +261,93 @@ fn an_s3_prefix_is_polled_and_a_failed_object_is_the_last_error() {
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
+
+fn serve_failing(data_dir: &Path, watch: &Path, failpoints: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_idx"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("serve")
+        .arg("--watch")
+        .arg(watch)
+        .args(["--rescan-seconds", "3600"])
+        .env_remove("RUST_LOG")
+        .env(idx::failpoint::ENV, failpoints)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start idx serve")
+}
+
+#[test]
+fn a_poisoned_row_dropped_into_a_watched_folder_leaves_the_daemon_healthy() {
+    let f = Fixture::new();
+    f.write(
+        "sarcasm/first.jsonl",
+        chat("first words", "first answer") + "\n",
+    );
+    let mut child = serve_failing(&f.index_dir, &f.data, "prepare-panic=POISON");
+    wait_for(Duration::from_secs(30), "the first ingest", || {
+        daemon(&f.index_dir).is_some_and(|d| d["ingests"].as_u64() >= Some(1))
+    });
+    f.write(
+        "sarcasm/poisoned.jsonl",
+        chat("a POISON row", "answer") + "\n" + &chat("a fine row", "a fine answer") + "\n",
+    );
+    f.write(
+        "sarcasm/later.jsonl",
+        chat("later words", "later answer") + "\n",
+    );
+    wait_for(Duration::from_secs(30), "both files indexed", || {
+        let out = idx(&f.index_dir, &["status", "--json"]);
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|s| s["rows"] == 3 && s["rejected_rows"] == 1)
+    });
+    let d = daemon(&f.index_dir).unwrap();
+    assert_eq!(d["alive"], true, "{d}");
+    assert_ne!(d["state"], "failed", "{d}");
+    let source = json(&idx(
+        &f.index_dir,
+        &["query", "source", "sarcasm/poisoned.jsonl", "--json"],
+    ));
+    let rejection = &source[0]["rejections"][0];
+    assert_eq!(rejection["line"], 1, "{source}");
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn a_writer_that_dies_is_reported_failed_and_the_process_exits_non_zero() {
+    let f = Fixture::new();
+    f.write(
+        "sarcasm/first.jsonl",
+        chat("first words", "first answer") + "\n",
+    );
+    let mut child = serve_failing(&f.index_dir, &f.data, "daemon-writer-panic=1");
+    let exit = wait_exit(&mut child, Duration::from_secs(30));
+    assert!(!exit.success(), "{exit:?}");
+    let status: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.index_dir.join(idx::daemon::STATUS_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["state"], "failed", "{status}");
+    let error = status["last_error"]["error"].as_str().unwrap();
+    assert!(error.contains("writer thread panicked"), "{error}");
+    // `idx status` shows a daemon that is not alive, with the error.
+    let d = daemon(&f.index_dir).unwrap();
+    assert_eq!(d["alive"], false, "{d}");
+    // A restart (what systemd does) resumes and indexes the folder.
+    let mut child = serve(&f.index_dir, &f.data, &["--rescan-seconds", "3600"]);
+    wait_for(
+        Duration::from_secs(30),
+        "the restarted daemon's ingest",
+        || {
+            let out = idx(&f.index_dir, &["status", "--json"]);
+            out.status.success()
+                && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .is_ok_and(|s| s["rows"] == 1)
+        },
+    );
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}

@@ -290,3 +290,95 @@ fn large_files_go_up_in_multipart_parts() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// Regression: with an inventory, a failed ListObjectsV2 made the scan go by the inventory alone
+/// while still claiming the whole prefix, so objects newer than the inventory were deleted.
+#[test]
+fn a_denied_listing_never_deletes_what_the_inventory_does_not_list() {
+    let server = S3Server::start();
+    server.bucket("pixel-data");
+    server.put("pixel-data", "datasets/sarcasm/a.jsonl", lines(3, "a"));
+    server.put(
+        "pixel-data",
+        "datasets/sarcasm/newer.jsonl",
+        lines(2, "newer"),
+    );
+    let object = |key: &str| serde_json::json!({"key": key, "size": 1, "last_modified": "2025-12-01T00:00:00+00:00", "etag": "x"});
+    let inventory = serde_json::json!({
+        "bucket": "pixel-data",
+        "objects": [object("datasets/sarcasm/a.jsonl")]
+    });
+    let f = Fixture::new();
+    let file = f.write("inventory/s3_manifest.json", inventory.to_string());
+    let inv = Some(file.to_str().unwrap());
+    let r = run(&f, &server, &["s3://pixel-data/datasets"], inv);
+    assert_eq!(r.objects_new, 2, "{r:?}");
+    let before = hashes_of(&f.index_dir, "sarcasm/a.jsonl");
+
+    // Credentials without ListBucket: the inventory's keys are scanned, nothing else deleted.
+    server.deny_list.store(true, Ordering::SeqCst);
+    // (The inventory's own version of a.jsonl differs from the listing's: it is read again.)
+    let r = run(&f, &server, &["s3://pixel-data/datasets"], inv);
+    assert_eq!(r.objects_deleted, 0, "{r:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("going by the inventory alone")),
+        "{:?}",
+        r.warnings
+    );
+    assert_eq!(hashes_of(&f.index_dir, "sarcasm/newer.jsonl").len(), 2);
+    assert_eq!(hashes_of(&f.index_dir, "sarcasm/a.jsonl"), before);
+
+    // Without an inventory, a failed listing changes nothing and says so; with another source
+    // beside it, that source is still indexed.
+    f.write("local/sarcasm/l.jsonl", lines(1, "local"));
+    let r = run(
+        &f,
+        &server,
+        &[
+            "s3://pixel-data/datasets",
+            f.data.join("local").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!((r.objects_deleted, r.rows_removed), (0, 0), "{r:?}");
+    assert_eq!(r.objects_new, 1, "{r:?}");
+    assert!(
+        r.scan_errors[0].key == "s3://pixel-data/datasets"
+            && r.scan_errors[0].error.contains("403"),
+        "{:?}",
+        r.scan_errors
+    );
+    assert_eq!(hashes_of(&f.index_dir, "sarcasm/a.jsonl").len(), 3);
+    assert_eq!(hashes_of(&f.index_dir, "sarcasm/newer.jsonl").len(), 2);
+}
+
+#[test]
+fn server_errors_on_downloads_are_retried_by_the_sdk_and_the_rest_ingests() {
+    let server = S3Server::start();
+    server.bucket("data");
+    server.put("data", "sarcasm/a.jsonl", lines(3, "a"));
+    server.put("data", "sarcasm/b.jsonl", lines(2, "b"));
+    // One 500 per object: the SDK's retry (max_attempts 2) absorbs each.
+    server.fail_gets.store(1, Ordering::SeqCst);
+    let f = Fixture::new();
+    let r = run(&f, &server, &["s3://data"], None);
+    assert_eq!((r.objects_new, r.objects_failed), (2, 0), "{r:?}");
+    // More 500s than attempts: that object fails with its key and status, the next is indexed,
+    // and the failed one is indexed by the next run.
+    server.put("data", "sarcasm/c.jsonl", lines(1, "c"));
+    server.put("data", "sarcasm/d.jsonl", lines(1, "d"));
+    server.fail_gets.store(2, Ordering::SeqCst);
+    let r = run(&f, &server, &["s3://data"], None);
+    assert_eq!((r.objects_new, r.objects_failed), (1, 1), "{r:?}");
+    assert!(
+        r.failures[0].error.contains("s3://data/sarcasm/c.jsonl")
+            && r.failures[0].error.contains("500"),
+        "{:?}",
+        r.failures
+    );
+    let r = run(&f, &server, &["s3://data"], None);
+    assert_eq!((r.objects_new, r.objects_failed), (1, 0), "{r:?}");
+    assert_eq!(status_of(&f.index_dir).totals.unique_rows, 7);
+}

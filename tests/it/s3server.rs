@@ -1,10 +1,11 @@
 //! A real S3 protocol server in-process for tests: `s3s` over `s3s-fs` (objects are files under
 //! a temporary folder, `ROOT/bucket/key`), served with hyper-util on 127.0.0.1 on its own tokio
 //! runtime. Requests are signed (SigV4) and checked. Keys containing `forbidden` answer GetObject
-//! with 403 while `deny` is set.
+//! with 403 while `deny` is set. Faults on demand: `deny_list` answers ListObjectsV2 with 403,
+//! `fail_gets` answers that many GetObject requests with 500 before serving them again.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,12 +24,16 @@ pub struct S3Server {
     pub endpoint: String,
     pub root: PathBuf,
     pub deny: Arc<AtomicBool>,
+    pub deny_list: Arc<AtomicBool>,
+    pub fail_gets: Arc<AtomicU32>,
     _runtime: tokio::runtime::Runtime,
     _tmp: tempfile::TempDir,
 }
 
 struct Access {
     deny: Arc<AtomicBool>,
+    deny_list: Arc<AtomicBool>,
+    fail_gets: Arc<AtomicU32>,
 }
 
 #[async_trait::async_trait]
@@ -36,6 +41,18 @@ impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         if cx.credentials().is_none() {
             return Err(s3_error!(AccessDenied, "Signature is required"));
+        }
+        let op = cx.s3_op().name();
+        if op == "ListObjectsV2" && self.deny_list.load(Ordering::SeqCst) {
+            return Err(s3_error!(AccessDenied, "test rule: no ListBucket"));
+        }
+        if op == "GetObject"
+            && self
+                .fail_gets
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(s3_error!(InternalError, "test rule: a failing server"));
         }
         if let S3Path::Object { key, .. } = cx.s3_path() {
             if cx.s3_op().name() == "GetObject"
@@ -60,10 +77,16 @@ impl S3Server {
             .build()
             .unwrap();
         let deny = Arc::new(AtomicBool::new(true));
+        let deny_list = Arc::new(AtomicBool::new(false));
+        let fail_gets = Arc::new(AtomicU32::new(0));
         let service = {
             let mut b = S3ServiceBuilder::new(s3s_fs::FileSystem::new(&root).unwrap());
             b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-            b.set_access(Access { deny: deny.clone() });
+            b.set_access(Access {
+                deny: deny.clone(),
+                deny_list: deny_list.clone(),
+                fail_gets: fail_gets.clone(),
+            });
             b.build()
         };
         let listener = runtime
@@ -86,6 +109,8 @@ impl S3Server {
             endpoint: format!("http://{addr}"),
             root,
             deny,
+            deny_list,
+            fail_gets,
             _runtime: runtime,
             _tmp: tmp,
         }
