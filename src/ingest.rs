@@ -129,8 +129,15 @@ fn scan_sources(
             Some(inv)
         }
     };
+    let mut unlisted: Vec<(S3Url, crate::error::Error)> = Vec::new();
     for url in &urls {
-        let found = source::s3::scan(&*client()?, url, inventory.as_ref())?;
+        let found = match source::s3::scan(&*client()?, url, inventory.as_ref()) {
+            Ok(found) => found,
+            Err(e) => {
+                unlisted.push((url.clone(), e));
+                continue;
+            }
+        };
         report.warnings.extend(found.warnings);
         for key in found.missing {
             missing.push((
@@ -142,15 +149,20 @@ fn scan_sources(
         scans.push(found.scan);
     }
     // A listing that failed is a scan error that changes nothing under its prefix while the other
-    // sources go on; when no source could be looked at all, the run itself failed.
-    let unlisted =
-        |s: &Scan| s.objects.is_empty() && s.errors.iter().any(|(prefix, _)| prefix.is_empty());
-    if !scans.is_empty() && scans.iter().all(unlisted) {
-        let errors: Vec<String> = scans
-            .iter()
-            .flat_map(|s| s.errors.iter().map(|(_, e)| e.clone()))
-            .collect();
-        return Err(crate::error::Error::S3(errors.join("; ")));
+    // sources go on; when no source could be looked at, the run fails with the listing's error.
+    if scans.is_empty() {
+        if let Some((_, e)) = unlisted.into_iter().next() {
+            return Err(e);
+        }
+    } else {
+        for (url, e) in unlisted {
+            scans.push(Scan {
+                source: url.source(),
+                objects: Vec::new(),
+                scope: source::ScanScope::Keys(Vec::new()),
+                errors: vec![(String::new(), format!("{e}; nothing under it was changed"))],
+            });
+        }
     }
     Ok((scans, missing))
 }

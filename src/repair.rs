@@ -177,18 +177,28 @@ pub fn repair_text(text: &str) -> (Cow<'_, str>, Repairs) {
     }
     let mut repairs = Repairs::default();
     let mut current = text.to_string();
-    // Double encoding needs a second pass; a third changes nothing on real data.
-    for _ in 0..2 {
-        let (next, fixed) = reverse_mojibake(&current);
-        if fixed == 0 {
+    // Mojibake first (a C1 control can be part of a run: "â€\u{9d}" is a right quote), then
+    // strays; and again while that changed something, since a stray stripped can join a run
+    // ("Â\u{feff}¡"): repairing repaired text changes nothing (the property tests check it).
+    for _ in 0..3 {
+        let before = repairs.total();
+        // Double encoding needs a second pass; a third changes nothing on real data.
+        for _ in 0..2 {
+            let (next, fixed) = reverse_mojibake(&current);
+            if fixed == 0 {
+                break;
+            }
+            repairs.mojibake += fixed;
+            current = next;
+        }
+        let chars = current.chars().count();
+        current.retain(|c| !is_stray(c));
+        let stripped = (chars - current.chars().count()) as u64;
+        repairs.controls += stripped;
+        if stripped == 0 || repairs.total() == before {
             break;
         }
-        repairs.mojibake += fixed;
-        current = next;
     }
-    let before = current.chars().count();
-    current.retain(|c| !is_stray(c));
-    repairs.controls += (before - current.chars().count()) as u64;
     if repairs.total() == 0 {
         return (Cow::Borrowed(text), repairs);
     }

@@ -819,6 +819,10 @@ pub fn bounded_excerpt(text: &str) -> String {
     redacted
 }
 
+/// Redaction passes over one text at most (each pass after the first runs only when the one
+/// before replaced something; a placeholder can complete at most a few new matches).
+const MAX_PASSES: usize = 4;
+
 /// A compiled redactor: the patterns, the prefilter and the policy.
 #[derive(Debug, Clone)]
 pub struct Redactor {
@@ -871,19 +875,28 @@ impl Redactor {
         if !self.config.enabled {
             return (text.to_string(), found);
         }
-        let hits = self.prefilter.matches(text);
-        if !hits.matched_any() {
-            return (text.to_string(), found);
-        }
         let mut out = text.to_string();
-        for (i, (kind, re)) in self.patterns.iter().enumerate() {
-            if !hits.matched(i) {
-                continue;
+        // A replacement can make a new match ("42 Oak Street::1" → "[ADDRESS]::1", an IPv6
+        // address): passes go on until one finds nothing, so redacting is idempotent.
+        for _ in 0..MAX_PASSES {
+            let hits = self.prefilter.matches(&out);
+            if !hits.matched_any() {
+                break;
             }
-            let (next, n) = self.apply(*kind, re, &out, &mut found.values);
-            if n > 0 {
-                *found.kinds.entry(*kind).or_default() += n;
-                out = next;
+            let mut changed = false;
+            for (i, (kind, re)) in self.patterns.iter().enumerate() {
+                if !hits.matched(i) {
+                    continue;
+                }
+                let (next, n) = self.apply(*kind, re, &out, &mut found.values);
+                if n > 0 {
+                    *found.kinds.entry(*kind).or_default() += n;
+                    out = next;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
             }
         }
         (out, found)

@@ -114,6 +114,32 @@ fn jittered(delay: Duration) -> Duration {
     delay / 2 + delay.mul_f64(spread as f64 / 1000.0)
 }
 
+/// The error of a failed request, its kind decided by the status or the transport failure.
+fn request_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &SdkError<E>,
+    what: &str,
+) -> Error {
+    use crate::error::ErrorKind;
+    use aws_sdk_s3::error::SdkError as E0;
+    let kind = match status_of(e) {
+        Some(401 | 403) => ErrorKind::Denied,
+        Some(404) => ErrorKind::NotFound,
+        Some(408 | 429) => ErrorKind::Transient,
+        Some(s) if s >= 500 => ErrorKind::Transient,
+        Some(_) => ErrorKind::Invalid,
+        None => match e {
+            E0::TimeoutError(_) | E0::DispatchFailure(_) | E0::ResponseError(_) => {
+                ErrorKind::Transient
+            }
+            _ => ErrorKind::Invalid,
+        },
+    };
+    Error::S3Request {
+        kind,
+        message: describe(e, what),
+    }
+}
+
 fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: &SdkError<E>,
     what: &str,
@@ -198,7 +224,7 @@ impl S3Client {
                 let page = req
                     .send()
                     .await
-                    .map_err(|e| Error::S3(describe(&e, &format!("listing {}", url.source()))))?;
+                    .map_err(|e| request_error(&e, &format!("listing {}", url.source())))?;
                 for o in page.contents() {
                     let Some(key) = o.key() else { continue };
                     out.push(Listed {
@@ -291,7 +317,7 @@ impl S3Client {
                 .key(&url.prefix)
                 .send()
                 .await
-                .map_err(|e| Error::S3(describe(&e, &url.source())))?;
+                .map_err(|e| request_error(&e, &url.source()))?;
             let bytes = out
                 .body
                 .collect()
@@ -324,7 +350,7 @@ impl S3Client {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| Error::S3(describe(&e, &format!("uploading {what}"))))?;
+                    .map_err(|e| request_error(&e, &format!("uploading {what}")))?;
                 return Ok(());
             }
             let created = self
@@ -334,7 +360,7 @@ impl S3Client {
                 .key(key)
                 .send()
                 .await
-                .map_err(|e| Error::S3(describe(&e, &format!("starting the upload of {what}"))))?;
+                .map_err(|e| request_error(&e, &format!("starting the upload of {what}")))?;
             let upload_id = created.upload_id().unwrap_or_default().to_string();
             let parts = async {
                 let mut parts = Vec::new();
@@ -360,7 +386,7 @@ impl S3Client {
                         .send()
                         .await
                         .map_err(|e| {
-                            Error::S3(describe(&e, &format!("uploading part {number} of {what}")))
+                            request_error(&e, &format!("uploading part {number} of {what}"))
                         })?;
                     parts.push(
                         CompletedPart::builder()
@@ -400,9 +426,7 @@ impl S3Client {
                 )
                 .send()
                 .await
-                .map_err(|e| {
-                    Error::S3(describe(&e, &format!("completing the upload of {what}")))
-                })?;
+                .map_err(|e| request_error(&e, &format!("completing the upload of {what}")))?;
             Ok(())
         })
     }
@@ -421,10 +445,7 @@ impl S3Client {
                 Ok(_) => Ok(()),
                 // AWS answers 204 for a missing key; some S3-compatible stores answer 404.
                 Err(e) if status_of(&e) == Some(404) => Ok(()),
-                Err(e) => Err(Error::S3(describe(
-                    &e,
-                    &format!("deleting s3://{bucket}/{key}"),
-                ))),
+                Err(e) => Err(request_error(&e, &format!("deleting s3://{bucket}/{key}"))),
             }
         })
     }
@@ -435,8 +456,8 @@ impl S3Client {
 /// the inventory lacks are scanned too, with a warning. Without one, the listing is the truth.
 ///
 /// S3 never deletes on doubt: when the listing fails, an inventory's keys are the only ones
-/// scanned (nothing outside them can be taken for deleted), and without an inventory the scan
-/// is empty and vouches for nothing, with the error in its `errors`.
+/// scanned (nothing outside them can be taken for deleted); without an inventory the listing's
+/// error is returned (the ingest turns it into a scan error that changes nothing).
 pub fn scan(client: &S3Client, url: &S3Url, inventory: Option<&Inventory>) -> Result<S3Scan> {
     let mut warnings = Vec::new();
     let listing = match client.list(url) {
@@ -447,18 +468,7 @@ pub fn scan(client: &S3Client, url: &S3Url, inventory: Option<&Inventory>) -> Re
             ));
             None
         }
-        Err(e) => {
-            return Ok(S3Scan {
-                scan: Scan {
-                    source: url.source(),
-                    objects: Vec::new(),
-                    scope: ScanScope::Keys(Vec::new()),
-                    errors: vec![(String::new(), format!("{e}; nothing under it was changed"))],
-                },
-                missing: Vec::new(),
-                warnings,
-            })
-        }
+        Err(e) => return Err(e),
     };
     let mut objects: BTreeMap<String, FoundObject> = BTreeMap::new();
     let mut missing = Vec::new();

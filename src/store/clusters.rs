@@ -112,10 +112,14 @@ pub(super) fn candidates(
             let end = simhash_key(t, hi, Hash128(u128::MAX));
             for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
                 let (k, v) = entry?;
-                let other = Hash128::from_bytes(&k.value()[9..]).ok_or_else(|| Error::Codec {
-                    table: "simhash_tables",
-                    message: "key does not end in a hash".into(),
-                })?;
+                let other = k
+                    .value()
+                    .get(9..)
+                    .and_then(Hash128::from_bytes)
+                    .ok_or_else(|| Error::Codec {
+                        table: "simhash_tables",
+                        message: "key does not end in a hash".into(),
+                    })?;
                 let distance = (v.value() ^ simhash).count_ones();
                 if other != row && distance <= policy.hamming {
                     out.insert(other, distance);
@@ -398,7 +402,7 @@ impl<'t> WriteBatch<'t> {
             let end = simhash_key(0, u64::MAX, Hash128(u128::MAX));
             for entry in self.simhash_tables.range::<&[u8]>(..=end.as_slice())? {
                 let (k, v) = entry?;
-                if let Some(h) = Hash128::from_bytes(&k.value()[9..]) {
+                if let Some(h) = k.value().get(9..).and_then(Hash128::from_bytes) {
                     m.insert(h, v.value());
                 }
             }

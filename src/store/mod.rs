@@ -416,9 +416,10 @@ impl<'t> WriteBatch<'t> {
         {
             let (k, v) = entry?;
             let v = v.value();
-            let (Some(hash), Some(variant)) =
-                (Hash128::from_bytes(&v[..16]), Hash128::from_bytes(&v[16..]))
-            else {
+            let (Some(hash), Some(variant)) = (
+                v.get(..16).and_then(Hash128::from_bytes),
+                v.get(16..).and_then(Hash128::from_bytes),
+            ) else {
                 return Err(Error::Codec {
                     table: "object_places",
                     message: "value is not two 16-byte hashes".into(),
@@ -1070,9 +1071,12 @@ impl ReadView {
         for entry in t.range::<&[u8]>(start.as_slice()..)? {
             let (k, v) = entry?;
             let (k, v) = (k.value(), v.value());
-            let seq = u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8]));
+            let seq = k
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
             let (Some(row), Some(from), Some(to)) = (
-                Hash128::from_bytes(&k[8..]),
+                k.get(8..).and_then(Hash128::from_bytes),
                 v.first().copied().and_then(Split::from_byte),
                 v.get(1).copied().and_then(Split::from_byte),
             ) else {

@@ -216,6 +216,8 @@ fn a_forbidden_object_is_reported_while_the_rest_ingests() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("s3://nope/x"), "{err}");
+    assert_eq!(err.kind(), idx::error::ErrorKind::NotFound, "{err}");
+    assert!(!err.is_retryable());
 }
 
 #[test]

@@ -1,0 +1,175 @@
+//! Every `--json` output, the export's manifest and the lines of its files are validated
+//! against their JSON Schemas in `schema/`, so the schemas cannot drift from the code. The
+//! input is the bundled example folder (several families, a rejected line, skipped objects,
+//! a duplicate) plus a failed object and a PII row, so optional fields appear too.
+
+use std::path::{Path, PathBuf};
+
+use super::common::{json_of, run_idx, Fixture};
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(format!("{name}.schema.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    jsonschema::validator_for(&value).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn check(name: &str, what: &str, value: &serde_json::Value) {
+    let validator = schema(name);
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} breaks schema/{name}.schema.json:\n{}",
+        errors.join("\n")
+    );
+}
+
+fn json(f: &Fixture, args: &[&str]) -> serde_json::Value {
+    json_of(&run_idx(&f.index_dir, args))
+}
+
+#[test]
+fn every_json_output_matches_its_schema() {
+    let f = Fixture::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
+    let data = f.data.join("examples");
+    copy_dir(&examples, &data);
+    // A row with PII, and an object that cannot be read (a directory named like a file would be
+    // skipped; a file without read permission fails on open unless running as root, so use a
+    // gzip file that is not gzip: its rows are rejected with a read error).
+    std::fs::write(
+        data.join("datasets/gdrive/processed/safety/pii.jsonl"),
+        super::common::chat("I'm Sarah, call me on 415-555-0132", "Hi Sarah, thanks.") + "\n",
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("datasets/gdrive/processed/safety/broken.jsonl.gz"),
+        b"not gzip",
+    )
+    .unwrap();
+    let data_arg = data.to_str().unwrap();
+
+    let report = json(&f, &["ingest", data_arg, "--json"]);
+    check("ingest-report", "idx ingest --json", &report);
+
+    let status = json(&f, &["status", "--json"]);
+    check("status", "idx status --json", &status);
+    // The validator is live: a wrong type is caught.
+    let mut broken = status.clone();
+    broken["rows"] = serde_json::json!("many");
+    assert!(!schema("status").is_valid(&broken));
+
+    let source = json(
+        &f,
+        &[
+            "query",
+            "source",
+            "datasets/gdrive/processed/safety/pii.jsonl",
+            "--json",
+        ],
+    );
+    check("source", "idx query source --json", &source);
+    let hash = source[0]["rows"][0]["content_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    check(
+        "row",
+        "idx query hash --json",
+        &json(&f, &["query", "hash", &hash, "--json"]),
+    );
+    check(
+        "near",
+        "idx query near --json",
+        &json(&f, &["query", "near", &hash, "--json"]),
+    );
+    check(
+        "moves",
+        "idx query moves --json",
+        &json(&f, &["query", "moves", "--since", "0", "--json"]),
+    );
+    check(
+        "text-hits",
+        "idx query text --json",
+        &json(&f, &["query", "text", "feel", "--limit", "5", "--json"]),
+    );
+
+    let verify = run_idx(&f.index_dir, &["verify", "--json"]);
+    assert!(matches!(verify.status.code(), Some(0 | 4)));
+    let verify: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    check("verify", "idx verify --json", &verify);
+
+    let plan = run_idx(&f.index_dir, &["curriculum", "--json"]);
+    assert!(matches!(plan.status.code(), Some(0 | 4)));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    check("curriculum-plan", "idx curriculum --json", &plan);
+
+    let out: PathBuf = f.data.with_file_name("export");
+    let export = run_idx(
+        &f.index_dir,
+        &[
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--allow-failing-gates",
+            "--json",
+        ],
+    );
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    check("manifest", "manifest.json", &manifest);
+    let lines = |file: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join(file))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let exported = lines("final.chatml.jsonl");
+    assert!(!exported.is_empty());
+    for (i, line) in exported.iter().enumerate() {
+        check(
+            "chatml-line",
+            &format!("final.chatml.jsonl line {}", i + 1),
+            line,
+        );
+    }
+    for (i, line) in lines("provenance.jsonl").iter().enumerate() {
+        check(
+            "provenance",
+            &format!("provenance.jsonl line {}", i + 1),
+            line,
+        );
+    }
+
+    // The shared inventory sample's shape, as bundled in the tests' S3 fixtures, is checked in
+    // s3.rs; here a minimal plain inventory must validate too.
+    let inventory = serde_json::json!({"bucket": "b", "objects": [
+        {"key": "a.jsonl", "size": 1, "last_modified": "2025-12-01T00:00:00+00:00", "etag": "x"}
+    ]});
+    check("s3-inventory", "a plain inventory", &inventory);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
