@@ -470,7 +470,8 @@ fn ingest_once(
                 primary,
                 families,
                 format,
-                existed: old.is_some_and(|o| o.status == ObjectStatus::Indexed),
+                // A failed object keeps the rows of its last good read: reading it again changes it.
+                existed: old.is_some_and(|o| o.status == ObjectStatus::Indexed || o.rows > 0),
             });
         }
     }

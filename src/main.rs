@@ -165,10 +165,14 @@ struct ExportCommand {
 #[derive(Subcommand, Debug)]
 enum ExportSub {
     /// Re-read every file a manifest lists: presence, bytes, sha256, rows, tokens and the line
-    /// schema; exits 4 naming every file that does not match
+    /// schema; report files in the folder the manifest does not list and paths that leave it;
+    /// exits 4 naming every problem
     Verify {
         /// The export's manifest.json
         manifest: PathBuf,
+        /// The manifest's own sha256 as `idx export` printed it: fail unless it matches
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
     },
 }
 
@@ -574,8 +578,8 @@ fn load_curriculum(cli: &Cli) -> Result<Curriculum> {
 }
 
 fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
-    if let Some(ExportSub::Verify { manifest }) = &command.command {
-        let check = idx::export::verify_export(manifest)?;
+    if let Some(ExportSub::Verify { manifest, sha256 }) = &command.command {
+        let check = idx::export::verify_export(manifest, sha256.as_deref())?;
         if cli.json {
             print_json(&check)?;
         } else if check.passed {
@@ -672,7 +676,9 @@ fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
             outln!("  curriculum warning: {w}");
         }
         outln!(
-            "manifest: {} (sha256 {})",
+            "manifest: {} (sha256 {}; pin it: idx export verify {} --sha256 {})",
+            summary.manifest,
+            summary.manifest_sha256,
             summary.manifest,
             summary.manifest_sha256
         );

@@ -227,6 +227,11 @@ impl PreviousExport {
 }
 
 impl Manifest {
+    /// Every file the manifest lists: shards, then the other files.
+    pub fn entries(&self) -> impl Iterator<Item = &FileEntry> {
+        self.shards.iter().map(|s| &s.file).chain(self.files.iter())
+    }
+
     pub fn read(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -269,12 +274,32 @@ pub struct ExportCheck {
 
 /// Re-read every file the manifest lists: presence, bytes, sha256, rows and tokens; every data
 /// line must be a valid export line of its shard's split and family.
-pub fn verify_export(manifest_path: &Path) -> Result<ExportCheck> {
+pub fn verify_export(manifest_path: &Path, pinned_sha256: Option<&str>) -> Result<ExportCheck> {
     let m = Manifest::read(manifest_path)?;
-    let root: PathBuf = manifest_path
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let root: PathBuf = match manifest_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let mut problems = Vec::new();
+    if let Some(pin) = pinned_sha256 {
+        let bytes = std::fs::read(manifest_path).map_err(|source| Error::Io {
+            path: manifest_path.to_path_buf(),
+            source,
+        })?;
+        let found = super::hex(&Sha256::digest(&bytes));
+        if !found.eq_ignore_ascii_case(pin.trim()) {
+            problems.push(format!(
+                "manifest.json has sha256 {found}, not the pinned {}",
+                pin.trim()
+            ));
+        }
+    }
+    // A trainer globbing the folder reads what is there, listed or not.
+    for extra in unlisted(&root, &m)? {
+        problems.push(format!(
+            "{extra}: in the export folder but not in its manifest (a trainer globbing the folder would read it)"
+        ));
+    }
     let mut rows_checked = 0u64;
     let mut files_checked = 0usize;
     let mut shard_rows = 0u64;
@@ -284,6 +309,13 @@ pub fn verify_export(manifest_path: &Path) -> Result<ExportCheck> {
         .map(|s| (&s.file, Some(s)))
         .chain(m.files.iter().map(|f| (f, None)));
     for (entry, shard) in entries {
+        if !is_inside(&entry.path) {
+            problems.push(format!(
+                "{}: not a path inside the export; not read",
+                entry.path
+            ));
+            continue;
+        }
         let path = root.join(&entry.path);
         let found = match check_file(&path, entry, shard) {
             Ok(found) => found,
@@ -320,6 +352,59 @@ pub fn verify_export(manifest_path: &Path) -> Result<ExportCheck> {
         rows_checked,
         problems,
     })
+}
+
+/// Whether a manifest path is a plain relative path below the export (no `..`, no root, no
+/// drive).
+pub(crate) fn is_inside(rel: &str) -> bool {
+    !rel.is_empty()
+        && Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// Files, links and other entries under `root` that the manifest does not list (besides
+/// `manifest.json` and `export_info.json`), `/`-separated and sorted. Links are reported, never
+/// followed.
+pub(crate) fn unlisted(root: &Path, m: &Manifest) -> Result<Vec<String>> {
+    let listed: std::collections::BTreeSet<&str> = m
+        .entries()
+        .map(|f| f.path.as_str())
+        .chain(["manifest.json", "export_info.json"])
+        .collect();
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let kind = entry.file_type().map_err(|source| Error::Io {
+                path: entry.path(),
+                source,
+            })?;
+            if kind.is_dir() {
+                stack.push((entry.path(), path));
+            } else if kind.is_symlink() {
+                out.push(format!("{path} (a symbolic link)"));
+            } else if !listed.contains(path.as_str()) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 struct Found {

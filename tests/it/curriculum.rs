@@ -283,7 +283,7 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
         idx::export::export(&view, &f.settings, &c, &out, &options(), &mut |_| {}).unwrap();
     let m = Manifest::read(&out.join("manifest.json")).unwrap();
     assert!(
-        idx::export::verify_export(&out.join("manifest.json"))
+        idx::export::verify_export(&out.join("manifest.json"), None)
             .unwrap()
             .passed
     );

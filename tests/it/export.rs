@@ -245,7 +245,11 @@ fn exports_are_byte_identical_whatever_the_ingest_order() {
     // Exporting again into the same folder replaces it with the same bytes.
     export_index(&f.index_dir, &f.settings, &a_out, &o);
     assert_eq!(files(&a_out), a);
-    assert!(verify_export(&a_out.join("manifest.json")).unwrap().passed);
+    assert!(
+        verify_export(&a_out.join("manifest.json"), None)
+            .unwrap()
+            .passed
+    );
 }
 
 #[test]
@@ -373,7 +377,7 @@ fn verify_catches_tampered_and_missing_files() {
     let out = out_dir(&f, "out");
     export_index(&f.index_dir, &f.settings, &out, &options());
     let manifest = out.join("manifest.json");
-    let ok = verify_export(&manifest).unwrap();
+    let ok = verify_export(&manifest, None).unwrap();
     assert!(ok.passed, "{:?}", ok.problems);
     let m = Manifest::read(&manifest).unwrap();
     // One changed byte in a shard: same size, other hash.
@@ -383,7 +387,7 @@ fn verify_catches_tampered_and_missing_files() {
     let at = bytes.iter().position(|&b| b == b'e').unwrap();
     bytes[at] = b'a';
     std::fs::write(&p, bytes).unwrap();
-    let bad = verify_export(&manifest).unwrap();
+    let bad = verify_export(&manifest, None).unwrap();
     assert!(!bad.passed);
     assert!(
         bad.problems
@@ -395,7 +399,7 @@ fn verify_catches_tampered_and_missing_files() {
     // A missing shard is named.
     let gone = &m.shards[0].file.path;
     std::fs::remove_file(out.join(gone)).unwrap();
-    let bad = verify_export(&manifest).unwrap();
+    let bad = verify_export(&manifest, None).unwrap();
     assert!(
         bad.problems
             .iter()
@@ -409,7 +413,7 @@ fn verify_catches_tampered_and_missing_files() {
     let mut text = std::fs::read_to_string(&p).unwrap();
     text.push_str("{\"messages\": []}\n");
     std::fs::write(&p, text).unwrap();
-    let bad = verify_export(&manifest).unwrap();
+    let bad = verify_export(&manifest, None).unwrap();
     let line = m.shards[2].file.rows + 1;
     assert!(
         bad.problems

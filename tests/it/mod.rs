@@ -6,6 +6,7 @@ mod curriculum;
 mod daemon;
 mod dedup;
 mod export;
+mod export_safety;
 mod formats;
 mod gates;
 mod hardening;

@@ -384,3 +384,38 @@ fn server_errors_on_downloads_are_retried_by_the_sdk_and_the_rest_ingests() {
     assert_eq!((r.objects_new, r.objects_failed), (1, 0), "{r:?}");
     assert_eq!(status_of(&f.index_dir).totals.unique_rows, 7);
 }
+
+#[test]
+fn a_connection_dropped_mid_body_is_fetched_again_and_never_half_indexed() {
+    let server = S3Server::start();
+    server.bucket("data");
+    server.put("data", "sarcasm/a.jsonl", lines(40, "a"));
+    server.put("data", "sarcasm/b.jsonl", lines(30, "b"));
+    // One broken download: fetched again, both objects whole.
+    server.cut_bodies.store(1, Ordering::SeqCst);
+    let f = Fixture::new();
+    let r = run(&f, &server, &["s3://data"], None);
+    assert_eq!((r.objects_new, r.objects_failed), (2, 0), "{r:?}");
+    assert_eq!(
+        server.cut_bodies.load(Ordering::SeqCst),
+        0,
+        "the cut happened"
+    );
+    assert_eq!(hashes_of(&f.index_dir, "sarcasm/a.jsonl").len(), 40);
+    assert_eq!(hashes_of(&f.index_dir, "sarcasm/b.jsonl").len(), 30);
+    // A connection that breaks on every attempt: the object fails whole (its old rows kept),
+    // with the reason, and the next run indexes the new version.
+    server.put("data", "sarcasm/a.jsonl", lines(45, "a2"));
+    server.cut_bodies.store(3, Ordering::SeqCst);
+    let r = run(&f, &server, &["s3://data"], None);
+    assert_eq!((r.objects_changed, r.objects_failed), (0, 1), "{r:?}");
+    assert!(
+        r.failures[0].error.contains("connection lost"),
+        "{:?}",
+        r.failures
+    );
+    assert_eq!(hashes_of(&f.index_dir, "sarcasm/a.jsonl").len(), 40);
+    let r = run(&f, &server, &["s3://data"], None);
+    assert_eq!((r.objects_changed, r.objects_failed), (1, 0), "{r:?}");
+    assert_eq!(hashes_of(&f.index_dir, "sarcasm/a.jsonl").len(), 45);
+}

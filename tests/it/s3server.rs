@@ -2,7 +2,9 @@
 //! a temporary folder, `ROOT/bucket/key`), served with hyper-util on 127.0.0.1 on its own tokio
 //! runtime. Requests are signed (SigV4) and checked. Keys containing `forbidden` answer GetObject
 //! with 403 while `deny` is set. Faults on demand: `deny_list` answers ListObjectsV2 with 403,
-//! `fail_gets` answers that many GetObject requests with 500 before serving them again.
+//! `fail_gets` answers that many GetObject requests with 500 before serving them again, and
+//! `cut_bodies` makes a proxy in front of the server (the endpoint clients get) drop that many
+//! object downloads after their headers and a few bytes of body, as a broken connection would.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -26,6 +28,7 @@ pub struct S3Server {
     pub deny: Arc<AtomicBool>,
     pub deny_list: Arc<AtomicBool>,
     pub fail_gets: Arc<AtomicU32>,
+    pub cut_bodies: Arc<AtomicU32>,
     _runtime: tokio::runtime::Runtime,
     _tmp: tempfile::TempDir,
 }
@@ -93,6 +96,12 @@ impl S3Server {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
+        let cut_bodies = Arc::new(AtomicU32::new(0));
+        let proxy = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        runtime.spawn(run_proxy(proxy, addr, cut_bodies.clone()));
         runtime.spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
@@ -106,11 +115,12 @@ impl S3Server {
             }
         });
         S3Server {
-            endpoint: format!("http://{addr}"),
+            endpoint: format!("http://{proxy_addr}"),
             root,
             deny,
             deny_list,
             fail_gets,
+            cut_bodies,
             _runtime: runtime,
             _tmp: tmp,
         }
@@ -146,4 +156,69 @@ impl S3Server {
     pub fn read(&self, bucket: &str, key: &str) -> Vec<u8> {
         std::fs::read(self.root.join(bucket).join(key)).unwrap()
     }
+}
+
+/// Forward every connection to the server; while `cut` is above zero, an object download (a 200
+/// response with a body that is not XML) is cut after its headers and a few bytes, and `cut`
+/// goes down by one.
+async fn run_proxy(
+    listener: tokio::net::TcpListener,
+    server: std::net::SocketAddr,
+    cut: Arc<AtomicU32>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        let cut = cut.clone();
+        tokio::spawn(async move {
+            let Ok(upstream) = tokio::net::TcpStream::connect(server).await else {
+                return;
+            };
+            let (mut client_in, mut client_out) = client.into_split();
+            let (mut server_in, mut server_out) = upstream.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_in, &mut server_out).await;
+                let _ = server_out.shutdown().await;
+            });
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = match server_in.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let chunk = &buf[..n];
+                if is_object_download(chunk)
+                    && cut
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1))
+                        .is_ok()
+                {
+                    let head = chunk
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(n, |p| p + 4);
+                    let _ = client_out.write_all(&chunk[..(head + 8).min(n)]).await;
+                    let _ = client_out.shutdown().await;
+                    return;
+                }
+                if client_out.write_all(chunk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = client_out.shutdown().await;
+        });
+    }
+}
+
+fn is_object_download(chunk: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(&chunk[..chunk.len().min(2048)]).to_ascii_lowercase();
+    text.starts_with("http/1.1 200")
+        && text.contains("last-modified:")
+        && !text.contains("content-type: application/xml")
+        && text
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|len| len > 16)
 }
