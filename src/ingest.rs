@@ -535,6 +535,7 @@ fn ingest_once(
     // Set when the writer gives up on this run, so the reader stops taking objects.
     let abandon = Arc::new(AtomicBool::new(false));
     let reader = Reader {
+        redactor: redactor.clone(),
         s3: s3.clone(),
         spool: index.data_dir.join("spool"),
         stop: options.stop.clone(),
@@ -1236,6 +1237,9 @@ fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor
 
 /// What the reader thread needs besides the work list.
 struct Reader {
+    /// Rejection reasons quote parts of the input (an unknown role, a key name): they are
+    /// redacted before they are kept or printed.
+    redactor: Redactor,
     s3: Option<Arc<S3Client>>,
     /// Where S3 objects are streamed to before parsing (one at a time).
     spool: PathBuf,
@@ -1362,9 +1366,10 @@ fn read_one(
                     closed = tx.send(Msg::Parsed(i, full)).is_err();
                 }
             }
-            Item::Rejected(r) => {
+            Item::Rejected(mut r) => {
                 rejected += 1;
                 if rejections.len() < KEPT_REJECTIONS {
+                    r.reason = reader.redactor.redact(&r.reason).0;
                     rejections.push(r);
                 }
             }

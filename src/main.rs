@@ -1217,7 +1217,8 @@ fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
         }
         QueryCommand::Source { key } => {
             let store = Index::open_store_read(&cli.data_dir)?;
-            let answers = query::source(&store.read()?, key)?;
+            let redactor = settings(cli)?.redactor();
+            let answers = query::source_public(&store.read()?, key, &redactor)?;
             if answers.is_empty() {
                 eprintln!("idx: no object with key {key}");
                 return Ok(ExitCode::from(3));

@@ -50,7 +50,19 @@ pub fn canonicalize(conversation: &mut Conversation) -> Repairs {
         for m in messages.iter_mut() {
             let (fixed, r) = repair_text(&m.content);
             repairs.add(r);
-            m.content = canonical_text(&fixed);
+            let mut text = canonical_text(&fixed);
+            // NFKC can complete a mojibake pair (`Â` + GREEK ANO TELEIA → `Â·`): repair again
+            // until nothing changes, so canonical text is a fixed point (the property tests
+            // check it).
+            for _ in 0..2 {
+                let (again, r) = repair_text(&text);
+                if r.total() == 0 {
+                    break;
+                }
+                repairs.add(r);
+                text = canonical_text(&again);
+            }
+            m.content = text;
         }
     };
     canon(&mut conversation.messages);
@@ -63,6 +75,22 @@ pub fn canonicalize(conversation: &mut Conversation) -> Repairs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (found by the property tests): NFKC turned `Â` + GREEK ANO TELEIA into `Â·`,
+    /// mojibake that only a second canonicalisation repaired.
+    #[test]
+    fn canonical_text_is_a_fixed_point_when_nfkc_completes_mojibake() {
+        let mut c = Conversation {
+            kind: crate::model::RecordKind::Text,
+            messages: vec![Message::new(crate::model::Role::User, "\u{C2}\u{387}")],
+            rejected: None,
+            label: None,
+        };
+        canonicalize(&mut c);
+        let once = c.messages[0].content.clone();
+        canonicalize(&mut c);
+        assert_eq!(c.messages[0].content, once);
+    }
 
     #[test]
     fn collapses_whitespace_and_newlines() {

@@ -296,6 +296,35 @@ pub struct SourceAnswer {
 }
 
 /// The objects with this key (or `source/key` URI) and the rows indexed from each.
+/// The objects with this key (or `source/key` URI), also when the key is given as an export
+/// shows it (PII redacted, with its digest: [`crate::pii::Redactor::redact_key`]).
+pub fn source_public(
+    view: &ReadView,
+    key: &str,
+    redactor: &crate::pii::Redactor,
+) -> Result<Vec<SourceAnswer>> {
+    let found = source(view, key)?;
+    if !found.is_empty() || !key.contains("[key ") {
+        return Ok(found);
+    }
+    let mut out = Vec::new();
+    for o in view.objects()? {
+        let uri = format!(
+            "{}/{}",
+            redactor.redact_key(&o.source),
+            redactor.redact_key(&o.key)
+        );
+        if redactor.redact_key(&o.key) == key || uri == key {
+            out.extend(
+                source(view, &o.key)?
+                    .into_iter()
+                    .filter(|a| a.source == o.source),
+            );
+        }
+    }
+    Ok(out)
+}
+
 pub fn source(view: &ReadView, key: &str) -> Result<Vec<SourceAnswer>> {
     let mut out = Vec::new();
     for o in view.objects()? {

@@ -71,6 +71,58 @@ pub fn decode_cp1252(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Whether bytes that are not UTF-8 read as Windows-1252 text: every byte defined there, no
+/// control characters but tab and line ends, non-ASCII bytes a minority (accented letters and
+/// typographic marks between ASCII text), and no well-formed UTF-8 sequence among them — a line
+/// that holds UTF-8 and broken bytes is damaged UTF-8, not Windows-1252, and is rejected.
+pub fn plausible_cp1252(bytes: &[u8]) -> bool {
+    let mut high = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\t' | b'\n' | b'\r' | 0x20..=0x7E => {}
+            0x00..=0x1F | 0x7F => return false,
+            0x81 | 0x8D | 0x8F | 0x90 | 0x9D => return false,
+            _ => {
+                high += 1;
+                let continuation =
+                    |j: usize| bytes.get(j).is_some_and(|c| (0x80..=0xBF).contains(c));
+                let utf8 = match b {
+                    0xC2..=0xDF => continuation(i + 1),
+                    0xE0..=0xEF => continuation(i + 1) && continuation(i + 2),
+                    0xF0..=0xF4 => {
+                        continuation(i + 1) && continuation(i + 2) && continuation(i + 3)
+                    }
+                    _ => false,
+                };
+                if utf8 {
+                    return false;
+                }
+            }
+        }
+        i += 1;
+    }
+    high * 10 <= bytes.len() * 3
+}
+
+/// Whether a decoded text is binary data rather than text: NUL bytes, or more than 1 in 100
+/// characters a control character other than tab, line ends and form feed.
+pub fn looks_binary(text: &str) -> bool {
+    let mut chars = 0usize;
+    let mut controls = 0usize;
+    for c in text.chars() {
+        chars += 1;
+        if c == '\0' {
+            return true;
+        }
+        if c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{0C}') {
+            controls += 1;
+        }
+    }
+    controls * 100 > chars
+}
+
 /// Whether `bytes` start like UTF-16 (a BOM, or NULs in every other byte of the first ones), and
 /// if so, little-endian or not and how many BOM bytes to skip.
 pub fn sniff_utf16(bytes: &[u8]) -> Option<(bool, usize)> {

@@ -630,6 +630,21 @@ pub fn export(
     Ok(summary)
 }
 
+/// A row's places as they may leave idx: sources and keys with PII redacted (see
+/// [`crate::pii::Redactor::redact_key`]); `idx query source` accepts either spelling.
+fn public_refs(
+    view: &ReadView,
+    hash: Hash128,
+    redactor: &crate::pii::Redactor,
+) -> Result<Vec<crate::query::SourceRef>> {
+    let mut refs = crate::query::source_refs(view, hash)?;
+    for r in &mut refs {
+        r.source = redactor.redact_key(&r.source);
+        r.key = redactor.redact_key(&r.key);
+    }
+    Ok(refs)
+}
+
 /// What was decided before anything is written: the gates' verdict, the rows, the curriculum
 /// plan, and the previous export to compare with.
 struct Decided {
@@ -656,6 +671,7 @@ fn write_export(
         previous,
     } = decided;
     let selection = &selection;
+    let redactor = settings.redactor();
     let licenses: BTreeMap<&str, &str> = settings
         .classifier
         .config()
@@ -695,7 +711,7 @@ fn write_export(
                     message: format!("row {} has no stored text", r.hash.to_hex()),
                 })?
                 .conversation;
-            let places = crate::query::source_refs(view, r.hash)?;
+            let places = public_refs(view, r.hash, &redactor)?;
             let source_key = places.first().map(|p| p.key.clone()).unwrap_or_default();
             let near = selection
                 .collapsed
@@ -735,7 +751,7 @@ fn write_export(
             for &n in near {
                 near_prov.push(NearDuplicateProvenance {
                     content_hash: n.to_hex(),
-                    sources: crate::query::source_refs(view, n)?,
+                    sources: public_refs(view, n, &redactor)?,
                 });
             }
             let mut counted: BTreeSet<&str> = BTreeSet::new();

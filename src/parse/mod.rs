@@ -57,8 +57,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_line_bytes: 64 << 20,
-            max_document_bytes: 1 << 30,
+            max_line_bytes: 8 << 20,
+            max_document_bytes: 64 << 20,
         }
     }
 }
@@ -259,13 +259,13 @@ fn parse_record_bytes(bytes: &[u8]) -> Result<(Conversation, Repairs), String> {
     let (text, was_decoded) = match std::str::from_utf8(bytes) {
         Ok(text) => (text, false),
         Err(e) => {
-            decoded = repair::decode_cp1252(bytes);
-            if decoded.chars().any(|c| ('\u{80}'..='\u{9F}').contains(&c)) {
+            if !repair::plausible_cp1252(bytes) {
                 return Err(format!(
-                    "invalid UTF-8 at byte {} (and not Windows-1252)",
+                    "invalid UTF-8 at byte {} (and not plausible Windows-1252 text)",
                     e.valid_up_to()
                 ));
             }
+            decoded = repair::decode_cp1252(bytes);
             (decoded.as_str(), true)
         }
     };
@@ -319,12 +319,32 @@ fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn 
             }
             None => t,
         },
-        Err(_) => {
-            decoded = repair::decode_utf16(bytes).unwrap_or_else(|| repair::decode_cp1252(bytes));
+        Err(e) => {
+            decoded = match repair::decode_utf16(bytes) {
+                Some(utf16) => utf16,
+                None if repair::plausible_cp1252(bytes) => repair::decode_cp1252(bytes),
+                None => {
+                    sink(reject(
+                        1,
+                        format!(
+                            "not text: invalid UTF-8 at byte {}, and neither UTF-16 nor plausible Windows-1252",
+                            e.valid_up_to()
+                        ),
+                    ));
+                    return;
+                }
+            };
             doc_repairs.decoded = 1;
             decoded.as_str()
         }
     };
+    if repair::looks_binary(text) {
+        sink(reject(
+            1,
+            "binary data, not text (NUL bytes or control characters)".to_string(),
+        ));
+        return;
+    }
     let unescaped: String;
     let text = match format {
         FileFormat::Json => match repair::replace_lone_surrogates(text) {

@@ -1049,6 +1049,21 @@ impl Redactor {
         }
     }
 
+    /// An object key (or source) as it may leave idx: PII in it redacted, and — when anything
+    /// was — a short digest of the raw key appended, so keys that redact alike stay apart and
+    /// `idx query source` can find the object from what an export shows. A key without PII is
+    /// returned as it is.
+    pub fn redact_key(&self, key: &str) -> String {
+        let (redacted, found) = self.redact(key);
+        if found.kinds.is_empty() {
+            return key.to_string();
+        }
+        format!(
+            "{redacted} [key {:08x}]",
+            xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as u32
+        )
+    }
+
     /// Redact every message of a canonical conversation in place and return the row's record.
     pub fn redact_conversation(&self, conversation: &mut Conversation) -> PiiRecord {
         if !self.config.enabled {

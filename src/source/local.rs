@@ -1,17 +1,46 @@
 //! Local drop folders: walk a directory (or take one file) and report its files with size and
 //! modification time. Hidden directories (`.git`, `.idx`, …) and the index's own data directory are
 //! never walked; symlinked directories are not followed (no cycles). Unreadable entries are
-//! reported, not fatal.
+//! reported, not fatal. Keys are exact: a file name that is not valid UTF-8 is encoded
+//! reversibly ([`key_text`]), never replaced, so two files never share a key.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use super::{FoundObject, Location, Scan, ScanScope};
 use crate::error::{Error, Result};
 
+/// A file name (or path) as key text, reversibly: bytes that are not UTF-8 are written `%XX`,
+/// and a `%` that is followed by two hex digits is written `%25`, so no two names give one key;
+/// every other name keeps its spelling.
+pub fn key_text(name: &OsStr) -> String {
+    let bytes = name.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        for (i, c) in valid.char_indices() {
+            let escapes = c == '%' && {
+                let rest = &valid.as_bytes()[i + 1..];
+                rest.len() >= 2 && rest[0].is_ascii_hexdigit() && rest[1].is_ascii_hexdigit()
+            };
+            if escapes {
+                out.push_str("%25");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `file://` URI of an absolute directory.
 pub fn source_uri(dir: &Path) -> String {
-    let s = dir.to_string_lossy().replace('\\', "/");
+    let s = key_text(dir.as_os_str()).replace('\\', "/");
     if s.starts_with('/') {
         format!("file://{s}")
     } else {
@@ -40,10 +69,7 @@ pub fn scan(path: &Path, skip: Option<&Path>) -> Result<Scan> {
     let skip = skip.and_then(|s| std::fs::canonicalize(s).ok());
     if meta.is_file() {
         let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let key = abs
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let key = abs.file_name().map(key_text).unwrap_or_default();
         return Ok(Scan {
             source: source_uri(&dir),
             objects: vec![FoundObject {
@@ -73,7 +99,7 @@ fn relative_key(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)
         .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .map(|c| key_text(c.as_os_str()))
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -129,5 +155,30 @@ fn walk(
                 etag: None,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_exact_and_reversible() {
+        let key = |b: &[u8]| key_text(OsStr::from_bytes(b));
+        assert_eq!(key(b"plain name.jsonl"), "plain name.jsonl");
+        assert_eq!(key("Ünïcode ١٢٣.jsonl".as_bytes()), "Ünïcode ١٢٣.jsonl");
+        assert_eq!(key(b"50% off.jsonl"), "50% off.jsonl");
+        assert_eq!(key(b"bad\xff.jsonl"), "bad%FF.jsonl");
+        assert_eq!(key(b"bad%FF.jsonl"), "bad%25FF.jsonl");
+        let names: [&[u8]; 6] = [
+            b"bad\xff.jsonl",
+            b"bad\xfe.jsonl",
+            b"bad%FF.jsonl",
+            b"bad%25FF.jsonl",
+            b"bad%\xff.jsonl",
+            b"bad\xef\xbf\xbd.jsonl",
+        ];
+        let keys: std::collections::BTreeSet<String> = names.iter().map(|n| key(n)).collect();
+        assert_eq!(keys.len(), names.len(), "{keys:?}");
     }
 }

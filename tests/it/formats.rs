@@ -142,3 +142,50 @@ fn families_are_counted_per_tag() {
     assert_eq!(s.families["dpo_preference"].rows, 0);
     assert_eq!(s.totals.unique_rows, 2);
 }
+
+/// Regression: random bytes and an executable named `.txt` each became a text row, and most
+/// invalid UTF-8 in JSON Lines was accepted through the Windows-1252 fallback.
+#[test]
+fn binary_data_is_rejected_and_windows_1252_only_when_it_reads_as_text() {
+    let f = Fixture::new();
+    let mut rng = idx::rng::Rng(0x5EED_0BAD_F00D_0001);
+    let random: Vec<u8> = (0..4096).map(|_| (rng.next() & 0xFF) as u8).collect();
+    f.write("sarcasm/random.txt", &random);
+    let mut elf = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec();
+    elf.extend_from_slice(b"some readable strings in the binary\x00\x00more");
+    f.write("sarcasm/program.txt", &elf);
+    f.write(
+        "sarcasm/lines.jsonl",
+        [
+            // Windows-1252: accepted, decoded.
+            &b"{\"text\": \"caf\xe9 au lait, na\xefve r\xe9sum\xe9\"}"[..],
+            // UTF-8 with one broken byte: damaged UTF-8, not Windows-1252.
+            &b"{\"text\": \"caf\xc3\xa9 and a broken \xff byte\"}"[..],
+            // Mostly random high bytes.
+            &b"{\"text\": \"\xe4\xf6\xfc\xe4\xf6\xfc\xe4\xf6\xfc\xe4\xf6\xfc\xe4\xf6\"}"[..],
+        ]
+        .join(&b"\n"[..]),
+    );
+    let report = f.ingest();
+    assert_eq!(report.rows_added, 1, "{report:?}");
+    let reasons: Vec<(String, u64, String)> = report
+        .rejections
+        .iter()
+        .map(|r| (r.key.clone(), r.line, r.reason.clone()))
+        .collect();
+    let reason = |key: &str, line: u64| {
+        reasons
+            .iter()
+            .find(|(k, l, _)| k == key && *l == line)
+            .map(|(_, _, r)| r.clone())
+            .unwrap_or_else(|| panic!("no rejection for {key}:{line} in {reasons:?}"))
+    };
+    assert!(reason("sarcasm/random.txt", 1).contains("not text"));
+    assert!(reason("sarcasm/program.txt", 1).contains("binary"));
+    assert!(reason("sarcasm/lines.jsonl", 2).contains("not plausible Windows-1252"));
+    assert!(reason("sarcasm/lines.jsonl", 3).contains("not plausible Windows-1252"));
+    let kept = hashes_of(&f.index_dir, "sarcasm/lines.jsonl");
+    assert_eq!(kept.len(), 1);
+    let text = serde_json::to_string(&row(&f.index_dir, &kept[0]).unwrap()).unwrap();
+    assert!(text.contains("café au lait"), "{text}");
+}

@@ -11,6 +11,7 @@ mod formats;
 mod gates;
 mod hardening;
 mod incremental;
+mod leaks;
 mod privacy;
 mod properties;
 mod rejections;
