@@ -1,10 +1,11 @@
 //! The index as one thing: a data directory holding the redb database (`index.redb`, the truth)
 //! and the tantivy directory (`text/`, derived). Opening it for writing brings the full-text index
-//! up to date with redb before anything else happens.
+//! up to date with redb before anything else happens; a full-text index that cannot be opened
+//! (damaged files) is rebuilt from redb then, since it is derived data.
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::search::{Catchup, SearchIndex};
 use crate::store::Store;
 
@@ -23,7 +24,21 @@ impl Index {
     /// Open or create the index for writing (takes the write locks of both stores).
     pub fn open_write(data_dir: &Path) -> Result<Index> {
         let store = Store::open_write(&data_dir.join(DB_FILE))?;
-        let mut search = SearchIndex::open(&data_dir.join(TEXT_DIR), true)?;
+        let text_dir = data_dir.join(TEXT_DIR);
+        let mut search = match SearchIndex::open(&text_dir, true) {
+            Ok(search) => search,
+            // Another writer, or a folder idx may not touch: not ours to rebuild.
+            Err(e) if matches!(e.kind(), ErrorKind::Busy | ErrorKind::Denied) => return Err(e),
+            // Derived data: a damaged full-text index is rebuilt from redb, never a blocker.
+            Err(e) => {
+                tracing::warn!(error = %e, "the full-text index cannot be opened: rebuilding it from redb");
+                std::fs::remove_dir_all(&text_dir).map_err(|source| Error::Io {
+                    path: text_dir.clone(),
+                    source,
+                })?;
+                SearchIndex::open(&text_dir, true)?
+            }
+        };
         let catchup = search.catch_up(&store)?;
         if catchup != Catchup::UpToDate {
             tracing::info!(?catchup, "full-text index brought up to date from redb");

@@ -5,6 +5,7 @@
 //! [`search`] (tantivy, derived) keep them → [`ingest`] drives the whole, and [`query`] answers.
 //! [`families`] classifies object keys; [`model`] holds the values passed between stages.
 
+pub mod check;
 pub mod config;
 pub mod curriculum;
 pub mod daemon;

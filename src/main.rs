@@ -102,6 +102,11 @@ enum Command {
     Query(QueryCommand),
     /// Rebuild the full-text index from redb (never needed for correctness; redb is the truth)
     Reindex,
+    /// Check that the index is whole: redb's integrity check (skipped while another process
+    /// writes), then idx's own tables — counters against a recount, every place pointing at a
+    /// stored row, every row's cluster and split as recomputed — and that the full-text index
+    /// opens. Exits 0 when all is well, 4 when something is wrong (listed)
+    Check,
     /// Recover an index left by a crash or kill -9 (readers refuse such a file and never write
     /// to it): redb repairs itself, the full-text index catches up with redb. Every writing
     /// command (ingest, serve) does the same on its own
@@ -316,15 +321,65 @@ fn main() -> ExitCode {
         matches!(cli.command, Command::Serve(_)),
         cli.log_json,
     );
-    match run(&cli) {
-        Ok(code) => code,
+    install_panic_hook();
+    // A panic that reaches here is a bug in idx or in a dependency meeting a damaged file (redb
+    // reports some corruption by panicking): an error with a way forward, never exit 101.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&cli)));
+    match outcome {
+        Ok(Ok(code)) => code,
         // The reader of our output went away (`idx query source BIG | head`): not an error.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
+        Ok(Err(e)) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("idx: error: {e:#}");
             ExitCode::from(1)
         }
+        Err(_) => {
+            let what = LAST_PANIC
+                .lock()
+                .ok()
+                .and_then(|p| p.clone())
+                .unwrap_or_else(|| "unknown".to_string());
+            eprintln!(
+                "idx: error: internal error ({what}); if the index may be damaged, run `idx check` — a damaged index is rebuilt by ingesting its sources into a fresh --data-dir"
+            );
+            ExitCode::from(1)
+        }
     }
+}
+
+/// The last panic's message and place, for `main` to report.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Panics are caught where they can be isolated (a row, an object, the daemon's writer) and
+/// reported there; the hook only records them and prints one line with the place (never the
+/// message on stderr unasked: it can quote input text), or the full report with
+/// `RUST_BACKTRACE=1`.
+fn install_panic_hook() {
+    let verbose = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!(
+                "{} at {place}",
+                idx::pii::bounded_excerpt(&message)
+            ));
+        }
+        if verbose {
+            default(info);
+        } else {
+            eprintln!("idx: a bug was caught at {place} (RUST_BACKTRACE=1 shows the details)");
+        }
+    }));
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -420,6 +475,89 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Export(e) => export(cli, e),
         Command::Serve(s) => serve(cli, s),
         Command::Curriculum(c) => curriculum(cli, c),
+        Command::Check => {
+            let settings = settings(cli)?;
+            let db = cli.data_dir.join(idx::index::DB_FILE);
+            if !db.exists() {
+                anyhow::bail!(idx::Error::NoIndex(cli.data_dir.clone()));
+            }
+            // redb's own check needs the write lock; while another process writes, it is skipped.
+            let (store, integrity) = match idx::store::Store::open_write(&db) {
+                Ok(mut store) => {
+                    // redb reports some damage by panicking: that is a failed check.
+                    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        store.check_integrity()
+                    }));
+                    match checked {
+                        Ok(Ok(ok)) => (store, Some(ok)),
+                        Ok(Err(e)) => anyhow::bail!("redb's integrity check could not run: {e:#}"),
+                        Err(_) => {
+                            let what = LAST_PANIC
+                                .lock()
+                                .ok()
+                                .and_then(|p| p.clone())
+                                .unwrap_or_default();
+                            let report = idx::check::CheckReport {
+                                passed: false,
+                                integrity: Some(false),
+                                objects_checked: 0,
+                                rows_checked: 0,
+                                places_checked: 0,
+                                problems: vec![format!("the database file is damaged: redb's integrity check failed ({what}); restore a backup, or ingest the sources into a fresh --data-dir")],
+                                more_problems: 0,
+                            };
+                            if cli.json {
+                                print_json(&report)?;
+                            } else {
+                                outln!("redb integrity: DAMAGED ({what})");
+                                outln!("FAILED");
+                            }
+                            return Ok(gate_exit(false));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == idx::error::ErrorKind::Busy => {
+                    (Index::open_store_read(&cli.data_dir)?, None)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let view = store.read()?;
+            let mut report = idx::check::check(&view, &settings, integrity)?;
+            match idx::search::SearchIndex::open(&cli.data_dir.join(idx::index::TEXT_DIR), false) {
+                Ok(search) => {
+                    let behind = view.seq()?.saturating_sub(search.committed_seq()?);
+                    if behind > 0 {
+                        eprintln!("idx: note: the full-text index is {behind} commits behind (the next writer catches it up)");
+                    }
+                }
+                Err(e) => report.add_problem(format!(
+                    "the full-text index cannot be opened ({e:#}); the next writer (`idx ingest`, `idx serve`, `idx reindex`) rebuilds it from redb"
+                )),
+            }
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                match report.integrity {
+                    Some(true) => outln!("redb integrity: ok"),
+                    Some(false) => outln!("redb integrity: REPAIRED to the last good commit"),
+                    None => outln!("redb integrity: skipped (another process is writing)"),
+                }
+                outln!(
+                    "consistency: {} objects, {} rows, {} places checked",
+                    report.objects_checked,
+                    report.rows_checked,
+                    report.places_checked
+                );
+                for p in &report.problems {
+                    outln!("  problem: {p}");
+                }
+                if report.more_problems > 0 {
+                    outln!("  … and {} more", report.more_problems);
+                }
+                outln!("{}", if report.passed { "ok" } else { "FAILED" });
+            }
+            Ok(gate_exit(report.passed))
+        }
         Command::Recover => {
             if !cli.data_dir.join(idx::index::DB_FILE).exists() {
                 anyhow::bail!(idx::Error::NoIndex(cli.data_dir.clone()));

@@ -148,6 +148,20 @@ impl Store {
         &self.path
     }
 
+    /// redb's own integrity check (page checksums and tree structure) of a store opened for
+    /// writing; `Ok(false)` when redb had to repair something.
+    pub fn check_integrity(&mut self) -> Result<bool> {
+        match &mut self.db {
+            Db::Write(db) => db.check_integrity().map_err(|e| Error::Database {
+                path: self.path.clone(),
+                source: Box::new(e.into()),
+            }),
+            Db::Read(_) => Err(Error::Invariant(
+                "redb's integrity check needs the index opened for writing".to_string(),
+            )),
+        }
+    }
+
     fn init(&self) -> Result<()> {
         let Db::Write(db) = &self.db else {
             return Ok(());

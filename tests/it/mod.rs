@@ -4,6 +4,7 @@ mod common;
 mod crash;
 mod curriculum;
 mod daemon;
+mod damage;
 mod dedup;
 mod export;
 mod export_safety;

@@ -105,6 +105,10 @@ fn every_json_output_matches_its_schema() {
     let verify: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     check("verify", "idx verify --json", &verify);
 
+    let checked = run_idx(&f.index_dir, &["check", "--json"]);
+    let checked: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    check("check", "idx check --json", &checked);
+
     let plan = run_idx(&f.index_dir, &["curriculum", "--json"]);
     assert!(matches!(plan.status.code(), Some(0 | 4)));
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
