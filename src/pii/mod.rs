@@ -18,7 +18,7 @@
 
 pub mod eval;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
@@ -952,7 +952,12 @@ impl Redactor {
                     Some((_, [])) => true,
                     Some((_, leading)) => groups == [4, 6, 5] || leading.iter().all(|&g| g == 4),
                 };
-                (13..=19).contains(&digits.len()) && grouped && luhn(&digits)
+                // Luhn alone passes one number in ten (products, ids): a card also needs an
+                // issuer's prefix and length, or a word about cards or payment just before it.
+                (13..=19).contains(&digits.len())
+                    && grouped
+                    && luhn(&digits)
+                    && (card_issuer_fits(&digits) || card_context(before))
             }
             PiiKind::Ssn => {
                 // Validated on digit values, so an SSN in Arabic-Indic or full-width digits is
@@ -1070,12 +1075,15 @@ impl Redactor {
             return PiiRecord::clean();
         }
         let mut names: Vec<String> = Vec::new();
+        // Distinct values found: the crowding rule counts people and numbers, not repeats.
+        let mut distinct: BTreeSet<(PiiKind, String)> = BTreeSet::new();
         let rejected = conversation.rejected.iter_mut().flatten();
         for m in conversation.messages.iter_mut().chain(rejected) {
             let (text, found) = self.redact(&m.content);
             if !found.kinds.is_empty() {
                 m.content = text;
             }
+            distinct.extend(found.values.iter().map(|(k, v)| (*k, v.to_lowercase())));
             names.extend(
                 found
                     .values
@@ -1110,7 +1118,19 @@ impl Redactor {
                 }
             }
         }
-        self.record_of(conversation)
+        let mut record = self.record_of(conversation);
+        // Placeholders count every mention; exclusion for crowding goes by distinct values (a
+        // name said ten times is one person). High-risk kinds exclude whatever the count.
+        if record.status == PiiStatus::Excluded
+            && !record
+                .kinds
+                .iter()
+                .any(|(k, _)| self.config.exclude_kinds.contains(k))
+            && distinct.len() as u32 <= self.config.max_detections
+        {
+            record.status = PiiStatus::Redacted;
+        }
+        record
     }
 
     /// The PII record of a (redacted) conversation, read from its placeholders.
@@ -1215,6 +1235,58 @@ fn ascii_digits(text: &str) -> String {
                 .unwrap_or(c)
         })
         .collect()
+}
+
+/// Whether a card number's prefix and length are an issuer's: Visa, Mastercard, American
+/// Express, Discover, JCB, Diners Club.
+fn card_issuer_fits(d: &[u32]) -> bool {
+    let n = d.len();
+    let prefix = |k: usize| d.iter().take(k).fold(0u32, |a, &x| a * 10 + x);
+    match d.first() {
+        Some(4) => matches!(n, 13 | 16 | 19),
+        Some(5) => (51..=55).contains(&prefix(2)) && n == 16,
+        Some(2) => (2221..=2720).contains(&prefix(4)) && n == 16,
+        Some(3) => {
+            (matches!(prefix(2), 34 | 37) && n == 15)
+                || ((3528..=3589).contains(&prefix(4)) && (16..=19).contains(&n))
+                || (((300..=305).contains(&prefix(3)) || matches!(prefix(2), 36 | 38))
+                    && (14..=19).contains(&n))
+        }
+        Some(6) => {
+            (prefix(4) == 6011 || prefix(2) == 65 || (644..=649).contains(&prefix(3)))
+                && (16..=19).contains(&n)
+        }
+        _ => false,
+    }
+}
+
+/// Whether the words just before a number speak of cards or payment.
+fn card_context(before: &str) -> bool {
+    let tail: String = before
+        .chars()
+        .rev()
+        .take(48)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<String>()
+        .to_lowercase();
+    [
+        "card",
+        "visa",
+        "mastercard",
+        "amex",
+        "credit",
+        "debit",
+        "cc",
+        "cvv",
+        "payment",
+        "paid",
+        "pay with",
+        "account",
+    ]
+    .iter()
+    .any(|w| tail.contains(w))
 }
 
 /// The Luhn checksum of a card number's digits.
@@ -1407,6 +1479,14 @@ mod tests {
         assert_eq!(rec.status, PiiStatus::Excluded);
         assert_eq!(rec.kinds, vec![(PiiKind::Email, 25)]);
 
+        // Regression: one name repeated past the limit excluded a whole casual conversation;
+        // crowding counts distinct values.
+        let repeated: String = (0..25).map(|_| "a@b.io ").collect();
+        let mut c = conv(&repeated);
+        let rec = red.redact_conversation(&mut c);
+        assert_eq!(rec.status, PiiStatus::Redacted);
+        assert_eq!(rec.kinds, vec![(PiiKind::Email, 25)]);
+
         let mut c = conv("nothing to see");
         assert_eq!(red.redact_conversation(&mut c), PiiRecord::clean());
 
@@ -1427,6 +1507,19 @@ mod tests {
         let mut c = conv("mail me at a@b.io");
         assert_eq!(off.redact_conversation(&mut c).status, PiiStatus::Clean);
         assert_eq!(c.messages[0].content, "mail me at a@b.io");
+    }
+
+    /// Regression: products in arithmetic that happen to pass Luhn were taken for cards (and
+    /// excluded the row). A card needs an issuer's prefix and length, or card words before it.
+    #[test]
+    fn a_card_needs_an_issuer_or_a_card_context_not_luhn_alone() {
+        assert!(!kinds("so 9009 9009 9009 9007 is what the product gives").contains(&PiiKind::Card));
+        assert_eq!(
+            kinds("charge my card 9009 9009 9009 9007 today"),
+            vec![PiiKind::Card]
+        );
+        assert_eq!(kinds("it is 4111111111111111"), vec![PiiKind::Card]);
+        assert_eq!(kinds("amex 3782 822463 10005"), vec![PiiKind::Card]);
     }
 
     #[test]
