@@ -18,7 +18,7 @@
 
 pub mod eval;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
@@ -1075,15 +1075,12 @@ impl Redactor {
             return PiiRecord::clean();
         }
         let mut names: Vec<String> = Vec::new();
-        // Distinct values found: the crowding rule counts people and numbers, not repeats.
-        let mut distinct: BTreeSet<(PiiKind, String)> = BTreeSet::new();
         let rejected = conversation.rejected.iter_mut().flatten();
         for m in conversation.messages.iter_mut().chain(rejected) {
             let (text, found) = self.redact(&m.content);
             if !found.kinds.is_empty() {
                 m.content = text;
             }
-            distinct.extend(found.values.iter().map(|(k, v)| (*k, v.to_lowercase())));
             names.extend(
                 found
                     .values
@@ -1118,19 +1115,9 @@ impl Redactor {
                 }
             }
         }
-        let mut record = self.record_of(conversation);
-        // Placeholders count every mention; exclusion for crowding goes by distinct values (a
-        // name said ten times is one person). High-risk kinds exclude whatever the count.
-        if record.status == PiiStatus::Excluded
-            && !record
-                .kinds
-                .iter()
-                .any(|(k, _)| self.config.exclude_kinds.contains(k))
-            && distinct.len() as u32 <= self.config.max_detections
-        {
-            record.status = PiiStatus::Redacted;
-        }
-        record
+        // The record is read back from the placeholders alone, so every place of a row (same
+        // redacted text) gets the same status whatever order they arrive in.
+        self.record_of(conversation)
     }
 
     /// The PII record of a (redacted) conversation, read from its placeholders.
@@ -1477,14 +1464,6 @@ mod tests {
         let mut c = conv(&many);
         let rec = red.redact_conversation(&mut c);
         assert_eq!(rec.status, PiiStatus::Excluded);
-        assert_eq!(rec.kinds, vec![(PiiKind::Email, 25)]);
-
-        // Regression: one name repeated past the limit excluded a whole casual conversation;
-        // crowding counts distinct values.
-        let repeated: String = (0..25).map(|_| "a@b.io ").collect();
-        let mut c = conv(&repeated);
-        let rec = red.redact_conversation(&mut c);
-        assert_eq!(rec.status, PiiStatus::Redacted);
         assert_eq!(rec.kinds, vec![(PiiKind::Email, 25)]);
 
         let mut c = conv("nothing to see");
