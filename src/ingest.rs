@@ -292,7 +292,11 @@ pub fn ingest(
                 return Ok(report);
             }
             RunEnd::Aborted { id, error, report } => {
-                warn!(object = %id, %error, "object failed in the middle of its batch: batch dropped, run restarted without it");
+                warn!(
+                    object = %crate::pii::bounded_excerpt(&id),
+                    error = %crate::pii::bounded_excerpt(&error),
+                    "object failed in the middle of its batch: batch dropped, run restarted without it"
+                );
                 if poisoned.insert(id.clone(), error).is_some() {
                     return Err(crate::error::Error::Invariant(format!(
                         "{id} failed again after it was set aside"
@@ -483,7 +487,11 @@ fn ingest_once(
             report.objects_scanned += 1;
         }
         report.objects_failed += 1;
-        warn!(%key, %error, "object missing");
+        warn!(
+            key = %redactor.redact_key(&key),
+            error = %redactor.redact_key(&error),
+            "object missing"
+        );
         report.failures.push(FailureReport {
             key: key.clone(),
             error: error.clone(),
@@ -582,7 +590,7 @@ fn ingest_once(
                     if let Some(old) = batch.delete_object(id)? {
                         pending.rows_removed += old.rows;
                         pending.objects_deleted += 1;
-                        info!(key = %old.key, rows = old.rows, "object deleted");
+                        info!(key = %redactor.redact_key(&old.key), rows = old.rows, "object deleted");
                     }
                 }
                 for record in &failed {
@@ -1023,7 +1031,7 @@ fn write_message(
                 repairs,
                 read_digest: plan.read_digest.clone(),
             })?;
-            info!(key = %w.found.key, rows, rejected, family = %w.primary, "object indexed");
+            info!(key = %plan.redactor.redact_key(&w.found.key), rows, rejected, family = %w.primary, "object indexed");
             progress.object_done(w.found.size);
             *batch_bytes += w.found.size;
             if *batch_bytes >= plan.batch_bytes {
@@ -1036,7 +1044,11 @@ fn write_message(
                 return Ok(Step::End(BatchEnd::Abort { work: i, error }));
             }
             let w = &work[i];
-            warn!(key = %w.found.key, %error, "object could not be read");
+            warn!(
+                key = %plan.redactor.redact_key(&w.found.key),
+                error = %plan.redactor.redact_key(&error),
+                "object could not be read"
+            );
             report.objects_failed += 1;
             report.failures.push(FailureReport {
                 key: w.found.key.clone(),
