@@ -119,6 +119,8 @@ pub fn run_idx(index_dir: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .env_remove("IDX_FAMILIES")
         .env_remove("RUST_LOG")
+        // What a panic prints depends on it: tests see what a user without it sees.
+        .env_remove("RUST_BACKTRACE")
         .current_dir(index_dir.parent().unwrap())
         .output()
         .expect("run idx")
