@@ -34,6 +34,19 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// The report of a database whose integrity check could not finish: nothing else was read.
+    pub fn damaged(problem: String) -> CheckReport {
+        CheckReport {
+            passed: false,
+            integrity: Some(false),
+            objects_checked: 0,
+            rows_checked: 0,
+            places_checked: 0,
+            problems: vec![problem],
+            more_problems: 0,
+        }
+    }
+
     /// Record a problem found outside the snapshot (the full-text index, the file).
     pub fn add_problem(&mut self, text: String) {
         self.problem(text);
@@ -66,8 +79,25 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
                 .to_string(),
         );
     }
-    // Places per row, from the objects' side.
-    let mut places: BTreeMap<Hash128, u64> = BTreeMap::new();
+    // Rows first: each row's place count as stored, and its text.
+    let mut stored: BTreeMap<Hash128, u64> = BTreeMap::new();
+    let mut rows = 0u64;
+    let mut without_text = 0u64;
+    view.for_each_row(|hash, row| {
+        rows += row.places;
+        stored.insert(hash, row.places);
+        if view.representative(hash)?.is_none() {
+            without_text += 1;
+            if without_text <= 5 {
+                report.problem(format!("row {} has no stored text", hash.to_hex()));
+            }
+        }
+        Ok(())
+    })?;
+    let unique = stored.len() as u64;
+    report.rows_checked = unique;
+    // Then the objects' places, each pointing at a stored row, counted per row.
+    let mut counted: BTreeMap<Hash128, u64> = BTreeMap::new();
     let (mut indexed, mut skipped, mut failed, mut rejected) = (0u64, 0u64, 0u64, 0u64);
     let objects = view.objects()?;
     for o in &objects {
@@ -90,8 +120,8 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
         }
         for (line, _, hash) in object_places {
             report.places_checked += 1;
-            *places.entry(hash).or_default() += 1;
-            if view.row(hash)?.is_none() {
+            *counted.entry(hash).or_default() += 1;
+            if !stored.contains_key(&hash) {
                 report.problem(format!(
                     "{}:{line}: points at row {}, which is not stored",
                     o.key,
@@ -100,32 +130,13 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
             }
         }
     }
-    let (mut rows, mut unique) = (0u64, 0u64);
-    let mut missing_text = Vec::new();
-    view.for_each_row(|hash, row| {
-        unique += 1;
-        rows += row.places;
-        let found = places.get(&hash).copied().unwrap_or(0);
-        if found != row.places {
-            missing_text.push(format!(
-                "row {}: counts {} places, {found} are stored",
-                hash.to_hex(),
-                row.places
+    for (hash, places) in &stored {
+        let found = counted.get(hash).copied().unwrap_or(0);
+        if found != *places {
+            report.problem(format!(
+                "row {}: counts {places} places, {found} are stored",
+                hash.to_hex()
             ));
-        }
-        Ok(())
-    })?;
-    for p in missing_text {
-        report.problem(p);
-    }
-    report.rows_checked = unique;
-    let mut without_text = 0u64;
-    for &hash in places.keys() {
-        if view.row(hash)?.is_some() && view.representative(hash)?.is_none() {
-            without_text += 1;
-            if without_text <= 5 {
-                report.problem(format!("row {} has no stored text", hash.to_hex()));
-            }
         }
     }
     let totals = view.totals()?;

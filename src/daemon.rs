@@ -276,7 +276,7 @@ pub fn serve(
                 let ended = run.unwrap_or_else(|panic| {
                     Err(Error::Invariant(format!(
                         "the writer thread panicked: {}",
-                        crate::pii::bounded_excerpt(&panic_text(panic.as_ref()))
+                        crate::pii::bounded_excerpt(&crate::error::panic_message(panic.as_ref()))
                     )))
                 });
                 let _ = ended_tx.send(ended);
@@ -358,14 +358,6 @@ pub fn serve(
     outcome
 }
 
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_string())
-}
-
 /// Watch every local folder; an event under a folder marks it dirty.
 fn watch(
     locals: &[(PathBuf, String)],
@@ -418,7 +410,7 @@ fn writer_loop(
     shared: &Shared,
     data_dir: &Path,
 ) -> Result<()> {
-    let ingests = AtomicU64::new(0);
+    let mut ingests_started = 0u64;
     loop {
         {
             let mut q = shared.queue.lock().expect("queue lock");
@@ -460,7 +452,8 @@ fn writer_loop(
         ingest_options.counters = Some((shared.planned.clone(), shared.done.clone()));
         shared.planned.store(0, Ordering::SeqCst);
         shared.done.store(0, Ordering::SeqCst);
-        if crate::failpoint::nth(crate::failpoint::DAEMON_WRITER_PANIC, &ingests) {
+        ingests_started += 1;
+        if crate::failpoint::at(crate::failpoint::DAEMON_WRITER_PANIC, ingests_started) {
             panic!("fail point {}", crate::failpoint::DAEMON_WRITER_PANIC);
         }
         let result = ingest(index, settings, &paths, &ingest_options);

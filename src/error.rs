@@ -178,6 +178,16 @@ from_redb!(
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The text of a caught panic's payload (its message when it has one), for the places that turn
+/// a panic into an error or a rejection.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

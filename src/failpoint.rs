@@ -6,7 +6,6 @@
 //! real binary; unarmed, each point costs one lookup in an empty list. Nothing here is used for
 //! anything but testing how idx survives failures.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 /// The environment variable that arms fail points.
@@ -44,13 +43,8 @@ pub fn armed(name: &str) -> Option<&'static str> {
         .map(|(_, arg)| arg.as_str())
 }
 
-/// A counting fail point: true on the call whose number (from 1) is the point's argument.
-pub fn nth(name: &str, counter: &AtomicU64) -> bool {
-    match armed(name) {
-        None => false,
-        Some(arg) => {
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            arg.parse::<u64>().unwrap_or(1) == n
-        }
-    }
+/// A counting fail point: true when the point is armed for the `n`th occurrence (counted from 1
+/// by the caller; an argument that is not a number means the first).
+pub fn at(name: &str, n: u64) -> bool {
+    armed(name).is_some_and(|arg| arg.parse::<u64>().unwrap_or(1) == n)
 }

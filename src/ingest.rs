@@ -490,7 +490,7 @@ fn ingest_once(
         warn!(
             key = %redactor.redact_key(&key),
             error = %redactor.redact_key(&error),
-            "object missing"
+            "object failed"
         );
         report.failures.push(FailureReport {
             key: key.clone(),
@@ -550,7 +550,6 @@ fn ingest_once(
         abandon: abandon.clone(),
     };
     let fts_seq = index.search.committed_seq()?;
-    let commits = AtomicU64::new(0);
     // Figures of committed batches (planning figures stay in `report`).
     let mut committed = IngestReport::default();
     let run = std::thread::scope(|scope| -> Result<Option<(usize, String)>> {
@@ -626,7 +625,9 @@ fn ingest_once(
             }
             let written = Instant::now();
             let outcome = batch.finish(fts_seq)?;
-            if crate::failpoint::nth(crate::failpoint::COMMIT_ERROR, &commits) {
+            // The number of this commit in the run, for the fail points.
+            let commit_no = committed.commits + 1;
+            if crate::failpoint::at(crate::failpoint::COMMIT_ERROR, commit_no) {
                 return Err(crate::error::Error::Io {
                     path: index.store.path().to_path_buf(),
                     source: std::io::Error::new(
@@ -636,10 +637,7 @@ fn ingest_once(
                 });
             }
             txn.commit()?;
-            if crate::failpoint::armed(crate::failpoint::ABORT_AFTER_COMMIT)
-                .and_then(|n| n.parse::<u64>().ok())
-                == Some(commits.load(Ordering::SeqCst).max(1))
-            {
+            if crate::failpoint::at(crate::failpoint::ABORT_AFTER_COMMIT, commit_no) {
                 std::process::abort();
             }
             pending.commits += 1;
@@ -683,7 +681,7 @@ fn ingest_once(
             if let Err(panic) = handle.join() {
                 return Err(crate::error::Error::Invariant(format!(
                     "the {stage} stage panicked: {}",
-                    panic_message(panic.as_ref())
+                    crate::error::panic_message(panic.as_ref())
                 )));
             }
         }
@@ -715,17 +713,6 @@ fn ingest_once(
                 report: committed,
             })
         }
-    }
-}
-
-/// The text of a caught panic (its message when it has one).
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_string()
     }
 }
 
@@ -926,7 +913,7 @@ fn write_batch(
             Err(panic) => {
                 let error = format!(
                     "internal error while writing its rows (a bug in idx): {}",
-                    crate::pii::bounded_excerpt(&panic_message(panic.as_ref()))
+                    crate::pii::bounded_excerpt(&crate::error::panic_message(panic.as_ref()))
                 );
                 return match open.or(subject) {
                     Some(work) => Ok(BatchEnd::Abort { work, error }),
@@ -1185,7 +1172,7 @@ fn fingerprint_stage(rx: Receiver<Msg>, tx: SyncSender<Msg>, redactor: &Redactor
         caught.unwrap_or_else(|panic| {
             Msg::StageFailed(format!(
                 "the fingerprint stage panicked: {}",
-                crate::pii::bounded_excerpt(&panic_message(panic.as_ref()))
+                crate::pii::bounded_excerpt(&crate::error::panic_message(panic.as_ref()))
             ))
         })
     };
@@ -1314,7 +1301,7 @@ fn reader_thread(work: Vec<ReadJob>, reader: &Reader, limits: Limits, tx: SyncSe
             Err(panic) => {
                 let error = format!(
                     "internal error while reading (a bug in idx): {}",
-                    crate::pii::bounded_excerpt(&panic_message(panic.as_ref()))
+                    crate::pii::bounded_excerpt(&crate::error::panic_message(panic.as_ref()))
                 );
                 tx.send(Msg::Failed(i, error)).is_ok()
             }

@@ -334,11 +334,7 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(_) => {
-            let what = LAST_PANIC
-                .lock()
-                .ok()
-                .and_then(|p| p.clone())
-                .unwrap_or_else(|| "unknown".to_string());
+            let what = last_panic().unwrap_or_else(|| "unknown".to_string());
             eprintln!(
                 "idx: error: internal error ({what}); if the index may be damaged, run `idx check` — a damaged index is rebuilt by ingesting its sources into a fresh --data-dir"
             );
@@ -348,6 +344,10 @@ fn main() -> ExitCode {
 }
 
 /// The last panic's message and place, for `main` to report.
+fn last_panic() -> Option<String> {
+    LAST_PANIC.lock().ok().and_then(|p| p.clone())
+}
+
 static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// Panics are caught where they can be isolated (a row, an object, the daemon's writer) and
@@ -358,12 +358,7 @@ fn install_panic_hook() {
     let verbose = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = idx::error::panic_message(info.payload());
         let place = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
@@ -475,93 +470,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Export(e) => export(cli, e),
         Command::Serve(s) => serve(cli, s),
         Command::Curriculum(c) => curriculum(cli, c),
-        Command::Check => {
-            let settings = settings(cli)?;
-            let db = cli.data_dir.join(idx::index::DB_FILE);
-            if !db.exists() {
-                anyhow::bail!(idx::Error::NoIndex(cli.data_dir.clone()));
-            }
-            // redb's own check needs the write lock; while another process writes, it is skipped.
-            let (store, integrity) = match idx::store::Store::open_write(&db) {
-                Ok(mut store) => {
-                    // redb reports some damage by panicking: that is a failed check.
-                    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        store.check_integrity()
-                    }));
-                    match checked {
-                        Ok(Ok(ok)) => (store, Some(ok)),
-                        Ok(Err(e)) => anyhow::bail!("redb's integrity check could not run: {e:#}"),
-                        Err(_) => {
-                            let what = LAST_PANIC
-                                .lock()
-                                .ok()
-                                .and_then(|p| p.clone())
-                                .unwrap_or_default();
-                            let report = idx::check::CheckReport {
-                                passed: false,
-                                integrity: Some(false),
-                                objects_checked: 0,
-                                rows_checked: 0,
-                                places_checked: 0,
-                                problems: vec![format!("the database file is damaged: redb's integrity check failed ({what}); restore a backup, or ingest the sources into a fresh --data-dir")],
-                                more_problems: 0,
-                            };
-                            if cli.json {
-                                print_json(&report)?;
-                            } else {
-                                outln!("redb integrity: DAMAGED ({what})");
-                                outln!("FAILED");
-                            }
-                            return Ok(gate_exit(false));
-                        }
-                    }
-                }
-                Err(e) if e.kind() == idx::error::ErrorKind::Busy => {
-                    (Index::open_store_read(&cli.data_dir)?, None)
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let view = store.read()?;
-            let mut report = idx::check::check(&view, &settings, integrity)?;
-            match idx::search::SearchIndex::open(&cli.data_dir.join(idx::index::TEXT_DIR), false) {
-                Ok(search) => {
-                    let behind = view.seq()?.saturating_sub(search.committed_seq()?);
-                    if behind > 0 {
-                        eprintln!("idx: note: the full-text index is {behind} commits behind (the next writer catches it up)");
-                    }
-                }
-                Err(e) => report.add_problem(format!(
-                    "the full-text index cannot be opened ({e:#}); the next writer (`idx ingest`, `idx serve`, `idx reindex`) rebuilds it from redb"
-                )),
-            }
-            if cli.json {
-                print_json(&report)?;
-            } else {
-                match report.integrity {
-                    Some(true) => outln!("redb integrity: ok"),
-                    Some(false) => outln!("redb integrity: REPAIRED to the last good commit"),
-                    None => outln!("redb integrity: skipped (another process is writing)"),
-                }
-                outln!(
-                    "consistency: {} objects, {} rows, {} places checked",
-                    report.objects_checked,
-                    report.rows_checked,
-                    report.places_checked
-                );
-                for p in &report.problems {
-                    outln!("  problem: {p}");
-                }
-                if report.more_problems > 0 {
-                    outln!("  … and {} more", report.more_problems);
-                }
-                outln!("{}", if report.passed { "ok" } else { "FAILED" });
-            }
-            Ok(gate_exit(report.passed))
-        }
+        Command::Check => check(cli),
         Command::Recover => {
-            if !cli.data_dir.join(idx::index::DB_FILE).exists() {
-                anyhow::bail!(idx::Error::NoIndex(cli.data_dir.clone()));
-            }
+            require_index(cli)?;
             let index = Index::open_write(&cli.data_dir)?;
             let seq = index.store.read()?.seq()?;
             if cli.json {
@@ -588,6 +499,85 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The index's database file; an error naming the folder when there is none.
+fn require_index(cli: &Cli) -> Result<PathBuf> {
+    let db = cli.data_dir.join(idx::index::DB_FILE);
+    if !db.exists() {
+        anyhow::bail!(idx::Error::NoIndex(cli.data_dir.clone()));
+    }
+    Ok(db)
+}
+
+/// `idx check`: redb's integrity check around the library's consistency check, plus whether the
+/// full-text index opens.
+fn check(cli: &Cli) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let db = require_index(cli)?;
+    // redb's own check needs the write lock; while another process writes, it is skipped.
+    let (store, integrity) = match idx::store::Store::open_write(&db) {
+        Ok(mut store) => {
+            // redb reports some damage by panicking: that is a failed check.
+            let checked =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.check_integrity()));
+            match checked {
+                Ok(Ok(ok)) => (store, Some(ok)),
+                Ok(Err(e)) => anyhow::bail!("redb's integrity check could not run: {e:#}"),
+                Err(_) => {
+                    let what = last_panic().unwrap_or_default();
+                    let report = idx::check::CheckReport::damaged(format!(
+                        "the database file is damaged: redb's integrity check failed ({what}); restore a backup, or ingest the sources into a fresh --data-dir"
+                    ));
+                    return print_check(cli, &report);
+                }
+            }
+        }
+        Err(e) if e.kind() == idx::error::ErrorKind::Busy => {
+            (Index::open_store_read(&cli.data_dir)?, None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let view = store.read()?;
+    let mut report = idx::check::check(&view, &settings, integrity)?;
+    match idx::search::SearchIndex::open(&cli.data_dir.join(idx::index::TEXT_DIR), false) {
+        Ok(search) => {
+            let behind = view.seq()?.saturating_sub(search.committed_seq()?);
+            if behind > 0 {
+                eprintln!("idx: note: the full-text index is {behind} commits behind (the next writer catches it up)");
+            }
+        }
+        Err(e) => report.add_problem(format!(
+            "the full-text index cannot be opened ({e:#}); the next writer (`idx ingest`, `idx serve`, `idx reindex`) rebuilds it from redb"
+        )),
+    }
+    print_check(cli, &report)
+}
+
+fn print_check(cli: &Cli, report: &idx::check::CheckReport) -> Result<ExitCode> {
+    if cli.json {
+        print_json(report)?;
+    } else {
+        match report.integrity {
+            Some(true) => outln!("redb integrity: ok"),
+            Some(false) => outln!("redb integrity: FAILED (see the problems)"),
+            None => outln!("redb integrity: skipped (another process is writing)"),
+        }
+        outln!(
+            "consistency: {} objects, {} rows, {} places checked",
+            report.objects_checked,
+            report.rows_checked,
+            report.places_checked
+        );
+        for p in &report.problems {
+            outln!("  problem: {p}");
+        }
+        if report.more_problems > 0 {
+            outln!("  … and {} more", report.more_problems);
+        }
+        outln!("{}", if report.passed { "ok" } else { "FAILED" });
+    }
+    Ok(gate_exit(report.passed))
 }
 
 fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {

@@ -13,7 +13,7 @@ use crate::model::{Message, ObjectVersion, Rejection};
 use crate::neardup::{Policy, Split};
 use crate::repair::Repairs;
 use crate::search::SearchIndex;
-use crate::store::{keys, FamilyStats, ObjectStatus, ReadView, Totals};
+use crate::store::{keys, FamilyStats, ObjectRecord, ObjectStatus, ReadView, Totals};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SkippedObject {
@@ -295,7 +295,6 @@ pub struct SourceAnswer {
     pub rejections: Vec<Rejection>,
 }
 
-/// The objects with this key (or `source/key` URI) and the rows indexed from each.
 /// The objects with this key (or `source/key` URI), also when the key is given as an export
 /// shows it (PII redacted, with its digest: [`crate::pii::Redactor::redact_key`]).
 pub fn source_public(
@@ -307,29 +306,27 @@ pub fn source_public(
     if !found.is_empty() || !key.contains("[key ") {
         return Ok(found);
     }
-    let mut out = Vec::new();
-    for o in view.objects()? {
-        let uri = format!(
-            "{}/{}",
-            redactor.redact_key(&o.source),
-            redactor.redact_key(&o.key)
-        );
-        if redactor.redact_key(&o.key) == key || uri == key {
-            out.extend(
-                source(view, &o.key)?
-                    .into_iter()
-                    .filter(|a| a.source == o.source),
-            );
-        }
-    }
-    Ok(out)
+    sources_where(view, |o| {
+        let shown = redactor.redact_key(&o.key);
+        shown == key || format!("{}/{shown}", redactor.redact_key(&o.source)) == key
+    })
 }
 
+/// The objects with this key (or `source/key` URI) and the rows indexed from each.
 pub fn source(view: &ReadView, key: &str) -> Result<Vec<SourceAnswer>> {
+    sources_where(view, |o| {
+        o.key == key || format!("{}/{}", o.source, o.key) == key
+    })
+}
+
+/// The answers for every object `matches` picks, in the objects table's order.
+fn sources_where(
+    view: &ReadView,
+    matches: impl Fn(&ObjectRecord) -> bool,
+) -> Result<Vec<SourceAnswer>> {
     let mut out = Vec::new();
     for o in view.objects()? {
-        let uri = format!("{}/{}", o.source, o.key);
-        if o.key != key && uri != key {
+        if !matches(&o) {
             continue;
         }
         let id = keys::object_id(&o.source, &o.key);
