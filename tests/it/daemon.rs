@@ -9,7 +9,13 @@ use std::time::{Duration, Instant};
 use super::common::{chat, digest_of, json_of as json, run_idx as idx, Fixture};
 
 fn serve(data_dir: &Path, watch: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_idx"))
+    serve_with(data_dir, watch, extra, None)
+}
+
+/// `idx serve` with fail points armed (see `idx::failpoint`), when given.
+fn serve_with(data_dir: &Path, watch: &Path, extra: &[&str], failpoints: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_idx"));
+    command
         .arg("--data-dir")
         .arg(data_dir)
         .arg("serve")
@@ -18,9 +24,11 @@ fn serve(data_dir: &Path, watch: &Path, extra: &[&str]) -> Child {
         .args(extra)
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start idx serve")
+        .stderr(Stdio::null());
+    if let Some(points) = failpoints {
+        command.env(idx::failpoint::ENV, points);
+    }
+    command.spawn().expect("start idx serve")
 }
 
 /// Poll `check` until it holds or `limit` passes.
@@ -262,22 +270,6 @@ fn an_s3_prefix_is_polled_and_a_failed_object_is_the_last_error() {
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
 
-fn serve_failing(data_dir: &Path, watch: &Path, failpoints: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_idx"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("serve")
-        .arg("--watch")
-        .arg(watch)
-        .args(["--rescan-seconds", "3600"])
-        .env_remove("RUST_LOG")
-        .env(idx::failpoint::ENV, failpoints)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start idx serve")
-}
-
 #[test]
 fn a_poisoned_row_dropped_into_a_watched_folder_leaves_the_daemon_healthy() {
     let f = Fixture::new();
@@ -285,7 +277,12 @@ fn a_poisoned_row_dropped_into_a_watched_folder_leaves_the_daemon_healthy() {
         "sarcasm/first.jsonl",
         chat("first words", "first answer") + "\n",
     );
-    let mut child = serve_failing(&f.index_dir, &f.data, "prepare-panic=POISON");
+    let mut child = serve_with(
+        &f.index_dir,
+        &f.data,
+        &["--rescan-seconds", "3600"],
+        Some("prepare-panic=POISON"),
+    );
     wait_for(Duration::from_secs(30), "the first ingest", || {
         daemon(&f.index_dir).is_some_and(|d| d["ingests"].as_u64() >= Some(1))
     });
@@ -323,7 +320,12 @@ fn a_writer_that_dies_is_reported_failed_and_the_process_exits_non_zero() {
         "sarcasm/first.jsonl",
         chat("first words", "first answer") + "\n",
     );
-    let mut child = serve_failing(&f.index_dir, &f.data, "daemon-writer-panic=1");
+    let mut child = serve_with(
+        &f.index_dir,
+        &f.data,
+        &["--rescan-seconds", "3600"],
+        Some("daemon-writer-panic=1"),
+    );
     let exit = wait_exit(&mut child, Duration::from_secs(30));
     assert!(!exit.success(), "{exit:?}");
     let status: serde_json::Value = serde_json::from_str(

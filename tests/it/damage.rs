@@ -3,10 +3,9 @@
 //! `meta.json` is rebuilt from redb by the next writer instead of blocking it. Regressions named
 //! after what broke.
 
-use std::path::Path;
 use std::process::Output;
 
-use super::common::{chat, json_of, run_idx, Fixture};
+use super::common::{chat, copy_dir, json_of, run_idx, Fixture};
 
 fn populate(f: &Fixture) {
     for file in 0..6 {
@@ -29,19 +28,6 @@ fn no_panic(what: &str, out: &Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(101), "{what} panicked: {stderr}");
     assert!(!stderr.contains("panicked"), "{what} panicked: {stderr}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::common::{json_of, run_idx, Fixture};
+use super::common::{copy_dir, json_of, run_idx, Fixture};
 
 fn schema(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -163,17 +163,4 @@ fn every_json_output_matches_its_schema() {
         {"key": "a.jsonl", "size": 1, "last_modified": "2025-12-01T00:00:00+00:00", "etag": "x"}
     ]});
     check("s3-inventory", "a plain inventory", &inventory);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
