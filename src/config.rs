@@ -50,12 +50,22 @@ impl Settings {
     }
 
     /// Digest of everything that changes how an object's text is turned into rows (the PII
-    /// settings): objects read under another digest are read again.
+    /// settings and the revision of the reading code): objects read under another digest are
+    /// read again.
     pub fn read_digest(&self) -> String {
-        let text = toml::to_string(&self.idx.pii).unwrap_or_default();
+        let text = format!(
+            "revision {READ_REVISION}\n{}",
+            toml::to_string(&self.idx.pii).unwrap_or_default()
+        );
         format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
     }
 }
+
+/// The revision of the code that turns an object's text into rows (parsing, repair, the PII
+/// rules and name lists): raise it when a change there would give an object other rows, so
+/// every index re-reads its objects on the next ingest. 2: names judged by word lists,
+/// numbered placeholders.
+const READ_REVISION: u32 = 2;
 
 /// A config file's text and the name errors give it: the file at `path`, or the built-in copy
 /// (`builtin`, shipped as `configs/NAME`) when there is none.

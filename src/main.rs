@@ -231,7 +231,7 @@ enum PiiCommand {
     },
     /// Precision and recall per PII kind on the generated labelled set and on labelled JSON
     /// Lines files ({"text": "...", "pii": [{"kind": "name", "value": "Sarah"}]}), e.g.
-    /// testdata/pii/esconv_labelled.jsonl
+    /// testdata/pii/casual_chat_labelled.jsonl
     Eval {
         /// Labelled files to score besides the generated set
         #[arg(long = "labels", value_name = "FILE")]

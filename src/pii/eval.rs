@@ -2,7 +2,8 @@
 //! generated set (templates filled with random but valid values, plus look-alikes that are not
 //! PII: times, prices, versions, ISBNs, crisis-line numbers) and hand-labelled files in the
 //! same JSON Lines shape (`{"text": "...", "pii": [{"kind": "name", "value": "Sarah"}]}`), such as
-//! `testdata/pii/esconv_labelled.jsonl`. `idx pii eval` prints the figures.
+//! `testdata/pii/casual_chat_labelled.jsonl` (casual chat, with conversations) and
+//! `testdata/pii/counsel_chat_labelled.jsonl` (counselling answers). `idx pii eval` prints the figures.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +20,11 @@ pub struct Sample {
     pub text: String,
     #[serde(default)]
     pub pii: Vec<Label>,
+    /// Consecutive samples with the same conversation id are the messages of one conversation,
+    /// redacted together as idx redacts a row (a name introduced in one message is redacted
+    /// in the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,8 +81,33 @@ pub fn evaluate(redactor: &Redactor, set: &str, samples: &[Sample]) -> EvalRepor
     let mut by_kind: BTreeMap<PiiKind, KindScore> = BTreeMap::new();
     let mut misses = Vec::new();
     let mut false_alarms = Vec::new();
-    for s in samples {
-        let (_, found) = redactor.redact(&s.text);
+    let mut detections = Vec::with_capacity(samples.len());
+    for group in
+        samples.chunk_by(|a, b| a.conversation.is_some() && a.conversation == b.conversation)
+    {
+        if group[0].conversation.is_none() {
+            detections.extend(group.iter().map(|s| redactor.redact(&s.text).1.values));
+            continue;
+        }
+        let mut conversation = crate::model::Conversation {
+            kind: crate::model::RecordKind::Chatml,
+            messages: group
+                .iter()
+                .map(|s| crate::model::Message::new(crate::model::Role::User, s.text.clone()))
+                .collect(),
+            rejected: None,
+            label: None,
+        };
+        redactor.redact_conversation(&mut conversation);
+        for (s, m) in group.iter().zip(&conversation.messages) {
+            detections.push(super::replaced_values(&s.text, &m.content));
+        }
+    }
+    for (s, values) in samples.iter().zip(detections) {
+        let found = super::Found {
+            values,
+            ..Default::default()
+        };
         let mut unmatched: Vec<&Label> = s.pii.iter().collect();
         for l in &s.pii {
             by_kind.entry(l.kind).or_default().expected += 1;
@@ -272,11 +303,13 @@ pub fn generated(per_kind: usize) -> Vec<Sample> {
         out.push(Sample {
             text: format!("You can email me at {email} if you want to talk more."),
             pii: vec![label(PiiKind::Email, &email)],
+            conversation: None,
         });
         let p = phone(&mut rng);
         out.push(Sample {
             text: format!("My number is {p}, call after work."),
             pii: vec![label(PiiKind::Phone, &p)],
+            conversation: None,
         });
         let ssn = format!(
             "{:03}-{:02}-{:04}",
@@ -287,11 +320,13 @@ pub fn generated(per_kind: usize) -> Vec<Sample> {
         out.push(Sample {
             text: format!("They asked for my SSN {ssn} on the form."),
             pii: vec![label(PiiKind::Ssn, &ssn)],
+            conversation: None,
         });
         let c = card(&mut rng);
         out.push(Sample {
             text: format!("I paid with card {c} and it was declined."),
             pii: vec![label(PiiKind::Card, &c)],
+            conversation: None,
         });
         let ip = if rng.below(4) == 0 {
             format!(
@@ -311,6 +346,7 @@ pub fn generated(per_kind: usize) -> Vec<Sample> {
         out.push(Sample {
             text: format!("The logs show a login from {ip} last night."),
             pii: vec![label(PiiKind::Ip, &ip)],
+            conversation: None,
         });
         let url = match rng.below(3) {
             0 => format!(
@@ -332,6 +368,7 @@ pub fn generated(per_kind: usize) -> Vec<Sample> {
         out.push(Sample {
             text: format!("Here is my page {url} if you want to see."),
             pii: vec![label(PiiKind::Url, &url)],
+            conversation: None,
         });
         let address = format!(
             "{} {} {}",
@@ -342,6 +379,7 @@ pub fn generated(per_kind: usize) -> Vec<Sample> {
         out.push(Sample {
             text: format!("We moved to {address} last spring."),
             pii: vec![label(PiiKind::Address, &address)],
+            conversation: None,
         });
         let (cue, dob) = match rng.below(3) {
             0 => (
@@ -375,6 +413,7 @@ pub fn generated(per_kind: usize) -> Vec<Sample> {
         out.push(Sample {
             text: format!("{cue} {dob} and I feel old."),
             pii: vec![label(PiiKind::DateOfBirth, &dob)],
+            conversation: None,
         });
         let (text, name) = match rng.below(7) {
             0 => (
@@ -406,6 +445,7 @@ pub fn generated(per_kind: usize) -> Vec<Sample> {
         out.push(Sample {
             text,
             pii: vec![label(PiiKind::Name, &name)],
+            conversation: None,
         });
         // Look-alikes that are not PII.
         let negative = match rng.below(10) {
@@ -464,6 +504,7 @@ pub fn generated(per_kind: usize) -> Vec<Sample> {
         out.push(Sample {
             text: negative,
             pii: Vec::new(),
+            conversation: None,
         });
     }
     out
@@ -499,6 +540,48 @@ mod tests {
         assert!(r.precision >= 0.95, "{:?}", r.false_alarms);
     }
 
+    /// Names on real text nobody here wrote, hand-labelled (testdata/pii/README.md): casual
+    /// peer chat (ESConv dialogues redacted as conversations, Topical-Chat turns) and
+    /// counselling answers (counsel-chat). Regression for over-redaction on casual chat.
+    #[test]
+    fn names_meet_the_targets_on_hand_labelled_chat_and_counselling() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pii");
+        let redactor = Redactor::new(&PiiConfig::default());
+        for file in ["casual_chat_labelled.jsonl", "counsel_chat_labelled.jsonl"] {
+            let samples = load(&root.join(file)).unwrap();
+            let r = evaluate(&redactor, file, &samples);
+            let names = &r.by_kind[&PiiKind::Name];
+            assert!(
+                names.precision >= 0.9 && names.recall >= 0.9,
+                "{file}: {names:?}\nmisses {:#?}\nfalse alarms {:#?}",
+                r.misses,
+                r.false_alarms
+            );
+        }
+    }
+
+    #[test]
+    fn a_conversation_is_scored_as_idx_redacts_it() {
+        let sample = |text: &str, names: &[&str]| Sample {
+            text: text.into(),
+            pii: names
+                .iter()
+                .map(|n| Label {
+                    kind: PiiKind::Name,
+                    value: n.to_string(),
+                })
+                .collect(),
+            conversation: Some("c1".into()),
+        };
+        let samples = vec![
+            sample("Hi John. How are you?", &["John"]),
+            sample("I am sorry to hear that John. Mail me at a@b.io", &["John"]),
+        ];
+        let r = evaluate(&Redactor::new(&PiiConfig::default()), "c", &samples);
+        assert_eq!(r.by_kind[&PiiKind::Name].correct, 2, "{r:?}");
+        assert_eq!(r.by_kind[&PiiKind::Email].detected, 1);
+    }
+
     #[test]
     fn scoring_counts_misses_and_false_alarms() {
         let samples = vec![
@@ -514,10 +597,12 @@ mod tests {
                         value: "Zed".into(),
                     },
                 ],
+                conversation: None,
             },
             Sample {
                 text: "I'm Bob".into(),
                 pii: vec![],
+                conversation: None,
             },
         ];
         let r = evaluate(&Redactor::new(&PiiConfig::default()), "t", &samples);
