@@ -373,7 +373,14 @@ pub struct Found {
 
 impl Redactor {
     pub fn new(config: &PiiConfig) -> Redactor {
-        let sources: Vec<&str> = PATTERNS.iter().map(|(_, p)| *p).collect();
+        // The prefilter only has to say which patterns *can* match, so it runs them without
+        // their word-boundary assertions (dropping an assertion only widens a pattern): a
+        // Unicode `\b` keeps the regex engine off its fast DFA, which made the prefilter most of
+        // the cost of redacting ordinary text.
+        let sources: Vec<String> = PATTERNS
+            .iter()
+            .map(|(_, p)| p.replace(r"\b", "").replace(r"\B", ""))
+            .collect();
         Redactor {
             config: config.clone(),
             prefilter: RegexSet::new(&sources).expect("built-in PII patterns compile"),
