@@ -268,6 +268,11 @@ struct IngestArgs {
     #[arg(long, default_value_t = Limits::default().max_document_bytes)]
     max_document_bytes: usize,
 
+    /// Stop reading a .gz object whose output grows past this many times the compressed bytes
+    /// read (a decompression bomb); ordinary text expands 3-10 times
+    #[arg(long, default_value_t = Limits::default().max_gzip_ratio)]
+    max_gzip_ratio: u64,
+
     /// Input bytes per redb write transaction
     #[arg(long, default_value_t = IngestOptions::default().batch_bytes)]
     batch_bytes: u64,
@@ -1090,6 +1095,7 @@ fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
         limits: Limits {
             max_line_bytes: args.max_line_bytes,
             max_document_bytes: args.max_document_bytes,
+            max_gzip_ratio: args.max_gzip_ratio.max(1),
         },
         batch_bytes: args.batch_bytes.max(1),
         progress: !args.no_progress && !cli.json && std::io::stderr().is_terminal(),

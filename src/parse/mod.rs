@@ -52,6 +52,10 @@ pub struct Limits {
     pub max_line_bytes: usize,
     /// A `.json` or `.txt` object is read whole; one larger than this is rejected.
     pub max_document_bytes: usize,
+    /// A `.gz` object whose output grows past this many times the compressed bytes read (after
+    /// the first `GZIP_RATIO_FLOOR` bytes) is a decompression bomb: reading stops there with a
+    /// rejection at the line reached. Text compresses 3-10 times, gzip at most about 1,000.
+    pub max_gzip_ratio: u64,
 }
 
 impl Default for Limits {
@@ -59,7 +63,54 @@ impl Default for Limits {
         Limits {
             max_line_bytes: 8 << 20,
             max_document_bytes: 64 << 20,
+            max_gzip_ratio: 200,
         }
+    }
+}
+
+/// Output a gzip stream may produce before its ratio is judged (small objects cannot hurt).
+const GZIP_RATIO_FLOOR: u64 = 16 << 20;
+
+/// Counts the bytes read through it into a shared cell (the compressed side of a gzip stream).
+struct Counted<R> {
+    inner: R,
+    read: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Fails the read once a decompressor's output outgrows `max_ratio` times its input.
+struct BombGuard<R> {
+    inner: R,
+    compressed: std::rc::Rc<std::cell::Cell<u64>>,
+    out: u64,
+    max_ratio: u64,
+}
+
+impl<R: Read> Read for BombGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let allowed = self.compressed.get().max(1).saturating_mul(self.max_ratio);
+        if self.out > GZIP_RATIO_FLOOR && self.out > allowed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "gzip data expands more than {} times ({} bytes from {}): a decompression \
+                     bomb? (--max-gzip-ratio)",
+                    self.max_ratio,
+                    self.out,
+                    self.compressed.get()
+                ),
+            ));
+        }
+        Ok(n)
     }
 }
 
@@ -89,8 +140,18 @@ pub fn read_object(
     sink: &mut dyn FnMut(Item),
 ) {
     if gzip {
-        let decoder = flate2::read::MultiGzDecoder::new(raw);
-        read_plain(decoder, format, limits, sink);
+        let compressed = std::rc::Rc::new(std::cell::Cell::new(0));
+        let decoder = flate2::read::MultiGzDecoder::new(Counted {
+            inner: raw,
+            read: compressed.clone(),
+        });
+        let guarded = BombGuard {
+            inner: decoder,
+            compressed,
+            out: 0,
+            max_ratio: limits.max_gzip_ratio,
+        };
+        read_plain(guarded, format, limits, sink);
     } else {
         read_plain(raw, format, limits, sink);
     }
@@ -496,6 +557,54 @@ mod tests {
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].line, 2);
         assert!(rejs[0].reason.contains("over the limit"));
+    }
+
+    /// Regression (issue 19, item 7): a 1 MB `.json.gz` reached 1 GB of memory. A gzip stream
+    /// that expands past the ratio stops with a rejection at the line reached; the rows before
+    /// it stand.
+    #[test]
+    fn a_gzip_bomb_stops_at_the_ratio_with_the_rows_before_it_kept() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(b"{\"text\": \"one\"}\n{\"text\": \"two\"}\n")
+            .unwrap();
+        let block = vec![b'\n'; 1 << 20];
+        for _ in 0..24 {
+            gz.write_all(&block).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        let mut recs = 0;
+        let mut rejs = Vec::new();
+        read_object(
+            &bomb[..],
+            FileFormat::Jsonl,
+            true,
+            Limits::default(),
+            &mut |item| match item {
+                Item::Record(_) => recs += 1,
+                Item::Rejected(r) => rejs.push(r),
+            },
+        );
+        assert_eq!(recs, 2);
+        assert_eq!(rejs.len(), 1, "{rejs:?}");
+        assert!(
+            rejs[0].reason.contains("decompression bomb"),
+            "{}",
+            rejs[0].reason
+        );
+        assert!(rejs[0].line > 2);
+        // The same data under a ratio it fits is read to the end.
+        let lenient = Limits {
+            max_gzip_ratio: 1 << 20,
+            ..Limits::default()
+        };
+        let mut rejected = 0;
+        read_object(&bomb[..], FileFormat::Jsonl, true, lenient, &mut |item| {
+            if let Item::Rejected(_) = item {
+                rejected += 1;
+            }
+        });
+        assert_eq!(rejected, 0);
     }
 
     #[test]
