@@ -256,7 +256,7 @@ fn quality_report() {
             let mut config = IdxConfig::load(None).unwrap();
             config.near_dup.hamming = hamming;
             config.near_dup.blocks = blocks;
-            let policy = Policy::new(&config, &settings.classifier);
+            let policy = config.policy(&settings.classifier);
             let q = evaluate(docs, &truth, &policy);
             let precision = if q.found == 0 {
                 1.0

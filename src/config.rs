@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::families::Classifier;
 use crate::neardup::Policy;
+pub use crate::neardup::{Fractions, GroupBy};
 use crate::pii::{PiiConfig, Redactor};
 
 /// Both config files, loaded: what every command that reads or writes rows needs.
@@ -35,7 +36,7 @@ impl Settings {
 
     /// The near-duplicate and split policy these settings define.
     pub fn policy(&self) -> Policy {
-        Policy::new(&self.idx, &self.classifier)
+        self.idx.policy(&self.classifier)
     }
 
     /// XXH3-128 of the canonical form of `idx.toml`, recorded in export manifests.
@@ -66,25 +67,6 @@ impl Settings {
 /// every index re-reads its objects on the next ingest. 2: names judged by word lists,
 /// numbered placeholders.
 const READ_REVISION: u32 = 2;
-
-/// A config file's text and the name errors give it: the file at `path`, or the built-in copy
-/// (`builtin`, shipped as `configs/NAME`) when there is none.
-pub fn config_text(
-    path: Option<&Path>,
-    builtin: &'static str,
-    name: &str,
-) -> Result<(std::borrow::Cow<'static, str>, String)> {
-    match path {
-        None => Ok((builtin.into(), format!("<built-in configs/{name}>"))),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
-                path: p.to_path_buf(),
-                source,
-            })?;
-            Ok((text.into(), p.display().to_string()))
-        }
-    }
-}
 
 /// The default settings, as shipped in `configs/idx.toml`.
 pub const DEFAULT_IDX_TOML: &str = include_str!("../configs/idx.toml");
@@ -215,15 +197,6 @@ impl Default for NearDupConfig {
     }
 }
 
-/// Split fractions.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fractions {
-    pub train: f64,
-    pub val: f64,
-    pub test: f64,
-}
-
 /// `[splits]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -243,16 +216,6 @@ impl Default for SplitConfig {
             salt: "idx-splits-v1".to_string(),
         }
     }
-}
-
-/// How rows of holdout families are grouped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupBy {
-    /// The source object (file or S3 object).
-    Object,
-    /// The folder (key prefix) holding the object.
-    Directory,
 }
 
 /// `[holdout]`.
@@ -315,9 +278,30 @@ pub fn probe_count(blocks: u32, hamming: u32) -> u64 {
 pub const MAX_PROBES: u64 = 1024;
 
 impl IdxConfig {
+    /// The near-duplicate and split policy these settings and the families' holdout flags make.
+    pub fn policy(&self, classifier: &Classifier) -> Policy {
+        Policy {
+            hamming: self.near_dup.hamming,
+            blocks: self.near_dup.blocks,
+            jaccard: self.near_dup.jaccard,
+            min_words: self.near_dup.min_words,
+            fractions: self.splits.fractions(),
+            holdout_fractions: self.holdout.fractions(),
+            salt: self.splits.salt.clone(),
+            group_by: self.holdout.group,
+            holdout_families: classifier
+                .config()
+                .families
+                .iter()
+                .filter(|f| f.holdout)
+                .map(|f| f.name.clone())
+                .collect(),
+        }
+    }
+
     /// Load a config file; `None` gives the embedded default.
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        let (text, origin) = config_text(path, DEFAULT_IDX_TOML, "idx.toml")?;
+        let (text, origin) = crate::config_file::config_text(path, DEFAULT_IDX_TOML, "idx.toml")?;
         Self::from_toml(&text, &origin)
     }
 

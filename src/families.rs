@@ -123,7 +123,7 @@ impl Classifier {
     /// Load a config file; `None` gives the embedded default.
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let (text, origin) =
-            crate::config::config_text(path, DEFAULT_FAMILIES_TOML, "families.toml")?;
+            crate::config_file::config_text(path, DEFAULT_FAMILIES_TOML, "families.toml")?;
         Self::from_toml(&text, &origin)
     }
 

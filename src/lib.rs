@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod config;
+pub mod config_file;
 pub mod curriculum;
 pub mod daemon;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod query;
 pub mod repair;
 pub mod rng;
 pub mod search;
+pub mod select;
 pub mod source;
 pub mod store;
 pub mod verify;

@@ -134,19 +134,6 @@ pub struct ObjectVersion {
     pub digest: String,
 }
 
-/// Where one row occurrence came from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Place {
-    /// The source root the object was found under (`file:///abs/dir` or `s3://bucket/prefix`).
-    pub source: String,
-    /// The object key relative to its source root, `/`-separated.
-    pub key: String,
-    /// 1-based line number where the record starts.
-    pub line: u64,
-    /// 0-based index of the record within the object.
-    pub record: u32,
-}
-
 /// A rejected line or record: where and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {

@@ -8,10 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Fractions, GroupBy, IdxConfig};
-use crate::families::Classifier;
 use crate::fingerprint::{jaccard, Hash128};
-use crate::store::keys;
 
 /// The three splits, in their on-disk order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -48,6 +45,25 @@ impl std::fmt::Display for Split {
     }
 }
 
+/// Split fractions.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fractions {
+    pub train: f64,
+    pub val: f64,
+    pub test: f64,
+}
+
+/// How rows of holdout families are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// The source object (file or S3 object).
+    Object,
+    /// The folder (key prefix) holding the object.
+    Directory,
+}
+
 /// Everything that decides edges, clusters and splits. Stored with the index: when it changes,
 /// the clusters are recomputed once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,26 +81,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(config: &IdxConfig, classifier: &Classifier) -> Policy {
-        Policy {
-            hamming: config.near_dup.hamming,
-            blocks: config.near_dup.blocks,
-            jaccard: config.near_dup.jaccard,
-            min_words: config.near_dup.min_words,
-            fractions: config.splits.fractions(),
-            holdout_fractions: config.holdout.fractions(),
-            salt: config.splits.salt.clone(),
-            group_by: config.holdout.group,
-            holdout_families: classifier
-                .config()
-                .families
-                .iter()
-                .filter(|f| f.holdout)
-                .map(|f| f.name.clone())
-                .collect(),
-        }
-    }
-
     /// The permuted block tables of this policy.
     pub fn tables(&self) -> BlockTables {
         BlockTables::new(self.blocks, self.hamming)
@@ -118,20 +114,22 @@ impl Policy {
         }
     }
 
-    /// The holdout group of an object tagged with `families`, if any of them is a holdout family.
-    pub fn group_of(&self, object_id: &str, families: &[String]) -> Option<Hash128> {
+    /// The holdout group of the object `key` of `source`, tagged with `families`, if any of
+    /// them is a holdout family: the hash of its source and its key (or, grouped by directory,
+    /// its folder).
+    pub fn group_of(&self, source: &str, key: &str, families: &[String]) -> Option<Hash128> {
         if !families.iter().any(|f| self.holdout_families.contains(f)) {
             return None;
         }
-        let group = match self.group_by {
-            GroupBy::Object => object_id.to_string(),
-            GroupBy::Directory => {
-                let (source, key) = keys::split_object_id(object_id);
-                let dir = key.rsplit_once('/').map_or("", |(d, _)| d);
-                keys::object_id(source, dir)
-            }
+        let scope = match self.group_by {
+            GroupBy::Object => key,
+            GroupBy::Directory => key.rsplit_once('/').map_or("", |(d, _)| d),
         };
-        Some(Hash128(xxhash_rust::xxh3::xxh3_128(group.as_bytes())))
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(source.as_bytes());
+        h.update(&[0]);
+        h.update(scope.as_bytes());
+        Some(Hash128(h.digest128()))
     }
 
     /// Decide a proposed pair of fingerprintable rows: `Some(similarity)` when their SimHashes
@@ -468,8 +466,10 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        let classifier = Classifier::load(None).unwrap();
-        Policy::new(&IdxConfig::load(None).unwrap(), &classifier)
+        let classifier = crate::families::Classifier::load(None).unwrap();
+        crate::config::IdxConfig::load(None)
+            .unwrap()
+            .policy(&classifier)
     }
 
     #[test]
@@ -492,17 +492,18 @@ mod tests {
     #[test]
     fn groups_only_for_holdout_families() {
         let p = policy();
-        let id = keys::object_id("file:///d", "a/b/c.jsonl");
-        assert!(p.group_of(&id, &["cptsd".into()]).is_none());
-        let g = p.group_of(&id, &["cptsd".into(), "sarcasm".into()]);
-        assert!(g.is_some());
-        let other = keys::object_id("file:///d", "a/b/d.jsonl");
-        assert_ne!(p.group_of(&other, &["sarcasm".into()]), g);
+        let (source, key, other) = ("file:///d", "a/b/c.jsonl", "a/b/d.jsonl");
+        assert!(p.group_of(source, key, &["cptsd".into()]).is_none());
+        let g = p.group_of(source, key, &["cptsd".into(), "sarcasm".into()]);
+        // The group of an object is the hash of its id (source \0 key): stored groups keep it.
+        let id = crate::store::keys::object_id(source, key);
+        assert_eq!(g, Some(Hash128(xxhash_rust::xxh3::xxh3_128(id.as_bytes()))));
+        assert_ne!(p.group_of(source, other, &["sarcasm".into()]), g);
         let mut by_dir = p.clone();
         by_dir.group_by = GroupBy::Directory;
         assert_eq!(
-            by_dir.group_of(&id, &["sarcasm".into()]),
-            by_dir.group_of(&other, &["sarcasm".into()])
+            by_dir.group_of(source, key, &["sarcasm".into()]),
+            by_dir.group_of(source, other, &["sarcasm".into()])
         );
     }
 

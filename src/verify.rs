@@ -4,8 +4,8 @@
 //!   not object names: READMEs and notebooks never count), or a waiver; a family whose objects
 //!   failed to index, or that has some rows but fewer than required, is `partial`.
 //! - *Leakage*: recomputed from scratch, in memory and independently of the incremental state in
-//!   `store::clusters`: candidate pairs from sorting every row's SimHash under each block
-//!   permutation, confirmed by Jaccard, and holdout groups, joined with a union-find. The gate
+//!   `store::clusters`: candidate pairs from in-memory permuted block tables (hash maps probed
+//!   the way the redb tables are; `neardup::candidate_pairs`), confirmed by Jaccard, and holdout groups, joined with a union-find. The gate
 //!   passes when no near-duplicate pair sits in two stored splits and every row's stored cluster
 //!   and split equal the recomputed ones.
 //! - *Report*: unique rows and tokens by primary family, split and phase.
@@ -270,7 +270,7 @@ fn leakage(
             continue;
         }
         let id = crate::store::keys::object_id(&o.source, &o.key);
-        if let Some(g) = policy.group_of(&id, &o.families) {
+        if let Some(g) = policy.group_of(&o.source, &o.key, &o.families) {
             let members = groups.entry(g).or_default();
             for (_, _, h) in view.object_places(&id)? {
                 members.insert(h);

@@ -14,11 +14,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::export::{SelectedRow, Selection};
 use crate::families::Classifier;
 use crate::fingerprint::Hash128;
 use crate::model::RecordKind;
 use crate::neardup::Split;
+use crate::select::{SelectedRow, Selection};
 
 /// The curriculum shipped in `configs/curriculum.toml`: the original system's plan.
 pub const DEFAULT_CURRICULUM_TOML: &str = include_str!("../../configs/curriculum.toml");
@@ -153,7 +153,7 @@ impl Curriculum {
     /// `path`, or the built-in default when `None`.
     pub fn load(path: Option<&Path>) -> Result<Curriculum> {
         let (text, origin) =
-            crate::config::config_text(path, DEFAULT_CURRICULUM_TOML, "curriculum.toml")?;
+            crate::config_file::config_text(path, DEFAULT_CURRICULUM_TOML, "curriculum.toml")?;
         Self::from_toml(&text, &origin)
     }
 

@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{hex, ExportLine, FileEntry, OutFile, ProvenanceLine, SelectedRow, Selection};
+use super::lines::{ExportLine, ProvenanceLine};
+use super::out::{hex, FileEntry, OutFile};
 use crate::error::{Error, Result};
 use crate::neardup::Split;
+use crate::select::{SelectedRow, Selection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,7 +288,7 @@ pub fn verify_export(manifest_path: &Path, pinned_sha256: Option<&str>) -> Resul
             path: manifest_path.to_path_buf(),
             source,
         })?;
-        let found = super::hex(&Sha256::digest(&bytes));
+        let found = hex(&Sha256::digest(&bytes));
         if !found.eq_ignore_ascii_case(pin.trim()) {
             problems.push(format!(
                 "manifest.json has sha256 {found}, not the pinned {}",

@@ -11,11 +11,12 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{FileEntry, OutFile, Selection};
+use super::out::{FileEntry, OutFile};
 use crate::curriculum::{Algorithm, Phase, Plan, StagePlan};
 use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
 use crate::model::{Conversation, Message, Role};
+use crate::select::Selection;
 use crate::store::ReadView;
 
 /// The line format of a stage's files.

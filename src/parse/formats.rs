@@ -1,11 +1,11 @@
 //! Record-format detection: one JSON value in, one canonical [`Conversation`] (not yet
 //! normalised) or a reason for rejection out. Formats are detected per record, so a file may mix
 //! them. Detection order (first match wins): ChatML `messages`; ShareGPT `conversations`;
-//! preference `prompt`+`chosen`+`rejected`; KTO `prompt`+`completion`+`label`; Alpaca
-//! `instruction`+`output`; prompt/response pairs (`prompt`/`response`, `prompt`/`completion`,
-//! `question`/`answer`, `input`/`output`, `query`/`response`); ESConv-style emotional-support
-//! dialogues `dialog: [{speaker, content}]` (seeker/speaker/usr → user, supporter/listener/sys →
-//! assistant, read as ShareGPT-like conversations); plain `text`.
+//! ESConv-style emotional-support dialogues `dialog: [{speaker, content}]` (seeker/speaker/usr →
+//! user, supporter/listener/sys → assistant, read as ShareGPT-like conversations); preference
+//! (`chosen` or `rejected`, with `prompt`); KTO `completion`+`label`; Alpaca `instruction`;
+//! prompt/response pairs (`prompt`/`response`, `prompt`/`completion`, `question`/`answer`,
+//! `input`/`output`, `query`/`response`); plain `text`.
 
 use serde_json::{Map, Value};
 

@@ -100,7 +100,7 @@ pub fn evaluate(redactor: &Redactor, set: &str, samples: &[Sample]) -> EvalRepor
         };
         redactor.redact_conversation(&mut conversation);
         for (s, m) in group.iter().zip(&conversation.messages) {
-            detections.push(super::replaced_values(&s.text, &m.content));
+            detections.push(super::numbering::replaced_values(&s.text, &m.content));
         }
     }
     for (s, values) in samples.iter().zip(detections) {
@@ -243,7 +243,7 @@ fn card(rng: &mut Rng) -> String {
     for check in 0..10 {
         let mut d = digits.clone();
         d.push(check);
-        if super::luhn(&d) {
+        if super::patterns::luhn(&d) {
             digits = d;
             break;
         }

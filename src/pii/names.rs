@@ -126,6 +126,82 @@ pub fn judge(context: Context, words: &[&str], lowercase: bool) -> Option<Judgem
     Some(Judgement { words, confident })
 }
 
+/// Where a name found by a name pattern ends (its first words may be all of it, "Hi Sarah
+/// How" is "Sarah"), and whether it is confident; `None` when it is not a name. The context
+/// is read from the pattern's marker groups and judged by `judge`; names on the allow-list
+/// (lower case, whole and by word) are not redacted.
+pub(super) fn name_end(
+    allow: &[String],
+    text: &str,
+    caps: &regex::Captures<'_>,
+    v: regex::Match<'_>,
+) -> Option<(usize, bool)> {
+    let after = caps.name("after").map(|m| m.as_str());
+    // No name is followed by `'t` or `'s` ("Hello! Don't", "Hi Mom's").
+    if after.is_some_and(|a| a.starts_with(['\'', '’'])) {
+        return None;
+    }
+    let context = if caps.name("credential").is_some() {
+        Context::Credential
+    } else if caps.name("intro").is_some() {
+        Context::Introduction
+    } else if caps.name("third").is_some() {
+        // "my sister's name is …" says it as plainly as "my name is …".
+        Context::Introduction
+    } else if caps.name("relation").is_some() {
+        // "my friend …": someone the writer knows; a given name is needed. (Third persons —
+        // "his wife …", "her name is …" — are left alone: in conversation they are mostly
+        // public figures under discussion.)
+        Context::Relation
+    } else if let Some(greet) = caps.name("greet") {
+        // A greeting names someone only as a vocative that opens a sentence ("Hi Georgia,
+        // ..."), not when it runs into one ("Hi, Depression can look different") or is a
+        // title ("they recorded Hey Jude").
+        let before = text[..greet.start()].trim_end();
+        let quoted =
+            before.ends_with(['\'', '"', '‘', '“']) && text[v.end()..].starts_with([',', '!', '?']);
+        let opens =
+            quoted || before.is_empty() || before.ends_with(['.', '!', '?', ':', ';', ')', '\n']);
+        if after.is_some() || !opens {
+            return None;
+        }
+        if greet.as_str().eq_ignore_ascii_case("dear") {
+            Context::Address
+        } else {
+            Context::Greeting
+        }
+    } else {
+        // After "I'm" a name ends its clause ("I'm Rebecca and you?", "I'm Marcus, 34"):
+        // "I'm Keen to know" is not an introduction. "It's"/"This is" introduce a person
+        // only on the phone ("it's Sarah here", "this is Tom speaking"); otherwise they
+        // name what is talked about ("It's Tom Hanks and he can do anything").
+        let introduces = |a: &str| matches!(a.trim(), "here" | "from" | "speaking" | "again");
+        if caps.name("its").is_some() && !after.is_some_and(introduces) {
+            return None;
+        }
+        if caps.name("im").is_some()
+            && after.is_some_and(|a| !introduces(a) && a.trim() != "and" && a.trim() != "by")
+        {
+            return None;
+        }
+        Context::Weak
+    };
+    // A name written in lower case (looked for only after "my name is", "call me", "I'm"
+    // and a greeting: "my name is juan", "hi arleen i am cody") counts only as a plain
+    // given name.
+    let lowercase = v.as_str().starts_with(char::is_lowercase);
+    let words: Vec<&str> = v.as_str().split(' ').collect();
+    let judged = judge(context, &words, lowercase)?;
+    let kept = &words[..judged.words.min(words.len())];
+    let end = v.start() + kept.iter().map(|w| w.len()).sum::<usize>() + kept.len() - 1;
+    let lower = v.as_str()[..end - v.start()].to_lowercase();
+    let first = kept[0].to_lowercase();
+    if allow.iter().any(|a| *a == lower || *a == first) {
+        return None;
+    }
+    Some((end, judged.confident))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,10 +107,14 @@ fn object(v: &Value) -> Result<InventoryObject, String> {
         Some(s) => s.as_u64().ok_or("`size` is not a non-negative integer")?,
         None => return Err(format!("`{key}`: `size` is missing")),
     };
-    let last_modified_ns = v
-        .get("last_modified")
-        .and_then(Value::as_str)
-        .map_or(0, parse_rfc3339_ns);
+    // Absent, the time is unknown (0); present, it must be one.
+    let last_modified_ns = match v.get("last_modified") {
+        None | Some(Value::Null) => 0,
+        Some(t) => t
+            .as_str()
+            .and_then(parse_rfc3339_ns)
+            .ok_or_else(|| format!("`{key}`: `last_modified` is not an RFC 3339 time: {t}"))?,
+    };
     let etag = v
         .get("etag")
         .and_then(Value::as_str)
@@ -124,47 +128,12 @@ fn object(v: &Value) -> Result<InventoryObject, String> {
     })
 }
 
-/// `2025-12-01T00:00:00+00:00`, `…Z`, with optional fractional seconds and any offset, to
-/// nanoseconds since the epoch; 0 when it does not parse.
-pub fn parse_rfc3339_ns(s: &str) -> i128 {
-    fn num(s: &str) -> Option<i64> {
-        s.parse().ok()
-    }
-    let parse = || -> Option<i128> {
-        let (date, rest) = s.split_once(['T', ' '])?;
-        let mut d = date.split('-');
-        let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
-        let (time, offset_secs) = if let Some(t) = rest.strip_suffix('Z') {
-            (t, 0)
-        } else if let Some(i) = rest.rfind(['+', '-']) {
-            let (t, off) = rest.split_at(i);
-            let sign = if off.starts_with('-') { -1 } else { 1 };
-            let (oh, om) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
-            (t, sign * (num(oh)? * 3600 + num(om)? * 60))
-        } else {
-            (rest, 0)
-        };
-        let mut t = time.split(':');
-        let (h, min) = (num(t.next()?)?, num(t.next()?)?);
-        let sec_str = t.next().unwrap_or("0");
-        let (sec, frac) = sec_str.split_once('.').unwrap_or((sec_str, ""));
-        let nanos: i128 = if frac.is_empty() {
-            0
-        } else {
-            let digits: String = frac.chars().take(9).collect();
-            format!("{digits:0<9}").parse().ok()?
-        };
-        // Days from civil (Howard Hinnant's algorithm).
-        let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-        let era = yy.div_euclid(400);
-        let yoe = yy - era * 400;
-        let doy = (153 * mm + 2) / 5 + day - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        let days = era * 146_097 + doe - 719_468;
-        let secs = days * 86_400 + h * 3_600 + min * 60 + num(sec)? - offset_secs;
-        Some(i128::from(secs) * 1_000_000_000 + nanos)
-    };
-    parse().unwrap_or(0)
+/// An RFC 3339 time (`2025-12-01T00:00:00+00:00`, `…Z`, fractional seconds, any offset) as
+/// nanoseconds since the epoch; `None` when it is not one.
+pub fn parse_rfc3339_ns(s: &str) -> Option<i128> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos())
 }
 
 #[cfg(test)]
@@ -209,12 +178,13 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), 0);
-        assert_eq!(parse_rfc3339_ns("1970-01-01T01:00:00+01:00"), 0);
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ns("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(
             parse_rfc3339_ns("2000-03-01T00:00:00.5Z"),
-            951_868_800_500_000_000
+            Some(951_868_800_500_000_000)
         );
-        assert_eq!(parse_rfc3339_ns("garbage"), 0);
+        assert_eq!(parse_rfc3339_ns("garbage"), None);
+        assert_eq!(parse_rfc3339_ns("2025-13-01T00:00:00Z"), None);
     }
 }

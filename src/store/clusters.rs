@@ -150,13 +150,8 @@ pub(super) fn shingles_of(
     variants: &impl ReadableTable<&'static [u8], &'static [u8]>,
     row: Hash128,
 ) -> Result<Vec<u64>> {
-    let start = keys::variant(row, Hash128(0));
-    let end = keys::variant(row, Hash128(u128::MAX));
-    let variant: VariantRecord = match variants
-        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
-        .next()
-    {
-        Some(entry) => codec::decode("variants", entry?.1.value())?,
+    let variant: VariantRecord = match super::first_variant(variants, row)? {
+        Some(value) => codec::decode("variants", value.value())?,
         None => {
             return Err(Error::Codec {
                 table: "variants",
@@ -176,7 +171,8 @@ impl<'t> WriteBatch<'t> {
         row: Hash128,
         sign: i64,
     ) {
-        if let Some(group) = self.policy.group_of(object_id, families) {
+        let (source, key) = keys::split_object_id(object_id);
+        if let Some(group) = self.policy.group_of(source, key, families) {
             *self.clusters.group_deltas.entry((row, group)).or_default() += sign;
         }
     }
@@ -545,7 +541,8 @@ impl<'t> WriteBatch<'t> {
             objects.push((k.value().to_string(), record.families));
         }
         for (id, families) in objects {
-            if self.policy.group_of(&id, &families).is_none() {
+            let (source, key) = keys::split_object_id(&id);
+            if self.policy.group_of(source, key, &families).is_none() {
                 continue;
             }
             let prefix = keys::object_places_prefix(&id);

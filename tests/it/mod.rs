@@ -11,6 +11,7 @@ mod export_safety;
 mod formats;
 mod gates;
 mod hardening;
+mod house;
 mod incremental;
 mod leaks;
 mod privacy;

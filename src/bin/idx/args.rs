@@ -1,0 +1,293 @@
+//! The command line's shape: every subcommand and option, as clap definitions. The help
+//! texts are the user's manual; what runs is in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use idx::ingest::IngestOptions;
+use idx::parse::Limits;
+
+/// idx turns JSON/JSONL training data into an indexed, de-duplicated, traceable dataset.
+///
+/// Every row gets a content hash, a SimHash and its provenance (object, version, line) in an
+/// embedded redb database; the text goes into a tantivy full-text index rebuilt from redb at will.
+#[derive(Parser, Debug)]
+#[command(
+    name = "idx",
+    version,
+    about,
+    long_about,
+    after_long_help = "Examples:\n  idx ingest examples/data                 index a folder (again: only changes are read)\n  idx status --json                        counts per family, for scripts\n  idx query text \"can't sleep\" --limit 5   full-text search with file and line\n  idx query source datasets/a.jsonl        rows and rejections of one object\n  idx query hash 1f0c...                   one row and every place it occurs\n  idx verify                               the coverage and leakage gates (exit 4 on failure)\n  idx export --out out/dataset             shards, manifest and curriculum files\n  idx serve --watch drop/                  the daemon; `idx status` from another shell"
+)]
+pub(crate) struct Cli {
+    /// Where the index lives (created on first ingest)
+    #[arg(long, global = true, env = "IDX_DATA_DIR", default_value = ".idx")]
+    pub(crate) data_dir: PathBuf,
+
+    /// Family rules; default: ./configs/families.toml if present, else the built-in copy
+    #[arg(long, global = true, env = "IDX_FAMILIES")]
+    pub(crate) families: Option<PathBuf>,
+
+    /// Near-duplicate, split and holdout settings; default: ./configs/idx.toml if present, else
+    /// the built-in copy
+    #[arg(long, global = true, env = "IDX_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// The training curriculum; default: ./configs/curriculum.toml if present, else the built-in
+    /// copy (the original system's plan)
+    #[arg(long, global = true, env = "IDX_CURRICULUM")]
+    pub(crate) curriculum: Option<PathBuf>,
+
+    /// S3-compatible endpoint URL (overrides [s3] endpoint and AWS_ENDPOINT_URL)
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) s3_endpoint: Option<String>,
+
+    /// Path-style S3 addressing (endpoint/bucket/key), as most S3-compatible stores need
+    #[arg(long, global = true)]
+    pub(crate) s3_path_style: bool,
+
+    /// Print one JSON document on stdout instead of text
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Logs as JSON lines (for log collectors) instead of text
+    #[arg(long, global = true)]
+    pub(crate) log_json: bool,
+
+    /// Log more (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Index folders, files or s3://bucket/prefix incrementally: new and changed objects are
+    /// read, unchanged ones skipped, objects gone from a scanned folder or prefix dropped
+    Ingest(IngestArgs),
+    /// Counts of objects, rows, rejections and tokens, per family
+    Status,
+    /// Look rows up by hash, by source object or by text
+    #[command(subcommand)]
+    Query(QueryCommand),
+    /// Rebuild the full-text index from redb (never needed for correctness; redb is the truth)
+    Reindex,
+    /// Check that the index is whole: redb's integrity check (skipped while another process
+    /// writes), then idx's own tables — counters against a recount, every place pointing at a
+    /// stored row, every row's cluster and split as recomputed — and that the full-text index
+    /// opens. Exits 0 when all is well, 4 when something is wrong (listed)
+    Check,
+    /// Recover an index left by a crash or kill -9 (readers refuse such a file and never write
+    /// to it): redb repairs itself, the full-text index catches up with redb. Every writing
+    /// command (ingest, serve) does the same on its own
+    Recover,
+    /// Run the gates: coverage (every required family has its minimum of indexed rows, or a
+    /// waiver) and leakage (recomputed from scratch: no near-duplicate pair across splits, stored
+    /// clusters and splits as they should be), plus a report of rows and tokens by family,
+    /// split and phase. Exits 0 when every gate passes, 4 when one fails
+    Verify(VerifyArgs),
+    /// PII detection: try the redactor on text, or measure it against labelled text
+    #[command(subcommand)]
+    Pii(PiiCommand),
+    /// Compile the dataset from one consistent snapshot of the index: ChatML JSONL shards per
+    /// split and family (data/SPLIT/FAMILY-NNNNN.chatml.jsonl), final.chatml.jsonl with every
+    /// split, provenance.jsonl, the curriculum's trainer files (curriculum/), and manifest.json
+    /// (sha256, rows and tokens of every file), written last. The same index state always gives
+    /// byte-identical files. `idx export verify MANIFEST` checks an export
+    Export(ExportCommand),
+    /// Run as a service: keep the index current with watched folders (file events plus a
+    /// periodic rescan) and polled S3 prefixes, while other shells query it (`idx status`
+    /// shows the daemon). SIGINT/SIGTERM commit what was read and exit 0. Sources come from
+    /// [serve] in idx.toml plus these flags
+    Serve(ServeArgs),
+    /// Check the training curriculum against the index and show what each stage would draw
+    /// (rows and tokens per family, the preference algorithm and why); exits 4 on errors.
+    /// `idx curriculum import FILE.json` converts the original system's plan
+    Curriculum(CurriculumCommand),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// A local folder to watch (repeatable)
+    #[arg(long = "watch", value_name = "DIR")]
+    pub(crate) watch: Vec<PathBuf>,
+    /// An S3 prefix to poll (repeatable)
+    #[arg(long = "s3", value_name = "S3_URL")]
+    pub(crate) s3: Vec<String>,
+    /// An S3 inventory for the S3 sources (file or s3:// URL)
+    #[arg(long, value_name = "FILE|S3_URL")]
+    pub(crate) manifest: Option<String>,
+    /// Rescan every folder this often, in seconds, even without events
+    #[arg(long)]
+    pub(crate) rescan_seconds: Option<u64>,
+    /// List the S3 sources this often, in seconds
+    #[arg(long)]
+    pub(crate) poll_seconds: Option<u64>,
+    /// Input bytes per redb write transaction
+    #[arg(long, default_value_t = IngestOptions::default().batch_bytes)]
+    pub(crate) batch_bytes: u64,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct ExportCommand {
+    #[command(subcommand)]
+    pub(crate) command: Option<ExportSub>,
+    #[command(flatten)]
+    pub(crate) args: ExportArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ExportSub {
+    /// Re-read every file a manifest lists: presence, bytes, sha256, rows, tokens and the line
+    /// schema; report files in the folder the manifest does not list and paths that leave it;
+    /// exits 4 naming every problem
+    Verify {
+        /// The export's manifest.json
+        manifest: PathBuf,
+        /// The manifest's own sha256 as `idx export` printed it: fail unless it matches
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ExportArgs {
+    /// The folder to write (created; must be empty or hold a previous idx export, which is
+    /// replaced), or s3://bucket/prefix (built locally, then uploaded with the manifest last)
+    #[arg(long, value_name = "DIR|S3_URL")]
+    pub(crate) out: Option<PathBuf>,
+    /// A previous export's manifest.json: the new manifest lists the rows that moved split
+    #[arg(long, value_name = "MANIFEST")]
+    pub(crate) previous: Option<PathBuf>,
+    /// Shard size limit in bytes (default: [export] shard_bytes in idx.toml, 256 MiB)
+    #[arg(long)]
+    pub(crate) shard_bytes: Option<u64>,
+    /// Export every member of a near-duplicate group, not just its representative
+    #[arg(long)]
+    pub(crate) keep_near_duplicates: bool,
+    /// Export even when a gate fails (recorded in the manifest)
+    #[arg(long)]
+    pub(crate) allow_failing_gates: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct CurriculumCommand {
+    #[command(subcommand)]
+    pub(crate) command: Option<CurriculumSub>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum CurriculumSub {
+    /// Convert a curriculum JSON file of the original system into curriculum TOML (stdout, or
+    /// --out FILE); what had to be guessed or repaired is printed to stderr and kept as notes
+    Import {
+        /// The JSON file (e.g. training_curriculum_2025.json)
+        file: PathBuf,
+        /// Write the TOML here instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum PiiCommand {
+    /// Redact TEXT (or every line of stdin) with the configured [pii] settings and show what
+    /// was found
+    Check {
+        /// The text; without it, each line of stdin is checked
+        text: Option<String>,
+    },
+    /// Precision and recall per PII kind on the generated labelled set and on labelled JSON
+    /// Lines files ({"text": "...", "pii": [{"kind": "name", "value": "Sarah"}]}), e.g.
+    /// testdata/pii/casual_chat_labelled.jsonl
+    Eval {
+        /// Labelled files to score besides the generated set
+        #[arg(long = "labels", value_name = "FILE")]
+        labels: Vec<PathBuf>,
+        /// Positives per kind in the generated set
+        #[arg(long, default_value_t = 200)]
+        per_kind: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct VerifyArgs {
+    /// Also write the result as a Markdown document to this file
+    #[arg(long, value_name = "FILE")]
+    pub(crate) markdown: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct IngestArgs {
+    /// Folders (walked recursively), single files, or s3://bucket/prefix
+    #[arg(required_unless_present = "manifest")]
+    pub(crate) paths: Vec<PathBuf>,
+
+    /// An S3 inventory (the original s3_manifest.json shape, or a plain list of {key, size,
+    /// last_modified, etag}), as a file or s3://bucket/key: it says which objects exist; the
+    /// bucket listing cross-checks it. Alone, its `bucket` is the source
+    #[arg(long, value_name = "FILE|S3_URL")]
+    pub(crate) manifest: Option<String>,
+
+    /// Reject JSONL lines longer than this many bytes (they are never held in memory)
+    #[arg(long, default_value_t = Limits::default().max_line_bytes)]
+    pub(crate) max_line_bytes: usize,
+
+    /// Reject .json/.txt objects larger than this many bytes (they are read whole)
+    #[arg(long, default_value_t = Limits::default().max_document_bytes)]
+    pub(crate) max_document_bytes: usize,
+
+    /// Stop reading a .gz object whose output grows past this many times the compressed bytes
+    /// read (a decompression bomb); ordinary text expands 3-10 times
+    #[arg(long, default_value_t = Limits::default().max_gzip_ratio)]
+    pub(crate) max_gzip_ratio: u64,
+
+    /// Input bytes per redb write transaction
+    #[arg(long, default_value_t = IngestOptions::default().batch_bytes)]
+    pub(crate) batch_bytes: u64,
+
+    /// Fingerprint worker threads (default: one per core)
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
+
+    /// Never draw the progress line (it is drawn only when stderr is a terminal)
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum QueryCommand {
+    /// A row by content hash: its conversation and every place it occurs
+    Hash {
+        /// 32 hexadecimal digits
+        hex: String,
+    },
+    /// The rows indexed from one object (its key, or its full `file:///…/key` URI)
+    Source { key: String },
+    /// A row's near-duplicates: Hamming distance, Jaccard similarity, split and places
+    Near {
+        /// The row's content hash (32 hexadecimal digits)
+        hex: String,
+    },
+    /// Rows whose split changed (clusters merged or split, settings changed), oldest first
+    Moves {
+        /// Only moves made by commits after this one (see `idx status`: commits)
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// Full-text search over row text
+    Text {
+        /// tantivy query syntax: words, "phrases", AND/OR/NOT, -excluded
+        query: String,
+        /// Only rows carrying this family tag
+        #[arg(long)]
+        family: Option<String>,
+        /// At most this many hits
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+}

@@ -1,0 +1,583 @@
+//! What each subcommand does: open the index or the settings it needs, call the library, and
+//! hand the answer to `render` (or print it as JSON).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use idx::curriculum::Curriculum;
+use idx::daemon::ServeOptions;
+use idx::index::Index;
+use idx::ingest::IngestOptions;
+use idx::parse::Limits;
+use idx::query;
+
+use crate::args::{
+    Cli, CurriculumCommand, CurriculumSub, ExportCommand, ExportSub, IngestArgs, PiiCommand,
+    QueryCommand, ServeArgs, VerifyArgs,
+};
+use crate::render::{print_check, print_ingest, print_json, print_plan, print_verification};
+use crate::{config_path, gate_exit, last_panic, require_index, settings};
+
+/// `idx check`: redb's integrity check around the library's consistency check, plus whether the
+/// full-text index opens.
+pub(crate) fn check(cli: &Cli) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let db = require_index(cli)?;
+    // redb's own check needs the write lock; while another process writes, it is skipped.
+    let (store, integrity) = match idx::store::Store::open_write(&db) {
+        Ok(mut store) => {
+            // redb reports some damage by panicking: that is a failed check.
+            let checked =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.check_integrity()));
+            match checked {
+                Ok(Ok(ok)) => (store, Some(ok)),
+                Ok(Err(e)) => anyhow::bail!("redb's integrity check could not run: {e:#}"),
+                Err(_) => {
+                    let what = last_panic().unwrap_or_default();
+                    let report = idx::check::CheckReport::damaged(format!(
+                        "the database file is damaged: redb's integrity check failed ({what}); restore a backup, or ingest the sources into a fresh --data-dir"
+                    ));
+                    return print_check(cli, &report);
+                }
+            }
+        }
+        Err(e) if e.kind() == idx::error::ErrorKind::Busy => {
+            (Index::open_store_read(&cli.data_dir)?, None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let view = store.read()?;
+    let mut report = idx::check::check(&view, &settings, integrity)?;
+    match idx::search::SearchIndex::open(&cli.data_dir.join(idx::index::TEXT_DIR), false) {
+        Ok(search) => {
+            let behind = view.seq()?.saturating_sub(search.committed_seq()?);
+            if behind > 0 {
+                eprintln!("idx: note: the full-text index is {behind} commits behind (the next writer catches it up)");
+            }
+        }
+        Err(e) => report.add_problem(format!(
+            "the full-text index cannot be opened ({e:#}); the next writer (`idx ingest`, `idx serve`, `idx reindex`) rebuilds it from redb"
+        )),
+    }
+    print_check(cli, &report)
+}
+
+pub(crate) fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let store = Index::open_store_read(&cli.data_dir)?;
+    let v = idx::verify::verify(&store.read()?, &settings)?;
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, idx::verify::markdown(&v))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if cli.json {
+        print_json(&v)?;
+    } else {
+        print_verification(&v)?;
+    }
+    Ok(gate_exit(v.passed))
+}
+
+pub(crate) fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let config = &settings.idx.serve;
+    let mut options = ServeOptions {
+        watch: config.watch.iter().map(PathBuf::from).collect(),
+        s3: config.s3.clone(),
+        inventory: args.manifest.clone().or_else(|| config.inventory.clone()),
+        rescan: std::time::Duration::from_secs(
+            args.rescan_seconds.unwrap_or(config.rescan_seconds).max(1),
+        ),
+        poll: std::time::Duration::from_secs(
+            args.poll_seconds.unwrap_or(config.poll_seconds).max(1),
+        ),
+        ..ServeOptions::default()
+    };
+    options.ingest.batch_bytes = args.batch_bytes.max(1);
+    options.watch.extend(args.watch.iter().cloned());
+    options.s3.extend(args.s3.iter().cloned());
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    idx::daemon::serve(&cli.data_dir, settings, options, shutdown_signal())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes at the first SIGINT or SIGTERM; from then on, a second SIGINT exits at once
+/// (what was committed stays committed; what was being read is read again next time).
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("SIGINT: stopping (a second SIGINT exits at once)");
+        }
+        _ = terminated => tracing::info!("SIGTERM: stopping"),
+    }
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("idx serve: second SIGINT, exiting now");
+            std::process::exit(130);
+        }
+    });
+}
+
+pub(crate) fn load_curriculum(cli: &Cli) -> Result<Curriculum> {
+    Ok(Curriculum::load(config_path(
+        cli.curriculum.as_deref(),
+        "configs/curriculum.toml",
+    ))?)
+}
+
+pub(crate) fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
+    if let Some(ExportSub::Verify { manifest, sha256 }) = &command.command {
+        let check = idx::export::verify_export(manifest, sha256.as_deref())?;
+        if cli.json {
+            print_json(&check)?;
+        } else if check.passed {
+            outln!(
+                "{}: ok ({} files, {} lines checked)",
+                check.manifest,
+                check.files_checked,
+                check.rows_checked
+            );
+        } else {
+            outln!("{}: FAILED", check.manifest);
+            for p in &check.problems {
+                outln!("  {p}");
+            }
+        }
+        return Ok(gate_exit(check.passed));
+    }
+    let args = &command.args;
+    let Some(out) = &args.out else {
+        eprintln!("idx: error: `idx export` needs --out DIR (or `idx export verify MANIFEST`)");
+        return Ok(ExitCode::from(2));
+    };
+    let settings = settings(cli)?;
+    let curriculum = load_curriculum(cli)?;
+    let store = Index::open_store_read(&cli.data_dir)?;
+    let view = store.read()?;
+    let options = idx::export::ExportOptions {
+        shard_bytes: args.shard_bytes.unwrap_or(settings.idx.export.shard_bytes),
+        collapse_near_duplicates: settings.idx.export.collapse_near_duplicates
+            && !args.keep_near_duplicates,
+        previous: args.previous.clone(),
+        allow_failing_gates: args.allow_failing_gates,
+    };
+    let quiet = cli.json || !std::io::stderr().is_terminal();
+    let mut progress = |msg: &str| {
+        if !quiet {
+            eprintln!("idx export: {msg}");
+        }
+    };
+    let target = out.to_string_lossy();
+    let result = if target.starts_with("s3://") {
+        let url = idx::source::s3::S3Url::parse(&target)?;
+        let client = idx::source::s3::S3Client::connect(&settings.idx.s3)?;
+        let staging = cli.data_dir.join("export-staging");
+        let target = idx::export::S3Target {
+            url: &url,
+            client: &client,
+            staging: &staging,
+        };
+        idx::export::export_to_s3(
+            &view,
+            &settings,
+            &curriculum,
+            &target,
+            &options,
+            &mut progress,
+        )
+    } else {
+        idx::export::export(&view, &settings, &curriculum, out, &options, &mut progress)
+    };
+    let summary = match result {
+        Ok(s) => s,
+        Err(e @ idx::error::Error::GatesFailed(_)) => {
+            eprintln!("idx: error: {e}");
+            return Ok(gate_exit(false));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if cli.json {
+        print_json(&summary)?;
+    } else {
+        outln!(
+            "exported {} rows ({} tokens) in {} shards, {} bytes, to {}",
+            summary.rows,
+            summary.tokens,
+            summary.shards,
+            summary.bytes,
+            summary.out
+        );
+        outln!(
+            "  {} near-duplicates collapsed, {} rows excluded for PII, gates {}",
+            summary.near_duplicates_collapsed,
+            summary.pii_excluded,
+            if summary.gates_passed {
+                "passed"
+            } else {
+                "FAILED (exported anyway)"
+            }
+        );
+        if let Some(m) = summary.moved_since_previous {
+            outln!("  {m} rows moved split since the previous export");
+        }
+        for w in &summary.curriculum.warnings {
+            outln!("  curriculum warning: {w}");
+        }
+        outln!(
+            "manifest: {} (sha256 {}; pin it: idx export verify {} --sha256 {})",
+            summary.manifest,
+            summary.manifest_sha256,
+            summary.manifest,
+            summary.manifest_sha256
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn curriculum(cli: &Cli, command: &CurriculumCommand) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    if let Some(CurriculumSub::Import { file, out }) = &command.command {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let imported = idx::curriculum::import::import(
+            &text,
+            &file.display().to_string(),
+            &settings.classifier,
+        )?;
+        for n in &imported.notes {
+            eprintln!("idx curriculum import: {n}");
+        }
+        let toml = imported.to_toml();
+        match out {
+            Some(path) => {
+                std::fs::write(path, &toml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!(
+                    "idx curriculum import: {} stages written to {}",
+                    imported.curriculum.stages.len(),
+                    path.display()
+                );
+            }
+            None => out!("{toml}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let curriculum = load_curriculum(cli)?;
+    let store = Index::open_store_read(&cli.data_dir)?;
+    let view = store.read()?;
+    let policy = query::effective_policy(&view, settings.policy())?;
+    let selection =
+        idx::export::select(&view, &policy, settings.idx.export.collapse_near_duplicates)?;
+    let plan = idx::curriculum::plan(&curriculum, &settings.classifier, &selection);
+    if cli.json {
+        print_json(&plan)?;
+    } else {
+        print_plan(&plan)?;
+    }
+    Ok(gate_exit(plan.passed))
+}
+
+pub(crate) fn pii(cli: &Cli, command: &PiiCommand) -> Result<ExitCode> {
+    let redactor = settings(cli)?.redactor();
+    match command {
+        PiiCommand::Check { text } => {
+            let lines: Vec<String> = match text {
+                Some(t) => vec![t.clone()],
+                None => std::io::stdin().lines().collect::<Result<_, _>>()?,
+            };
+            let mut answers = Vec::new();
+            for line in &lines {
+                let (redacted, found) = redactor.redact(line);
+                let detections: Vec<serde_json::Value> = found
+                    .values
+                    .iter()
+                    .map(|(k, v)| serde_json::json!({"kind": k, "value": v}))
+                    .collect();
+                if cli.json {
+                    answers.push(serde_json::json!({
+                        "text": line, "redacted": redacted, "detections": detections
+                    }));
+                } else {
+                    outln!("{redacted}");
+                    for (k, v) in &found.values {
+                        outln!("  {k}: {v}");
+                    }
+                }
+            }
+            if cli.json {
+                print_json(&answers)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PiiCommand::Eval { labels, per_kind } => {
+            use idx::pii::eval;
+            let mut reports = vec![eval::evaluate(
+                &redactor,
+                "generated",
+                &eval::generated(*per_kind),
+            )];
+            for path in labels {
+                let samples = eval::load(path)?;
+                reports.push(eval::evaluate(
+                    &redactor,
+                    &path.display().to_string(),
+                    &samples,
+                ));
+            }
+            if cli.json {
+                print_json(&reports)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for r in &reports {
+                outln!(
+                    "{} ({} texts): precision {:.4}, recall {:.4}",
+                    r.set,
+                    r.samples,
+                    r.precision,
+                    r.recall
+                );
+                outln!(
+                    "  {:<14} {:>8} {:>8} {:>8} {:>9} {:>9}",
+                    "kind",
+                    "labels",
+                    "found",
+                    "correct",
+                    "precision",
+                    "recall"
+                );
+                for (kind, k) in &r.by_kind {
+                    outln!(
+                        "  {:<14} {:>8} {:>8} {:>8} {:>9.4} {:>9.4}",
+                        kind.as_str(),
+                        k.expected,
+                        k.detected,
+                        k.correct,
+                        k.precision,
+                        k.recall
+                    );
+                }
+                for m in &r.misses {
+                    outln!("  missed {m}");
+                }
+                for f in &r.false_alarms {
+                    outln!("  false alarm {f}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub(crate) fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let mut index = Index::open_write(&cli.data_dir)
+        .with_context(|| format!("opening the index in {}", cli.data_dir.display()))?;
+    let options = IngestOptions {
+        limits: Limits {
+            max_line_bytes: args.max_line_bytes,
+            max_document_bytes: args.max_document_bytes,
+            max_gzip_ratio: args.max_gzip_ratio.max(1),
+        },
+        batch_bytes: args.batch_bytes.max(1),
+        progress: !args.no_progress && !cli.json && std::io::stderr().is_terminal(),
+        inventory: args.manifest.clone(),
+        workers: args.workers.unwrap_or(IngestOptions::default().workers),
+        ..IngestOptions::default()
+    };
+    let report = idx::ingest::ingest(&mut index, &settings, &args.paths, &options)?;
+    if cli.json {
+        print_json(&report)?;
+    } else {
+        print_ingest(&report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
+    match q {
+        QueryCommand::Hash { hex } => {
+            let store = Index::open_store_read(&cli.data_dir)?;
+            let view = store.read()?;
+            let policy = query::effective_policy(&view, settings(cli)?.policy())?;
+            match query::row(&view, hex, &policy)? {
+                None => {
+                    eprintln!("idx: no row with content hash {hex}");
+                    Ok(ExitCode::from(3))
+                }
+                Some(row) if cli.json => {
+                    print_json(&row)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(row) => {
+                    outln!(
+                        "{} ({}, family {}, {} tokens, split {}, phase {}, pii {})",
+                        row.content_hash,
+                        row.kind,
+                        row.family,
+                        row.tokens,
+                        row.split,
+                        row.phase,
+                        row.pii_status
+                    );
+                    if !row.pii_kinds.is_empty() {
+                        let kinds: Vec<String> = row
+                            .pii_kinds
+                            .iter()
+                            .map(|(kind, n)| format!("{kind} ×{n}"))
+                            .collect();
+                        outln!("  pii found (redacted in the text): {}", kinds.join(", "));
+                    }
+                    for m in &row.messages {
+                        outln!("  [{}] {}", m.role.as_str(), m.content);
+                    }
+                    if let Some(rejected) = &row.rejected {
+                        for m in rejected {
+                            outln!("  [rejected {}] {}", m.role.as_str(), m.content);
+                        }
+                    }
+                    if let Some(label) = row.label {
+                        outln!("  label: {label}");
+                    }
+                    outln!("sources:");
+                    for s in &row.sources {
+                        outln!("  {}/{}:{}", s.source, s.key, s.line);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        QueryCommand::Near { hex } => {
+            let store = Index::open_store_read(&cli.data_dir)?;
+            let view = store.read()?;
+            let policy = query::effective_policy(&view, settings(cli)?.policy())?;
+            match query::near(&view, hex, &policy)? {
+                None => {
+                    eprintln!("idx: no row with content hash {hex}");
+                    Ok(ExitCode::from(3))
+                }
+                Some(a) if cli.json => {
+                    print_json(&a)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(a) => {
+                    outln!(
+                        "{} (split {}, cluster {} of {} row(s))",
+                        a.content_hash,
+                        a.split,
+                        a.cluster,
+                        a.cluster_size
+                    );
+                    if !a.fingerprinted {
+                        outln!("  too short for near-duplicate matching: exact duplicates only");
+                    } else if a.neighbours.is_empty() {
+                        outln!("  no near-duplicates");
+                    }
+                    for n in &a.neighbours {
+                        outln!(
+                            "  {}  hamming {:>2}  jaccard {:.3}  {}",
+                            n.content_hash,
+                            n.hamming,
+                            n.similarity,
+                            n.split
+                        );
+                        for s in &n.sources {
+                            outln!("      {}/{}:{}", s.source, s.key, s.line);
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        QueryCommand::Moves { since } => {
+            let store = Index::open_store_read(&cli.data_dir)?;
+            let moves = query::moves(&store.read()?, *since)?;
+            if cli.json {
+                print_json(&moves)?;
+            } else if moves.is_empty() {
+                outln!("no split moves");
+            } else {
+                for m in &moves {
+                    outln!(
+                        "commit {:>6}  {}  {} -> {}",
+                        m.seq,
+                        m.content_hash,
+                        m.from,
+                        m.to
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueryCommand::Source { key } => {
+            let store = Index::open_store_read(&cli.data_dir)?;
+            let redactor = settings(cli)?.redactor();
+            let answers = query::source_public(&store.read()?, key, &redactor)?;
+            if answers.is_empty() {
+                eprintln!("idx: no object with key {key}");
+                return Ok(ExitCode::from(3));
+            }
+            if cli.json {
+                print_json(&answers)?;
+            } else {
+                for a in &answers {
+                    outln!(
+                        "{}/{} ({}, family {}, {} rows, {} rejected)",
+                        a.source,
+                        a.key,
+                        a.status,
+                        a.family,
+                        a.rows.len(),
+                        a.rejected
+                    );
+                    if let Some(reason) = &a.reason {
+                        outln!("  {reason}");
+                    }
+                    for r in &a.rows {
+                        outln!("  line {:>6}  {}", r.line, r.content_hash);
+                    }
+                    for r in &a.rejections {
+                        outln!("  line {:>6}  rejected: {}", r.line, r.reason);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueryCommand::Text {
+            query: q,
+            family,
+            limit,
+        } => {
+            let (store, search, lag) = Index::open_read(&cli.data_dir)?;
+            if lag > 0 {
+                eprintln!(
+                    "idx: note: the full-text index is {lag} commits behind the database; recent rows may be missing from these hits until the next `idx ingest` (or the daemon) catches it up"
+                );
+            }
+            let hits = query::text(&store.read()?, &search, q, family.as_deref(), *limit)?;
+            if cli.json {
+                print_json(&hits)?;
+            } else if hits.is_empty() {
+                outln!("no hits");
+            } else {
+                for h in &hits {
+                    outln!("{}  {}  {}:{}", h.content_hash, h.family, h.key, h.line);
+                    outln!("    {}", h.snippet);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

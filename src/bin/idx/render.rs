@@ -1,0 +1,340 @@
+//! Rendering answers for people: the text forms of reports, status, plans and checks
+//! (`--json` prints the same values as JSON instead).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use idx::daemon::DaemonStatus;
+use idx::ingest::IngestReport;
+use idx::query;
+use serde::Serialize;
+
+use crate::args::Cli;
+use crate::{gate_exit, unix_now};
+
+pub(crate) fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    outln!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub(crate) fn print_check(cli: &Cli, report: &idx::check::CheckReport) -> Result<ExitCode> {
+    if cli.json {
+        print_json(report)?;
+    } else {
+        match report.integrity {
+            Some(true) => outln!("redb integrity: ok"),
+            Some(false) => outln!("redb integrity: FAILED (see the problems)"),
+            None => outln!("redb integrity: skipped (another process is writing)"),
+        }
+        outln!(
+            "consistency: {} objects, {} rows, {} places checked",
+            report.objects_checked,
+            report.rows_checked,
+            report.places_checked
+        );
+        for p in &report.problems {
+            outln!("  problem: {p}");
+        }
+        if report.more_problems > 0 {
+            outln!("  … and {} more", report.more_problems);
+        }
+        outln!("{}", if report.passed { "ok" } else { "FAILED" });
+    }
+    Ok(gate_exit(report.passed))
+}
+
+#[derive(Serialize)]
+pub(crate) struct StatusOut<'a> {
+    #[serde(flatten)]
+    pub(crate) status: &'a query::Status,
+    /// The daemon serving this index, if one ever ran here.
+    pub(crate) daemon: Option<&'a DaemonView>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct DaemonView {
+    pub(crate) alive: bool,
+    #[serde(flatten)]
+    pub(crate) status: DaemonStatus,
+}
+
+pub(crate) fn print_daemon(d: Option<&DaemonView>) -> Result<()> {
+    let Some(d) = d else {
+        outln!("daemon: none has run here (start one with `idx serve --watch DIR`)");
+        return Ok(());
+    };
+    let s = &d.status;
+    if !d.alive {
+        outln!(
+            "daemon: not running (last heartbeat {}s ago, pid {})",
+            unix_now().saturating_sub(s.heartbeat_at),
+            s.pid
+        );
+        return Ok(());
+    }
+    outln!(
+        "daemon: alive (pid {}, {}, heartbeat {}s ago), queue {}, {} objects pending, lag {}s",
+        s.pid,
+        s.state,
+        unix_now().saturating_sub(s.heartbeat_at),
+        s.queue_depth,
+        s.objects_pending,
+        s.lag_seconds
+    );
+    outln!("  sources: {}", s.sources.join(", "));
+    if let Some(e) = &s.last_error {
+        outln!("  last error: {}: {}", e.object, e.error);
+    }
+    Ok(())
+}
+
+pub(crate) fn print_plan(plan: &idx::curriculum::Plan) -> Result<()> {
+    outln!(
+        "curriculum {}: {}",
+        plan.name,
+        if plan.passed { "ok" } else { "ERRORS" }
+    );
+    for s in &plan.stages {
+        outln!(
+            "{:>2}. {} ({}) {}: {} rows, {} tokens (mix allows {}), val {} rows",
+            s.order,
+            s.id,
+            s.phase.as_str(),
+            s.title,
+            s.rows,
+            s.tokens,
+            s.max_tokens,
+            s.val_rows
+        );
+        for f in &s.families {
+            outln!(
+                "      {:<32} weight {:<6} draws {:>7} rows {:>10} tokens  (of {} rows, {} tokens)",
+                f.family,
+                f.weight,
+                f.rows,
+                f.tokens,
+                f.available_rows,
+                f.available_tokens
+            );
+        }
+        if let Some(a) = &s.algorithm {
+            outln!("      algorithm {}: {}", a.algorithm.as_str(), a.reason);
+        }
+    }
+    for w in &plan.warnings {
+        outln!("warning: {w}");
+    }
+    for e in &plan.errors {
+        outln!("error: {e}");
+    }
+    Ok(())
+}
+
+pub(crate) fn print_verification(v: &idx::verify::Verification) -> Result<()> {
+    let verdict = |p: bool| if p { "pass" } else { "FAIL" };
+    let c = &v.gates.coverage;
+    outln!("coverage: {}", verdict(c.passed));
+    outln!(
+        "  {:<30} {:>8} {:>9} {:>12}  next action",
+        "family",
+        "status",
+        "rows",
+        "tokens"
+    );
+    for f in &c.families {
+        let mark = if f.required { "" } else { " (optional)" };
+        outln!(
+            "  {:<30} {:>8} {:>9} {:>12}  {}",
+            format!("{}{mark}", f.family),
+            f.status.as_str(),
+            f.rows,
+            f.tokens,
+            f.next_action
+        );
+    }
+    let l = &v.gates.leakage;
+    outln!("leakage: {}", verdict(l.passed));
+    outln!(
+        "  {} near-duplicate pair(s) across splits, {} row(s) disagreeing with the recomputation",
+        l.cross_split_pairs,
+        l.disagreements
+    );
+    if !l.settings_current {
+        outln!("  the settings changed since the last ingest: run `idx ingest` to recompute");
+    }
+    for p in &l.cross_split_examples {
+        outln!(
+            "  leak: {} ({}) ~ {} ({}), hamming {}, jaccard {:.3}",
+            p.a,
+            p.split_a,
+            p.b,
+            p.split_b,
+            p.hamming,
+            p.similarity
+        );
+    }
+    for d in &l.disagreement_examples {
+        outln!(
+            "  row {}: stored {} in cluster {}, expected {} in cluster {}",
+            d.content_hash,
+            d.stored_split,
+            d.stored_cluster,
+            d.expected_split,
+            d.expected_cluster
+        );
+    }
+    outln!(
+        "  {} near-duplicate pairs, {} clusters of 2+ holding {} rows, {} holdout groups",
+        l.near_duplicate_pairs,
+        l.clusters,
+        l.rows_in_clusters,
+        l.holdout_groups
+    );
+    let r = &v.report;
+    outln!(
+        "report: {} unique rows, {} tokens",
+        r.total.rows,
+        r.total.tokens
+    );
+    for (s, n) in &r.by_split {
+        outln!(
+            "  split {:<10} {:>9} rows {:>12} tokens",
+            s.as_str(),
+            n.rows,
+            n.tokens
+        );
+    }
+    for (p, n) in &r.by_phase {
+        outln!(
+            "  phase {:<10} {:>9} rows {:>12} tokens",
+            p,
+            n.rows,
+            n.tokens
+        );
+    }
+    outln!("verify: {}", if v.passed { "passed" } else { "FAILED" });
+    Ok(())
+}
+
+pub(crate) fn print_ingest(r: &IngestReport) -> Result<()> {
+    outln!(
+        "objects: {} scanned, {} new, {} changed, {} unchanged, {} deleted, {} skipped, {} failed",
+        r.objects_scanned,
+        r.objects_new,
+        r.objects_changed,
+        r.objects_unchanged,
+        r.objects_deleted,
+        r.objects_skipped,
+        r.objects_failed
+    );
+    outln!(
+        "rows: {} added, {} removed, {} rejected; {} encoding repairs",
+        r.rows_added,
+        r.rows_removed,
+        r.rejected_rows,
+        r.repairs.total()
+    );
+    for rej in &r.rejections {
+        outln!("  rejected {}:{}: {}", rej.key, rej.line, rej.reason);
+    }
+    if r.rejected_rows > r.rejections.len() as u64 {
+        outln!(
+            "  … and {} more (see `idx status` and `idx query source KEY`)",
+            r.rejected_rows - r.rejections.len() as u64
+        );
+    }
+    for f in &r.failures {
+        outln!("  failed {}: {}", f.key, f.error);
+    }
+    for f in &r.scan_errors {
+        outln!("  unreadable {}: {}", f.key, f.error);
+    }
+    for w in &r.warnings {
+        outln!("warning: {w}");
+    }
+    let mb = r.bytes_read as f64 / 1e6;
+    outln!(
+        "read {:.1} MB in {:.2} s ({:.1} MB/s), {} commit(s)",
+        mb,
+        r.seconds,
+        if r.seconds > 0.0 { mb / r.seconds } else { 0.0 },
+        r.commits
+    );
+    Ok(())
+}
+
+pub(crate) fn print_status(s: &query::Status, data_dir: &Path) -> Result<()> {
+    outln!("index: {}", data_dir.display());
+    outln!(
+        "objects: {} ({} indexed, {} skipped, {} failed)",
+        s.totals.objects,
+        s.totals.objects_indexed,
+        s.totals.objects_skipped,
+        s.totals.objects_failed
+    );
+    outln!(
+        "rows: {} ({} unique), {} rejected, {} tokens",
+        s.totals.rows,
+        s.totals.unique_rows,
+        s.totals.rejected_rows,
+        s.totals.tokens
+    );
+    outln!(
+        "pii: {} unique rows redacted, {} excluded (kept for audit, never exported)",
+        s.totals.pii_redacted_rows,
+        s.totals.pii_excluded_rows
+    );
+    outln!(
+        "{:<32} {:>10} {:>10} {:>12}",
+        "family",
+        "rows",
+        "unique",
+        "tokens"
+    );
+    for (name, f) in &s.families {
+        outln!(
+            "{:<32} {:>10} {:>10} {:>12}",
+            name,
+            f.rows,
+            f.unique_rows,
+            f.tokens
+        );
+    }
+    if !s.unassigned_objects.is_empty() {
+        outln!("unassigned objects (no family rule matched):");
+        for k in &s.unassigned_objects {
+            outln!("  {k}");
+        }
+    }
+    if !s.skipped_objects.is_empty() {
+        outln!("skipped objects: {}", s.skipped_objects.len());
+        for o in s.skipped_objects.iter().take(10) {
+            outln!("  {}: {}", o.key, o.reason);
+        }
+    }
+    for o in &s.failed_objects {
+        outln!("failed {}: {}", o.key, o.reason);
+    }
+    if s.repairs.total() > 0 {
+        let r = &s.repairs;
+        outln!(
+            "encoding repairs: {} mojibake runs, {} control characters, {} documents decoded",
+            r.mojibake,
+            r.controls,
+            r.decoded
+        );
+        for (family, r) in &s.repairs_by_family {
+            outln!(
+                "  {family}: {} mojibake, {} controls, {} decoded",
+                r.mojibake,
+                r.controls,
+                r.decoded
+            );
+        }
+    }
+    for (k, n) in &s.objects_with_rejections {
+        outln!("rejections: {k}: {n} line(s)");
+    }
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! Planning a run: scan the sources, then decide per object whether it is new, changed,
+//! unchanged, deleted, not training data (skipped) or failed, and what the writer must record
+//! for each before any object is read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::report::{FailureReport, IngestReport};
+use super::{IngestOptions, Work};
+use crate::config::Settings;
+use crate::error::Result;
+use crate::families::{Classification, Classifier};
+use crate::index::Index;
+use crate::model::ObjectVersion;
+use crate::parse;
+use crate::repair::Repairs;
+use crate::source::inventory::Inventory;
+use crate::source::s3::{S3Client, S3Url};
+use crate::source::{self, FoundObject, Scan};
+use crate::store::{keys, ObjectRecord, ObjectStatus};
+
+/// An object an inventory lists and its bucket lacks: (source, key, error).
+pub(super) type MissingObject = (String, String, String);
+
+/// A source argument: a local path, or an `s3://bucket/prefix` URL.
+pub(super) fn s3_url_of(path: &Path) -> Option<&str> {
+    path.to_str().filter(|s| s.starts_with("s3://"))
+}
+
+/// Scan every source: local paths directly, S3 prefixes through one client (with the inventory
+/// when one is given). Inventory objects missing from their bucket come back as failures.
+pub(super) fn scan_sources(
+    index: &Index,
+    settings: &Settings,
+    paths: &[PathBuf],
+    options: &IngestOptions,
+    report: &mut IngestReport,
+    s3: &mut Option<Arc<S3Client>>,
+) -> Result<(Vec<Scan>, Vec<MissingObject>)> {
+    let mut scans = Vec::new();
+    let mut missing = Vec::new();
+    let mut urls: Vec<S3Url> = Vec::new();
+    for p in paths {
+        match s3_url_of(p) {
+            Some(u) => urls.push(S3Url::parse(u)?),
+            None => scans.push(source::local::scan(p, Some(&index.data_dir))?),
+        }
+    }
+    let mut client = || -> Result<Arc<S3Client>> {
+        if s3.is_none() {
+            *s3 = Some(Arc::new(S3Client::connect(&settings.idx.s3)?));
+        }
+        Ok(s3.clone().expect("set above"))
+    };
+    let inventory = match &options.inventory {
+        None => None,
+        Some(loc) => {
+            let text = if loc.starts_with("s3://") {
+                let url = S3Url::parse(loc)?;
+                String::from_utf8_lossy(&client()?.get_bytes(&url)?).into_owned()
+            } else {
+                std::fs::read_to_string(loc).map_err(|source| crate::error::Error::Io {
+                    path: PathBuf::from(loc),
+                    source,
+                })?
+            };
+            let inv = Inventory::parse(&text, loc).map_err(crate::error::Error::S3)?;
+            if urls.is_empty() {
+                let bucket = inv.bucket.clone().ok_or_else(|| {
+                    crate::error::Error::S3(format!(
+                        "{loc} names no bucket: give the S3 source (s3://bucket/prefix) too"
+                    ))
+                })?;
+                urls.push(S3Url {
+                    bucket,
+                    prefix: String::new(),
+                });
+            }
+            Some(inv)
+        }
+    };
+    let mut unlisted: Vec<(S3Url, crate::error::Error)> = Vec::new();
+    for url in &urls {
+        let found = match source::s3::scan(&*client()?, url, inventory.as_ref()) {
+            Ok(found) => found,
+            Err(e) => {
+                unlisted.push((url.clone(), e));
+                continue;
+            }
+        };
+        report.warnings.extend(found.warnings);
+        for key in found.missing {
+            missing.push((
+                found.scan.source.clone(),
+                key,
+                "listed in the inventory but absent from the bucket".to_string(),
+            ));
+        }
+        scans.push(found.scan);
+    }
+    // A listing that failed is a scan error that changes nothing under its prefix while the other
+    // sources go on; when no source could be looked at, the run fails with the listing's error.
+    if scans.is_empty() {
+        if let Some((_, e)) = unlisted.into_iter().next() {
+            return Err(e);
+        }
+    } else {
+        for (url, e) in unlisted {
+            scans.push(Scan {
+                source: url.source(),
+                objects: Vec::new(),
+                scope: source::ScanScope::Keys(Vec::new()),
+                errors: vec![(String::new(), format!("{e}; nothing under it was changed"))],
+            });
+        }
+    }
+    Ok((scans, missing))
+}
+
+/// A failed object's record: what was indexed before stays (rows and version, so the next
+/// scan retries it); a new object gets an empty record.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn failed_record(
+    old: Option<ObjectRecord>,
+    source: &str,
+    key: &str,
+    primary: &str,
+    families: &[String],
+    families_digest: &str,
+    read_digest: &str,
+    error: String,
+) -> ObjectRecord {
+    let status = ObjectStatus::Failed { error };
+    match old {
+        Some(mut o) => {
+            o.status = status;
+            o
+        }
+        None => ObjectRecord {
+            source: source.to_string(),
+            key: key.to_string(),
+            version: ObjectVersion {
+                size: 0,
+                mtime_ns: 0,
+                digest: String::new(),
+            },
+            status,
+            primary_family: primary.to_string(),
+            families: families.to_vec(),
+            families_digest: families_digest.to_string(),
+            rows: 0,
+            rejected: 0,
+            rejections: Vec::new(),
+            repairs: Repairs::default(),
+            read_digest: read_digest.to_string(),
+        },
+    }
+}
+
+/// A source root inside (or around) another one already indexed sees the same files under other
+/// keys, so their rows would count twice.
+pub(super) fn overlap_warnings(scans: &[Scan], indexed: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for scan in scans {
+        for other in indexed {
+            let nested = other.starts_with(&format!("{}/", scan.source))
+                || scan.source.starts_with(&format!("{other}/"));
+            if nested {
+                out.push(format!(
+                    "{} overlaps {} already in the index: files under both are indexed twice; ingest one root consistently",
+                    scan.source, other
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn merge_scans(scans: Vec<Scan>) -> Vec<Scan> {
+    let mut by_source: BTreeMap<String, Scan> = BTreeMap::new();
+    for scan in scans {
+        match by_source.get_mut(&scan.source) {
+            None => {
+                by_source.insert(scan.source.clone(), scan);
+            }
+            Some(existing) => {
+                existing.scope = match (&existing.scope, &scan.scope) {
+                    (source::ScanScope::Keys(a), source::ScanScope::Keys(b)) => {
+                        source::ScanScope::Keys(a.iter().chain(b).cloned().collect())
+                    }
+                    _ => source::ScanScope::All,
+                };
+                existing.errors.extend(scan.errors);
+                existing.objects.extend(scan.objects);
+                existing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+                existing.objects.dedup_by(|a, b| a.key == b.key);
+            }
+        }
+    }
+    by_source.into_values().collect()
+}
+
+pub(super) fn plan_skip(
+    source: &str,
+    found: &FoundObject,
+    reason: String,
+    classifier: &Classifier,
+    old: Option<&ObjectRecord>,
+    out: &mut Vec<ObjectRecord>,
+) {
+    let record = ObjectRecord {
+        source: source.to_string(),
+        key: found.key.clone(),
+        version: ObjectVersion {
+            size: found.size,
+            mtime_ns: found.mtime_ns,
+            digest: String::new(),
+        },
+        status: ObjectStatus::Skipped { reason },
+        primary_family: String::new(),
+        families: Vec::new(),
+        families_digest: classifier.digest().to_string(),
+        rows: 0,
+        rejected: 0,
+        rejections: Vec::new(),
+        repairs: Repairs::default(),
+        read_digest: String::new(),
+    };
+    if old != Some(&record) {
+        out.push(record);
+    }
+}
+
+/// What a run will do, decided before any object is read.
+pub(super) struct Planned {
+    /// Objects to read, in scan order.
+    pub(super) work: Vec<Work>,
+    /// Objects that are not training data, recorded as skipped.
+    pub(super) skipped: Vec<ObjectRecord>,
+    /// Ids of objects gone from their source.
+    pub(super) deletions: Vec<String>,
+    /// Objects that could not be had (listed but missing, or set aside after breaking a run).
+    pub(super) failed: Vec<ObjectRecord>,
+    /// The S3 client, when a source needed one.
+    pub(super) s3: Option<Arc<S3Client>>,
+}
+
+impl Planned {
+    pub(super) fn is_empty(&self) -> bool {
+        self.work.is_empty()
+            && self.skipped.is_empty()
+            && self.deletions.is_empty()
+            && self.failed.is_empty()
+    }
+}
+
+/// Scan the sources and decide, per object, whether it is new, changed, unchanged, deleted, not
+/// training data or failed; `poisoned` objects (set aside after breaking an earlier pass of this
+/// run) are failed without being read.
+pub(super) fn plan(
+    index: &Index,
+    settings: &Settings,
+    paths: &[PathBuf],
+    options: &IngestOptions,
+    poisoned: &BTreeMap<String, String>,
+    report: &mut IngestReport,
+) -> Result<Planned> {
+    let classifier = &settings.classifier;
+    let read_digest = settings.read_digest();
+    let redactor = settings.redactor();
+    let mut s3: Option<Arc<S3Client>> = None;
+    let (scans, mut missing) = scan_sources(index, settings, paths, options, report, &mut s3)?;
+    // Two paths may name overlapping scans of one source: merge so nothing is seen twice.
+    let scans = merge_scans(scans);
+
+    let view = index.store.read()?;
+    report
+        .warnings
+        .extend(overlap_warnings(&scans, &view.sources()?));
+    let mut work: Vec<Work> = Vec::new();
+    let mut skipped: Vec<ObjectRecord> = Vec::new();
+    let mut deletions: Vec<String> = Vec::new();
+    for scan in &scans {
+        for (path, error) in &scan.errors {
+            report.scan_errors.push(FailureReport {
+                key: if path.is_empty() {
+                    scan.source.clone()
+                } else {
+                    path.clone()
+                },
+                error: error.clone(),
+            });
+        }
+        let stored: BTreeMap<String, ObjectRecord> = view
+            .objects_under(&scan.source)?
+            .into_iter()
+            .map(|o| (o.key.clone(), o))
+            .collect();
+        let seen: BTreeSet<&str> = scan.objects.iter().map(|o| o.key.as_str()).collect();
+        for key in stored.keys() {
+            if !seen.contains(key.as_str()) && scan.vouches_for(key) {
+                deletions.push(keys::object_id(&scan.source, key));
+            }
+        }
+        for found in &scan.objects {
+            report.objects_scanned += 1;
+            let old = stored.get(&found.key);
+            let (primary, families) = match classifier.classify(&found.key) {
+                Classification::NotData { reason } => {
+                    report.objects_skipped += 1;
+                    plan_skip(&scan.source, found, reason, classifier, old, &mut skipped);
+                    continue;
+                }
+                Classification::Data { primary, tags } => (primary, tags),
+            };
+            let Some(format) = parse::detect_file_format(&found.key) else {
+                report.objects_skipped += 1;
+                let ext = Path::new(&found.key)
+                    .extension()
+                    .map(|e| format!(".{}", e.to_string_lossy()))
+                    .unwrap_or_else(|| "no extension".to_string());
+                let reason = format!(
+                    "unsupported format ({ext}); idx reads .jsonl, .json and .txt, optionally .gz"
+                );
+                plan_skip(&scan.source, found, reason, classifier, old, &mut skipped);
+                continue;
+            };
+            // A config edit re-reads only the objects whose classification it changes.
+            let unchanged = old.is_some_and(|o| {
+                o.status == ObjectStatus::Indexed
+                    && o.read_digest == read_digest
+                    && o.version.size == found.size
+                    && o.version.mtime_ns == found.mtime_ns
+                    && found.etag.as_ref().is_none_or(|e| &o.version.digest == e)
+                    && o.primary_family == primary
+                    && o.families == families
+            });
+            if unchanged {
+                report.objects_unchanged += 1;
+                continue;
+            }
+            if let Some(error) = poisoned.get(&keys::object_id(&scan.source, &found.key)) {
+                missing.push((scan.source.clone(), found.key.clone(), error.clone()));
+                continue;
+            }
+            work.push(Work {
+                source: scan.source.clone(),
+                found: found.clone(),
+                primary,
+                families,
+                format,
+                // A failed object keeps the rows of its last good read: reading it again changes it.
+                existed: old.is_some_and(|o| o.status == ObjectStatus::Indexed || o.rows > 0),
+            });
+        }
+    }
+    // Inventory objects the bucket lacks, and objects set aside after breaking a batch: failed
+    // (kept as they were, retried next time).
+    let mut failed: Vec<ObjectRecord> = Vec::new();
+    for (source, key, error) in missing {
+        if !poisoned.contains_key(&keys::object_id(&source, &key)) {
+            report.objects_scanned += 1;
+        }
+        report.objects_failed += 1;
+        warn!(
+            key = %redactor.redact_key(&key),
+            error = %redactor.redact_key(&error),
+            "object failed"
+        );
+        report.failures.push(FailureReport {
+            key: key.clone(),
+            error: error.clone(),
+        });
+        let id = keys::object_id(&source, &key);
+        let old = view.object(&id)?;
+        if old.as_ref().is_some_and(|o| {
+            o.status
+                == (ObjectStatus::Failed {
+                    error: error.clone(),
+                })
+        }) {
+            continue;
+        }
+        let (primary, families) = match classifier.classify(&key) {
+            Classification::Data { primary, tags } => (primary, tags),
+            Classification::NotData { .. } => continue,
+        };
+        failed.push(failed_record(
+            old,
+            &source,
+            &key,
+            &primary,
+            &families,
+            classifier.digest(),
+            &read_digest,
+            error,
+        ));
+    }
+    Ok(Planned {
+        work,
+        skipped,
+        deletions,
+        failed,
+        s3,
+    })
+}

@@ -1,0 +1,151 @@
+//! Which rows a dataset is made of: every indexed row that is not PII-excluded, exact duplicates
+//! collapsed by content hash and, unless asked otherwise, each near-duplicate group kept through
+//! its longest row; with each row's split, phase and families. Export and the curriculum plan
+//! read the same selection.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::error::Result;
+use crate::fingerprint::Hash128;
+use crate::model::RecordKind;
+use crate::neardup::{Policy, Split, UnionFind};
+use crate::pii::PiiStatus;
+use crate::store::ReadView;
+
+/// A row that goes out, with what the layout and the curriculum need to know of it.
+#[derive(Debug, Clone)]
+pub struct SelectedRow {
+    pub hash: Hash128,
+    pub split: Split,
+    pub primary_family: String,
+    /// Every family tag of the row.
+    pub families: Vec<String>,
+    pub tokens: u64,
+    pub kind: RecordKind,
+    pub pii: PiiStatus,
+}
+
+/// The exportable rows of a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Sorted by content hash.
+    pub rows: Vec<SelectedRow>,
+    /// Representative → the near-duplicates it stands for (sorted).
+    pub collapsed: BTreeMap<Hash128, Vec<Hash128>>,
+    /// Unique rows left out because the PII policy excluded them.
+    pub pii_excluded: u64,
+}
+
+impl Selection {
+    pub fn get(&self, h: Hash128) -> Option<&SelectedRow> {
+        self.rows
+            .binary_search_by_key(&h, |r| r.hash)
+            .ok()
+            .map(|i| &self.rows[i])
+    }
+}
+
+/// What a row needs for choosing representatives.
+pub(crate) struct Candidate {
+    pub(crate) simhash: u64,
+    pub(crate) words: u32,
+    pub(crate) tokens: u64,
+    pub(crate) excluded: bool,
+}
+
+/// Choose the rows of a snapshot: every unique, non-excluded row, and with `collapse`, one per
+/// group of near-duplicates (connected by confirmed near-duplicate pairs within a stored
+/// cluster): the one with the most tokens, ties to the smallest hash.
+pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Selection> {
+    let assignments = view.assignments(policy)?;
+    let mut rows = Vec::new();
+    let mut candidates: HashMap<Hash128, Candidate> = HashMap::new();
+    let mut pii_excluded = 0;
+    view.for_each_row(|h, row| {
+        let excluded = row.pii.status == PiiStatus::Excluded;
+        candidates.insert(
+            h,
+            Candidate {
+                simhash: row.simhash,
+                words: row.words,
+                tokens: row.tokens,
+                excluded,
+            },
+        );
+        if excluded {
+            pii_excluded += 1;
+            return Ok(());
+        }
+        rows.push(SelectedRow {
+            hash: h,
+            split: assignments.get(&h).map_or(Split::Train, |a| a.split),
+            primary_family: row.primary_family,
+            families: row.families.into_iter().map(|(f, _)| f).collect(),
+            tokens: row.tokens,
+            kind: row.kind,
+            pii: row.pii.status,
+        });
+        Ok(())
+    })?;
+    let mut collapsed: BTreeMap<Hash128, Vec<Hash128>> = BTreeMap::new();
+    if collapse {
+        let mut clusters: BTreeMap<Hash128, Vec<Hash128>> = BTreeMap::new();
+        for (h, a) in view.cluster_entries()? {
+            clusters.entry(a.cluster).or_default().push(h);
+        }
+        let mut shingles: HashMap<Hash128, Vec<u64>> = HashMap::new();
+        for members in clusters.values() {
+            let usable: Vec<Hash128> = members
+                .iter()
+                .copied()
+                .filter(|h| {
+                    candidates
+                        .get(h)
+                        .is_some_and(|c| !c.excluded && policy.fingerprintable(c.words))
+                })
+                .collect();
+            let mut sets = UnionFind::default();
+            for (i, &a) in usable.iter().enumerate() {
+                for &b in &usable[i + 1..] {
+                    let d = (candidates[&a].simhash ^ candidates[&b].simhash).count_ones();
+                    if d > policy.hamming || sets.find(a) == sets.find(b) {
+                        continue;
+                    }
+                    for h in [a, b] {
+                        if let std::collections::hash_map::Entry::Vacant(e) = shingles.entry(h) {
+                            e.insert(view.shingles(h)?);
+                        }
+                    }
+                    if policy.judge(d, &shingles[&a], &shingles[&b]).is_some() {
+                        sets.union(a, b);
+                    }
+                }
+            }
+            let mut groups: BTreeMap<Hash128, Vec<Hash128>> = BTreeMap::new();
+            for h in sets.members() {
+                groups.entry(sets.find(h)).or_default().push(h);
+            }
+            for group in groups.into_values().filter(|g| g.len() > 1) {
+                let rep = *group
+                    .iter()
+                    .max_by(|a, b| {
+                        candidates[a]
+                            .tokens
+                            .cmp(&candidates[b].tokens)
+                            .then(b.cmp(a))
+                    })
+                    .expect("groups are not empty");
+                let mut others: Vec<Hash128> = group.into_iter().filter(|h| *h != rep).collect();
+                others.sort();
+                collapsed.insert(rep, others);
+            }
+        }
+        let dropped: BTreeSet<Hash128> = collapsed.values().flatten().copied().collect();
+        rows.retain(|r| !dropped.contains(&r.hash));
+    }
+    Ok(Selection {
+        rows,
+        collapsed,
+        pii_excluded,
+    })
+}

@@ -1,0 +1,50 @@
+//! The redb tables and meta keys: every table idx keeps, with what its keys and values are.
+
+use redb::TableDefinition;
+
+/// Version of the on-disk layout; bumped on any incompatible change to tables or records.
+/// 2: near-duplicate tables, word SimHash, `RowRecord::words`.
+pub const FORMAT_VERSION: u32 = 2;
+
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+pub(super) const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+
+pub(super) const OBJECT_PLACES: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("object_places");
+
+pub(super) const ROW_PLACES: TableDefinition<&[u8], ()> = TableDefinition::new("row_places");
+
+pub(super) const VARIANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("variants");
+
+pub(super) const VARIANT_REFS: TableDefinition<&[u8], u64> = TableDefinition::new("variant_refs");
+
+pub(super) const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+
+pub(super) const FAMILY_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("family_stats");
+
+pub(super) const FTS_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("fts_log");
+
+pub(super) const SIMHASH_TABLES: TableDefinition<&[u8], u64> =
+    TableDefinition::new("simhash_tables");
+
+pub(super) const CLUSTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("clusters");
+
+pub(super) const CLUSTER_MEMBERS: TableDefinition<&[u8], ()> =
+    TableDefinition::new("cluster_members");
+
+pub(super) const ROW_GROUPS: TableDefinition<&[u8], u64> = TableDefinition::new("row_groups");
+
+pub(super) const GROUP_ROWS: TableDefinition<&[u8], ()> = TableDefinition::new("group_rows");
+
+pub(super) const SPLIT_MOVES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("split_moves");
+
+pub(super) const META_VERSION: &str = "format_version";
+
+pub(super) const META_SEQ: &str = "seq";
+
+pub(super) const META_TOTALS: &str = "totals";
+
+pub(super) const META_FTS_PRUNED: &str = "fts_pruned_through";
+
+pub(super) const META_POLICY: &str = "policy";

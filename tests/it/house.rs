@@ -1,0 +1,90 @@
+//! The house's rules that the compiler does not check, held against the source tree: storage is
+//! reached only through `store`, and the pure stages know no storage.
+
+use std::path::{Path, PathBuf};
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// A source file's code outside its unit tests.
+fn code_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    match text.find("#[cfg(test)]") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Invariant: only `store` opens redb tables (`error` maps redb's error types).
+#[test]
+fn only_the_store_opens_redb_tables() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let root = src();
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|p| {
+            let rel = p.strip_prefix(&root).unwrap();
+            !rel.starts_with("store") && rel != Path::new("error.rs")
+        })
+        .filter(|p| {
+            let code = code_of(p);
+            code.contains("redb::")
+                || code.contains("open_table(")
+                || code.contains("TableDefinition")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "redb used outside store: {offenders:?}"
+    );
+}
+
+/// Invariant: the sources, parsing, normalisation, fingerprints, the near-duplicate policy and
+/// the config touch no storage.
+#[test]
+fn the_pure_stages_know_no_storage() {
+    let root = src();
+    let mut files = Vec::new();
+    for dir in ["source", "parse"] {
+        sources(&root.join(dir), &mut files);
+    }
+    for file in [
+        "normalize.rs",
+        "fingerprint.rs",
+        "neardup.rs",
+        "config.rs",
+        "repair.rs",
+    ] {
+        files.push(root.join(file));
+    }
+    for p in &files {
+        let code = code_of(p);
+        for forbidden in [
+            "crate::store",
+            "crate::index",
+            "crate::search",
+            "redb::",
+            "tantivy::",
+        ] {
+            assert!(
+                !code.contains(forbidden),
+                "{} uses {forbidden}",
+                p.display()
+            );
+        }
+    }
+}
