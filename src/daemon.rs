@@ -27,6 +27,11 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::ingest::{ingest, IngestOptions};
+use crate::source::SourceArg;
+
+/// The name the daemon's queue gives an inventory that is its own source (no S3 prefix given:
+/// the inventory's bucket is listed).
+const INVENTORY_SOURCE: &str = "inventory";
 
 /// The status file the daemon keeps in the data directory.
 pub const STATUS_FILE: &str = "daemon.json";
@@ -218,7 +223,7 @@ pub fn serve(
         .map(|(_, k)| k.clone())
         .chain(remote.iter().map(|r| {
             if r.is_empty() {
-                "inventory".to_string()
+                INVENTORY_SOURCE.to_string()
             } else {
                 r.clone()
             }
@@ -316,7 +321,7 @@ pub fn serve(
                     for (_, key) in &locals { shared.mark(key); }
                 }
                 _ = poll.tick() => {
-                    for r in &remote { shared.mark(if r.is_empty() { "inventory" } else { r }); }
+                    for r in &remote { shared.mark(if r.is_empty() { INVENTORY_SOURCE } else { r }); }
                 }
             }
         }
@@ -438,16 +443,16 @@ fn writer_loop(
         for source in &batch {
             if let Some((abs, _)) = locals.iter().find(|(_, k)| k == source) {
                 paths.push(abs.clone());
-            } else if source != "inventory" {
+            } else if source != INVENTORY_SOURCE {
                 paths.push(PathBuf::from(source));
             }
         }
         let mut ingest_options = options.ingest.clone();
         ingest_options.stop = Some(shared.stop.clone());
         // The inventory concerns the S3 sources only: a folder's event does not list the bucket.
-        let remote_dirty = batch
-            .iter()
-            .any(|s| s == "inventory" || s.starts_with("s3://"));
+        let remote_dirty = batch.iter().any(|s| {
+            s == INVENTORY_SOURCE || SourceArg::parse(Path::new(s)).is_ok_and(|a| a.is_remote())
+        });
         ingest_options.inventory = options.inventory.clone().filter(|_| remote_dirty);
         ingest_options.counters = Some((shared.planned.clone(), shared.done.clone()));
         shared.planned.store(0, Ordering::SeqCst);

@@ -29,7 +29,7 @@ use crate::model::{Conversation, Rejection};
 use crate::parse::{self, Limits};
 use crate::pii::PiiRecord;
 use crate::repair::Repairs;
-use crate::source::FoundObject;
+use crate::source::{FoundObject, Source};
 use crate::store::keys;
 
 mod plan;
@@ -92,6 +92,8 @@ pub(super) const CHANNEL_CHUNKS: usize = 32;
 /// One object the reader thread must read.
 pub(super) struct Work {
     pub(super) source: String,
+    /// The source that found the object, and opens it.
+    pub(super) from: Arc<dyn Source>,
     pub(super) found: FoundObject,
     pub(super) primary: String,
     pub(super) families: Vec<String>,
@@ -239,7 +241,6 @@ pub(super) fn ingest_once(
         skipped,
         deletions,
         failed,
-        s3,
     } = planned;
     let total_bytes: u64 = work.iter().map(|w| w.found.size).sum();
     let (tx, parsed_rx) = sync_channel::<Msg>(CHANNEL_CHUNKS);
@@ -248,8 +249,8 @@ pub(super) fn ingest_once(
     let work_for_reader: Vec<ReadJob> = work
         .iter()
         .map(|w| ReadJob {
-            location: w.found.location.clone(),
-            key: w.found.key.clone(),
+            from: w.from.clone(),
+            object: w.found.clone(),
             format: w.format,
         })
         .collect();
@@ -257,7 +258,6 @@ pub(super) fn ingest_once(
     let abandon = Arc::new(AtomicBool::new(false));
     let reader = Reader {
         redactor: redactor.clone(),
-        s3: s3.clone(),
         spool: index.data_dir.join("spool"),
         stop: options.stop.clone(),
         abandon: abandon.clone(),

@@ -18,76 +18,87 @@ use crate::model::ObjectVersion;
 use crate::parse;
 use crate::repair::Repairs;
 use crate::source::inventory::Inventory;
-use crate::source::s3::{S3Client, S3Url};
-use crate::source::{self, FoundObject, Scan};
+use crate::source::local::LocalSource;
+use crate::source::s3::{S3Client, S3Source, S3Url};
+use crate::source::{FoundObject, Scan, ScanScope, Source, SourceArg};
 use crate::store::{keys, ObjectRecord, ObjectStatus};
 
 /// An object an inventory lists and its bucket lacks: (source, key, error).
 pub(super) type MissingObject = (String, String, String);
 
-/// A source argument: a local path, or an `s3://bucket/prefix` URL.
-pub(super) fn s3_url_of(path: &Path) -> Option<&str> {
-    path.to_str().filter(|s| s.starts_with("s3://"))
-}
+/// A scan with the source that made it (and opens its objects).
+pub(super) type SourceScan = (Arc<dyn Source>, Scan);
 
 /// Scan every source: local paths directly, S3 prefixes through one client (with the inventory
-/// when one is given). Inventory objects missing from their bucket come back as failures.
+/// when one is given). Each scan comes back with the source that made it (which opens its
+/// objects); inventory objects missing from their bucket come back as failures.
 pub(super) fn scan_sources(
     index: &Index,
     settings: &Settings,
     paths: &[PathBuf],
     options: &IngestOptions,
     report: &mut IngestReport,
-    s3: &mut Option<Arc<S3Client>>,
-) -> Result<(Vec<Scan>, Vec<MissingObject>)> {
-    let mut scans = Vec::new();
-    let mut missing = Vec::new();
-    let mut urls: Vec<S3Url> = Vec::new();
-    for p in paths {
-        match s3_url_of(p) {
-            Some(u) => urls.push(S3Url::parse(u)?),
-            None => scans.push(source::local::scan(p, Some(&index.data_dir))?),
-        }
-    }
+) -> Result<(Vec<SourceScan>, Vec<MissingObject>)> {
+    let mut s3: Option<Arc<S3Client>> = None;
     let mut client = || -> Result<Arc<S3Client>> {
         if s3.is_none() {
-            *s3 = Some(Arc::new(S3Client::connect(&settings.idx.s3)?));
+            s3 = Some(Arc::new(S3Client::connect(&settings.idx.s3)?));
         }
         Ok(s3.clone().expect("set above"))
     };
+    let mut args: Vec<SourceArg> = paths
+        .iter()
+        .map(|p| SourceArg::parse(p))
+        .collect::<Result<_>>()?;
     let inventory = match &options.inventory {
         None => None,
         Some(loc) => {
-            let text = if loc.starts_with("s3://") {
-                let url = S3Url::parse(loc)?;
-                String::from_utf8_lossy(&client()?.get_bytes(&url)?).into_owned()
-            } else {
-                std::fs::read_to_string(loc).map_err(|source| crate::error::Error::Io {
-                    path: PathBuf::from(loc),
-                    source,
-                })?
+            let text = match SourceArg::parse(Path::new(loc))? {
+                SourceArg::S3(url) => {
+                    String::from_utf8_lossy(&client()?.get_bytes(&url)?).into_owned()
+                }
+                SourceArg::Local(path) => std::fs::read_to_string(&path)
+                    .map_err(|source| crate::error::Error::Io { path, source })?,
             };
             let inv = Inventory::parse(&text, loc).map_err(crate::error::Error::S3)?;
-            if urls.is_empty() {
+            if !args.iter().any(SourceArg::is_remote) {
                 let bucket = inv.bucket.clone().ok_or_else(|| {
                     crate::error::Error::S3(format!(
                         "{loc} names no bucket: give the S3 source (s3://bucket/prefix) too"
                     ))
                 })?;
-                urls.push(S3Url {
+                args.push(SourceArg::S3(S3Url {
                     bucket,
                     prefix: String::new(),
-                });
+                }));
             }
-            Some(inv)
+            Some(Arc::new(inv))
         }
     };
-    let mut unlisted: Vec<(S3Url, crate::error::Error)> = Vec::new();
-    for url in &urls {
-        let found = match source::s3::scan(&*client()?, url, inventory.as_ref()) {
+    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+    for arg in args {
+        sources.push(match arg {
+            SourceArg::Local(path) => Arc::new(LocalSource {
+                path,
+                skip: Some(index.data_dir.clone()),
+            }),
+            SourceArg::S3(url) => Arc::new(S3Source {
+                client: client()?,
+                url,
+                inventory: inventory.clone(),
+            }),
+        });
+    }
+    let mut scans = Vec::new();
+    let mut missing = Vec::new();
+    let mut unscanned: Vec<(Arc<dyn Source>, crate::error::Error)> = Vec::new();
+    for source in sources {
+        let found = match source.scan() {
             Ok(found) => found,
+            // A local path that cannot be read fails the run, as before any source is touched.
+            Err(e) if !source.remote() => return Err(e),
             Err(e) => {
-                unlisted.push((url.clone(), e));
+                unscanned.push((source, e));
                 continue;
             }
         };
@@ -99,22 +110,23 @@ pub(super) fn scan_sources(
                 "listed in the inventory but absent from the bucket".to_string(),
             ));
         }
-        scans.push(found.scan);
+        scans.push((source, found.scan));
     }
     // A listing that failed is a scan error that changes nothing under its prefix while the other
     // sources go on; when no source could be looked at, the run fails with the listing's error.
     if scans.is_empty() {
-        if let Some((_, e)) = unlisted.into_iter().next() {
+        if let Some((_, e)) = unscanned.into_iter().next() {
             return Err(e);
         }
     } else {
-        for (url, e) in unlisted {
-            scans.push(Scan {
-                source: url.source(),
+        for (source, e) in unscanned {
+            let scan = Scan {
+                source: source.describe(),
                 objects: Vec::new(),
-                scope: source::ScanScope::Keys(Vec::new()),
+                scope: ScanScope::Keys(Vec::new()),
                 errors: vec![(String::new(), format!("{e}; nothing under it was changed"))],
-            });
+            };
+            scans.push((source, scan));
         }
     }
     Ok((scans, missing))
@@ -162,7 +174,10 @@ pub(super) fn failed_record(
 
 /// A source root inside (or around) another one already indexed sees the same files under other
 /// keys, so their rows would count twice.
-pub(super) fn overlap_warnings(scans: &[Scan], indexed: &[String]) -> Vec<String> {
+pub(super) fn overlap_warnings<'a>(
+    scans: impl Iterator<Item = &'a Scan>,
+    indexed: &[String],
+) -> Vec<String> {
     let mut out = Vec::new();
     for scan in scans {
         for other in indexed {
@@ -179,19 +194,19 @@ pub(super) fn overlap_warnings(scans: &[Scan], indexed: &[String]) -> Vec<String
     out
 }
 
-pub(super) fn merge_scans(scans: Vec<Scan>) -> Vec<Scan> {
-    let mut by_source: BTreeMap<String, Scan> = BTreeMap::new();
-    for scan in scans {
+pub(super) fn merge_scans(scans: Vec<(Arc<dyn Source>, Scan)>) -> Vec<(Arc<dyn Source>, Scan)> {
+    let mut by_source: BTreeMap<String, (Arc<dyn Source>, Scan)> = BTreeMap::new();
+    for (from, scan) in scans {
         match by_source.get_mut(&scan.source) {
             None => {
-                by_source.insert(scan.source.clone(), scan);
+                by_source.insert(scan.source.clone(), (from, scan));
             }
-            Some(existing) => {
+            Some((_, existing)) => {
                 existing.scope = match (&existing.scope, &scan.scope) {
-                    (source::ScanScope::Keys(a), source::ScanScope::Keys(b)) => {
-                        source::ScanScope::Keys(a.iter().chain(b).cloned().collect())
+                    (ScanScope::Keys(a), ScanScope::Keys(b)) => {
+                        ScanScope::Keys(a.iter().chain(b).cloned().collect())
                     }
-                    _ => source::ScanScope::All,
+                    _ => ScanScope::All,
                 };
                 existing.errors.extend(scan.errors);
                 existing.objects.extend(scan.objects);
@@ -244,8 +259,6 @@ pub(super) struct Planned {
     pub(super) deletions: Vec<String>,
     /// Objects that could not be had (listed but missing, or set aside after breaking a run).
     pub(super) failed: Vec<ObjectRecord>,
-    /// The S3 client, when a source needed one.
-    pub(super) s3: Option<Arc<S3Client>>,
 }
 
 impl Planned {
@@ -271,19 +284,19 @@ pub(super) fn plan(
     let classifier = &settings.classifier;
     let read_digest = settings.read_digest();
     let redactor = settings.redactor();
-    let mut s3: Option<Arc<S3Client>> = None;
-    let (scans, mut missing) = scan_sources(index, settings, paths, options, report, &mut s3)?;
+    let (scans, mut missing) = scan_sources(index, settings, paths, options, report)?;
     // Two paths may name overlapping scans of one source: merge so nothing is seen twice.
     let scans = merge_scans(scans);
 
     let view = index.store.read()?;
-    report
-        .warnings
-        .extend(overlap_warnings(&scans, &view.sources()?));
+    report.warnings.extend(overlap_warnings(
+        scans.iter().map(|(_, s)| s),
+        &view.sources()?,
+    ));
     let mut work: Vec<Work> = Vec::new();
     let mut skipped: Vec<ObjectRecord> = Vec::new();
     let mut deletions: Vec<String> = Vec::new();
-    for scan in &scans {
+    for (from, scan) in &scans {
         for (path, error) in &scan.errors {
             report.scan_errors.push(FailureReport {
                 key: if path.is_empty() {
@@ -348,6 +361,7 @@ pub(super) fn plan(
             }
             work.push(Work {
                 source: scan.source.clone(),
+                from: from.clone(),
                 found: found.clone(),
                 primary,
                 families,
@@ -404,6 +418,5 @@ pub(super) fn plan(
         skipped,
         deletions,
         failed,
-        s3,
     })
 }

@@ -12,8 +12,7 @@ use super::{Msg, CHUNK_ROWS};
 use crate::parse::{self, Item, Limits};
 use crate::pii::Redactor;
 use crate::repair::Repairs;
-use crate::source::s3::S3Client;
-use crate::source::Location;
+use crate::source::{FoundObject, Source};
 use crate::store::KEPT_REJECTIONS;
 
 /// What the reader thread needs besides the work list.
@@ -21,7 +20,6 @@ pub(super) struct Reader {
     /// Rejection reasons quote parts of the input (an unknown role, a key name): they are
     /// redacted before they are kept or printed.
     pub(super) redactor: Redactor,
-    pub(super) s3: Option<Arc<S3Client>>,
     /// Where S3 objects are streamed to before parsing (one at a time).
     pub(super) spool: PathBuf,
     pub(super) stop: Option<Arc<AtomicBool>>,
@@ -29,38 +27,14 @@ pub(super) struct Reader {
     pub(super) abandon: Arc<AtomicBool>,
 }
 
-/// One object for the reader.
+/// One object for the reader, with the source that opens it.
 pub(super) struct ReadJob {
-    pub(super) location: Location,
-    pub(super) key: String,
+    pub(super) from: Arc<dyn Source>,
+    pub(super) object: FoundObject,
     pub(super) format: (parse::FileFormat, bool),
 }
 
 impl Reader {
-    /// Open an object for reading: a local file directly; an S3 object streamed to a spool file
-    /// first (so a dropped connection is retried before any of its rows are sent on).
-    pub(super) fn open(&self, location: &Location) -> std::result::Result<std::fs::File, String> {
-        match location {
-            Location::File(path) => std::fs::File::open(path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display())),
-            Location::S3 { bucket, key } => {
-                let client = self
-                    .s3
-                    .as_ref()
-                    .ok_or_else(|| format!("s3://{bucket}/{key}: no S3 client"))?;
-                std::fs::create_dir_all(&self.spool)
-                    .map_err(|e| format!("{}: {e}", self.spool.display()))?;
-                let path = self.spool.join("object");
-                client.download(bucket, key, &path)?;
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-                // The open handle keeps the bytes; the name is reused by the next download.
-                let _ = std::fs::remove_file(&path);
-                Ok(file)
-            }
-        }
-    }
-
     pub(super) fn stopped(&self) -> bool {
         self.abandon.load(Ordering::SeqCst)
             || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
@@ -109,7 +83,7 @@ pub(super) fn read_one(
     tx: &SyncSender<Msg>,
 ) -> bool {
     let (format, gzip) = job.format;
-    let file = match reader.open(&job.location) {
+    let file = match job.from.open(&job.object, &reader.spool) {
         Ok(f) => f,
         Err(e) => return tx.send(Msg::Failed(i, e)).is_ok(),
     };
@@ -119,7 +93,8 @@ pub(super) fn read_one(
     // Test hook: panic after this many records of an object whose key holds the marker.
     let panic_after = crate::failpoint::armed(crate::failpoint::READ_PANIC).and_then(|arg| {
         let (marker, n) = arg.split_once('@').unwrap_or((arg, "1"));
-        job.key
+        job.object
+            .key
             .contains(marker)
             .then(|| n.parse::<u64>().unwrap_or(1))
     });

@@ -5,6 +5,7 @@
 //! reversibly ([`key_text`]), never replaced, so two files never share a key.
 
 use std::ffi::OsStr;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -154,6 +155,32 @@ fn walk(
                 mtime_ns: mtime_ns(&meta),
                 etag: None,
             });
+        }
+    }
+}
+
+/// A local folder (walked recursively, `skip` — the index's own folder — left out) or one file.
+#[derive(Debug, Clone)]
+pub struct LocalSource {
+    pub path: PathBuf,
+    pub skip: Option<PathBuf>,
+}
+
+impl super::Source for LocalSource {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn scan(&self) -> Result<super::Found> {
+        scan(&self.path, self.skip.as_deref()).map(super::Found::from)
+    }
+
+    fn open(&self, object: &FoundObject, _spool: &Path) -> std::result::Result<File, String> {
+        match &object.location {
+            Location::File(path) => {
+                File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+            }
+            other => Err(format!("{other:?} is not a local file")),
         }
     }
 }

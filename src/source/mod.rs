@@ -1,13 +1,80 @@
-//! Sources: where objects come from. Each kind of source (a local folder or file, an S3 prefix
-//! with an optional inventory) turns a location into a [`Scan`]: the objects present now, with
-//! what identifies their version, so the ingest can tell new, changed, unchanged and deleted
-//! objects apart. Sources never parse content.
+//! Sources: where objects come from. Every kind of source (a local folder or file in `local`, an
+//! S3 prefix with an optional inventory in `s3`) is a [`Source`]: it describes itself, scans —
+//! the objects present now, with what identifies their version, so the ingest can tell new,
+//! changed, unchanged and deleted objects apart — and opens one object it found. A user names a
+//! source as a [`SourceArg`]. Adding a kind of source is one file here that implements the
+//! trait, and one arm in `SourceArg`. Sources never parse content.
 
 pub mod inventory;
 pub mod local;
 pub mod s3;
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use s3::S3Url;
+
+/// What every kind of source offers the ingest.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// The source as a person would name it (a folder, a file, `s3://bucket/prefix`).
+    fn describe(&self) -> String;
+
+    /// What is there now. An error means nothing could be looked at; a part that could not be
+    /// read is a scan error (in [`Scan::errors`]) under which nothing counts as deleted.
+    fn scan(&self) -> Result<Found>;
+
+    /// One object this source's scan found, as a file to read from. A remote object is fetched
+    /// whole to `spool` first, so a broken download is retried before any of its rows exist.
+    fn open(&self, object: &FoundObject, spool: &Path) -> std::result::Result<File, String>;
+
+    /// Whether the source is reached over the network: a scan that fails there is a scan error
+    /// that changes nothing while the other sources go on; a local one fails the run.
+    fn remote(&self) -> bool {
+        false
+    }
+}
+
+/// What a scan found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub scan: Scan,
+    /// Keys an inventory lists and the source does not have.
+    pub missing: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl From<Scan> for Found {
+    fn from(scan: Scan) -> Found {
+        Found {
+            scan,
+            missing: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// A source as a user names it: `s3://bucket/prefix` is an S3 prefix, anything else a local
+/// folder or file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceArg {
+    Local(PathBuf),
+    S3(S3Url),
+}
+
+impl SourceArg {
+    pub fn parse(arg: &Path) -> Result<SourceArg> {
+        match arg.to_str().filter(|s| s.starts_with("s3://")) {
+            Some(url) => Ok(SourceArg::S3(S3Url::parse(url)?)),
+            None => Ok(SourceArg::Local(arg.to_path_buf())),
+        }
+    }
+
+    /// Whether the source is reached over the network (an inventory concerns these only).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, SourceArg::S3(_))
+    }
+}
 
 /// One object found by a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,5 +129,27 @@ impl Scan {
             && !self.errors.iter().any(|(prefix, _)| {
                 prefix.is_empty() || key == prefix || key.starts_with(&format!("{prefix}/"))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_argument_is_an_s3_prefix_or_a_path() {
+        let s3 = SourceArg::parse(Path::new("s3://bucket/some/prefix")).unwrap();
+        assert!(s3.is_remote());
+        assert_eq!(
+            s3,
+            SourceArg::S3(S3Url {
+                bucket: "bucket".into(),
+                prefix: "some/prefix".into()
+            })
+        );
+        let local = SourceArg::parse(Path::new("data/s3:/x")).unwrap();
+        assert_eq!(local, SourceArg::Local(PathBuf::from("data/s3:/x")));
+        assert!(!local.is_remote());
+        assert!(SourceArg::parse(Path::new("s3://")).is_err());
     }
 }

@@ -7,8 +7,10 @@
 //! offers blocking calls, so the ingest's reader thread and the export can use it directly.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -553,6 +555,46 @@ pub fn scan(client: &S3Client, url: &S3Url, inventory: Option<&Inventory>) -> Re
             .collect(),
         warnings,
     })
+}
+
+/// An S3 prefix, listed through `client`, cross-checked with an inventory when there is one.
+#[derive(Debug, Clone)]
+pub struct S3Source {
+    pub client: Arc<S3Client>,
+    pub url: S3Url,
+    pub inventory: Option<Arc<Inventory>>,
+}
+
+impl super::Source for S3Source {
+    fn describe(&self) -> String {
+        self.url.source()
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn scan(&self) -> Result<super::Found> {
+        let found = scan(&self.client, &self.url, self.inventory.as_deref())?;
+        Ok(super::Found {
+            scan: found.scan,
+            missing: found.missing,
+            warnings: found.warnings,
+        })
+    }
+
+    fn open(&self, object: &FoundObject, spool: &Path) -> std::result::Result<File, String> {
+        let Location::S3 { bucket, key } = &object.location else {
+            return Err(format!("{:?} is not an S3 object", object.location));
+        };
+        std::fs::create_dir_all(spool).map_err(|e| format!("{}: {e}", spool.display()))?;
+        let path = spool.join("object");
+        self.client.download(bucket, key, &path)?;
+        let file = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        // The open handle keeps the bytes; the name is reused by the next download.
+        let _ = std::fs::remove_file(&path);
+        Ok(file)
+    }
 }
 
 /// What scanning an S3 prefix found.

@@ -17,7 +17,8 @@ use idx::parse::Limits;
     version,
     about,
     long_about,
-    after_long_help = "Examples:\n  idx ingest examples/data                 index a folder (again: only changes are read)\n  idx status --json                        counts per family, for scripts\n  idx query text \"can't sleep\" --limit 5   full-text search with file and line\n  idx query source datasets/a.jsonl        rows and rejections of one object\n  idx query hash 1f0c...                   one row and every place it occurs\n  idx verify                               the coverage and leakage gates (exit 4 on failure)\n  idx export --out out/dataset             shards, manifest and curriculum files\n  idx serve --watch drop/                  the daemon; `idx status` from another shell"
+    after_long_help = "Examples:\n  idx ingest examples/data                 index a folder (again: only changes are read)\n  idx status --json                        counts per family, for scripts\n  idx query text \"can't sleep\" --limit 5   full-text search with file and line\n  idx query source datasets/a.jsonl        rows and rejections of one object\n  idx query hash 1f0c...                   one row and every place it occurs\n  idx verify                               the coverage and leakage gates (exit 4 on failure)\n  idx export --out out/dataset             shards, manifest and curriculum files\n  idx serve --watch drop/                  the daemon; `idx status` from another shell",
+    next_help_heading = "Global options"
 )]
 pub(crate) struct Cli {
     /// Where the index lives (created on first ingest)

@@ -180,9 +180,7 @@ pub(crate) fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
             eprintln!("idx export: {msg}");
         }
     };
-    let target = out.to_string_lossy();
-    let result = if target.starts_with("s3://") {
-        let url = idx::source::s3::S3Url::parse(&target)?;
+    let result = if let idx::source::SourceArg::S3(url) = idx::source::SourceArg::parse(out)? {
         let client = idx::source::s3::S3Client::connect(&settings.idx.s3)?;
         let staging = cli.data_dir.join("export-staging");
         let target = idx::export::S3Target {
