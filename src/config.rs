@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::families::Classifier;
 use crate::neardup::Policy;
 pub use crate::neardup::{Fractions, GroupBy};
+use crate::parse::Mappings;
 use crate::pii::{PiiConfig, Redactor};
 
 /// Both config files, loaded: what every command that reads or writes rows needs.
@@ -18,6 +19,8 @@ use crate::pii::{PiiConfig, Redactor};
 pub struct Settings {
     pub classifier: Classifier,
     pub idx: IdxConfig,
+    /// Declared mappings (`configs/sources.toml`); the shipped ones unless replaced.
+    pub mappings: Mappings,
 }
 
 impl Settings {
@@ -26,6 +29,7 @@ impl Settings {
         Ok(Settings {
             classifier: Classifier::load(families)?,
             idx: IdxConfig::load(idx)?,
+            mappings: Mappings::builtin(),
         })
     }
 
@@ -55,7 +59,8 @@ impl Settings {
     /// read again.
     pub fn read_digest(&self) -> String {
         let text = format!(
-            "revision {READ_REVISION}\n{}",
+            "revision {READ_REVISION}\nmappings {}\n{}",
+            self.mappings.digest(),
             toml::to_string(&self.idx.pii).unwrap_or_default()
         );
         format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))

@@ -46,12 +46,7 @@ pub fn export_to_s3(
     let mut summary = export(view, settings, curriculum, staging, options, progress)?;
     let manifest = Manifest::read(&staging.join("manifest.json"))?;
     client.delete(&url.bucket, &url.key("manifest.json"))?;
-    let files: Vec<&FileEntry> = manifest
-        .shards
-        .iter()
-        .map(|s| &s.file)
-        .chain(manifest.files.iter())
-        .collect();
+    let files: Vec<&FileEntry> = manifest.entries().collect();
     for (i, f) in files.iter().enumerate() {
         progress(&format!("uploading {} ({}/{})", f.path, i + 1, files.len()));
         client.upload(&staging.join(&f.path), &url.bucket, &url.key(&f.path))?;

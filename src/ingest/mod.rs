@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::fingerprint::Fingerprints;
 use crate::index::Index;
 use crate::model::{Conversation, Rejection};
-use crate::parse::{self, Limits};
+use crate::parse::{self, Limits, Mapping};
 use crate::pii::PiiRecord;
 use crate::repair::Repairs;
 use crate::source::{FoundObject, Source};
@@ -94,6 +94,8 @@ pub(super) struct Work {
     pub(super) source: String,
     /// The source that found the object, and opens it.
     pub(super) from: Arc<dyn Source>,
+    /// The declared mapping its records are read with, if one matches its key.
+    pub(super) mapping: Option<Arc<Mapping>>,
     pub(super) found: FoundObject,
     pub(super) primary: String,
     pub(super) families: Vec<String>,
@@ -251,6 +253,7 @@ pub(super) fn ingest_once(
         .map(|w| ReadJob {
             from: w.from.clone(),
             object: w.found.clone(),
+            mapping: w.mapping.clone(),
             format: w.format,
         })
         .collect();

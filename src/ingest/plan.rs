@@ -336,7 +336,7 @@ pub(super) fn plan(
                     .map(|e| format!(".{}", e.to_string_lossy()))
                     .unwrap_or_else(|| "no extension".to_string());
                 let reason = format!(
-                    "unsupported format ({ext}); idx reads .jsonl, .json and .txt, optionally .gz"
+                    "unsupported format ({ext}); idx reads .jsonl, .json, .csv, .tsv and .txt, optionally .gz"
                 );
                 plan_skip(&scan.source, found, reason, classifier, old, &mut skipped);
                 continue;
@@ -362,6 +362,7 @@ pub(super) fn plan(
             work.push(Work {
                 source: scan.source.clone(),
                 from: from.clone(),
+                mapping: settings.mappings.for_key(&found.key),
                 found: found.clone(),
                 primary,
                 families,

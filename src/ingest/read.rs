@@ -31,6 +31,7 @@ pub(super) struct Reader {
 pub(super) struct ReadJob {
     pub(super) from: Arc<dyn Source>,
     pub(super) object: FoundObject,
+    pub(super) mapping: Option<Arc<parse::Mapping>>,
     pub(super) format: (parse::FileFormat, bool),
 }
 
@@ -109,11 +110,12 @@ pub(super) fn read_one(
     let mut rejections = Vec::new();
     let mut repairs = Repairs::default();
     let mut closed = false;
-    parse::read_object(
+    parse::read_object_mapped(
         &mut digester,
         format,
         gzip,
         limits,
+        job.mapping.as_deref(),
         &mut |item| match item {
             Item::Record(r) => {
                 repairs.add(r.repairs);

@@ -5,6 +5,7 @@
 //! input or stops an object early except a read error, which is reported as a rejection too.
 
 pub mod formats;
+pub mod mapping;
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -13,6 +14,7 @@ use serde_json::value::RawValue;
 use crate::model::{Conversation, Rejection};
 use crate::normalize::canonicalize;
 use crate::repair::{self, Repairs};
+pub use mapping::{Mapping, Mappings};
 
 /// How an object's bytes are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +25,9 @@ pub enum FileFormat {
     Json,
     /// A whole file of plain text: one `text` row.
     Text,
+    /// Comma- (`.csv`) or tab-separated (`.tsv`) values with a header row: each record becomes
+    /// a JSON object of its columns, then a conversation by the same detection as JSON records.
+    Delimited(u8),
 }
 
 /// The format of an object from its key, and whether it is gzip-compressed; `None` when the
@@ -39,6 +44,10 @@ pub fn detect_file_format(key: &str) -> Option<(FileFormat, bool)> {
         FileFormat::Json
     } else if base.ends_with(".txt") {
         FileFormat::Text
+    } else if base.ends_with(".csv") {
+        FileFormat::Delimited(b',')
+    } else if base.ends_with(".tsv") {
+        FileFormat::Delimited(b'\t')
     } else {
         return None;
     };
@@ -50,7 +59,8 @@ pub fn detect_file_format(key: &str) -> Option<(FileFormat, bool)> {
 pub struct Limits {
     /// A JSONL line longer than this is rejected without being buffered.
     pub max_line_bytes: usize,
-    /// A `.json` or `.txt` object is read whole; one larger than this is rejected.
+    /// A `.json`, `.txt`, `.csv` or `.tsv` object is read whole; one larger than this is
+    /// rejected.
     pub max_document_bytes: usize,
     /// A `.gz` object whose output grows past this many times the compressed bytes read (after
     /// the first `GZIP_RATIO_FLOOR` bytes) is a decompression bomb: reading stops there with a
@@ -139,6 +149,18 @@ pub fn read_object(
     limits: Limits,
     sink: &mut dyn FnMut(Item),
 ) {
+    read_object_mapped(raw, format, gzip, limits, None, sink);
+}
+
+/// [`read_object`], with the records rewritten by a declared mapping before detection.
+pub fn read_object_mapped(
+    raw: impl Read,
+    format: FileFormat,
+    gzip: bool,
+    limits: Limits,
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
     if gzip {
         let compressed = std::rc::Rc::new(std::cell::Cell::new(0));
         let decoder = flate2::read::MultiGzDecoder::new(Counted {
@@ -151,13 +173,19 @@ pub fn read_object(
             out: 0,
             max_ratio: limits.max_gzip_ratio,
         };
-        read_plain(guarded, format, limits, sink);
+        read_plain(guarded, format, limits, mapping, sink);
     } else {
-        read_plain(raw, format, limits, sink);
+        read_plain(raw, format, limits, mapping, sink);
     }
 }
 
-fn read_plain(raw: impl Read, format: FileFormat, limits: Limits, sink: &mut dyn FnMut(Item)) {
+fn read_plain(
+    raw: impl Read,
+    format: FileFormat,
+    limits: Limits,
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
     let mut reader = BufReader::with_capacity(256 << 10, raw);
     match format {
         FileFormat::Jsonl => {
@@ -169,7 +197,7 @@ fn read_plain(raw: impl Read, format: FileFormat, limits: Limits, sink: &mut dyn
                 }
             };
             if !utf16 {
-                return read_jsonl(&mut reader, limits, sink);
+                return read_jsonl(&mut reader, limits, mapping, sink);
             }
             // JSON Lines in UTF-16 (e.g. written by a Windows shell): decoded whole, then read.
             match read_whole(&mut reader, limits, "a UTF-16 object is decoded whole") {
@@ -180,15 +208,20 @@ fn read_plain(raw: impl Read, format: FileFormat, limits: Limits, sink: &mut dyn
                         ..Repairs::default()
                     };
                     let mut sink = first_record_gets(decoded, sink);
-                    read_jsonl(&mut BufReader::new(text.as_bytes()), limits, &mut sink);
+                    read_jsonl(
+                        &mut BufReader::new(text.as_bytes()),
+                        limits,
+                        mapping,
+                        &mut sink,
+                    );
                 }
                 Err(rejection) => sink(rejection),
             }
         }
-        FileFormat::Json | FileFormat::Text => {
-            let why = "read as a whole for .json and .txt; use .jsonl for large data";
+        FileFormat::Json | FileFormat::Text | FileFormat::Delimited(_) => {
+            let why = "read as a whole for .json, .txt, .csv and .tsv; use .jsonl for large data";
             match read_whole(&mut reader, limits, why) {
-                Ok(buf) => read_document(&buf, format, limits, sink),
+                Ok(buf) => read_document(&buf, format, limits, mapping, sink),
                 Err(rejection) => sink(rejection),
             }
         }
@@ -233,7 +266,12 @@ fn reject(line: u64, reason: String) -> Item {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Streams lines; a line over the limit is skipped without being held in memory.
-fn read_jsonl(reader: &mut impl BufRead, limits: Limits, sink: &mut dyn FnMut(Item)) {
+fn read_jsonl(
+    reader: &mut impl BufRead,
+    limits: Limits,
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
     let mut line_no: u64 = 0;
     let mut record: u32 = 0;
     let mut buf: Vec<u8> = Vec::new();
@@ -298,7 +336,7 @@ fn read_jsonl(reader: &mut impl BufRead, limits: Limits, sink: &mut dyn FnMut(It
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match parse_record_bytes(bytes) {
+        match parse_record_bytes(bytes, mapping) {
             Ok((conversation, repairs)) => {
                 sink(Item::Record(ParsedRecord {
                     line: line_no,
@@ -315,7 +353,10 @@ fn read_jsonl(reader: &mut impl BufRead, limits: Limits, sink: &mut dyn FnMut(It
 
 /// One JSON Lines record. A line that is not UTF-8 is decoded as Windows-1252 (files written by
 /// Windows tools, `caf\xE9`) when every byte has a Windows-1252 meaning; otherwise it is rejected.
-fn parse_record_bytes(bytes: &[u8]) -> Result<(Conversation, Repairs), String> {
+fn parse_record_bytes(
+    bytes: &[u8],
+    mapping: Option<&Mapping>,
+) -> Result<(Conversation, Repairs), String> {
     let decoded: String;
     let (text, was_decoded) = match std::str::from_utf8(bytes) {
         Ok(text) => (text, false),
@@ -331,7 +372,7 @@ fn parse_record_bytes(bytes: &[u8]) -> Result<(Conversation, Repairs), String> {
         }
     };
     let (value, surrogates) = parse_json_repairing(text)?;
-    let (conversation, mut repairs) = finish(formats::detect(value)?)?;
+    let (conversation, mut repairs) = finish(shape(value, mapping)?)?;
     repairs.surrogates += surrogates;
     repairs.decoded += u64::from(was_decoded);
     Ok((conversation, repairs))
@@ -367,7 +408,13 @@ fn finish(mut conversation: Conversation) -> Result<(Conversation, Repairs), Str
 
 /// A whole document (`.json`, `.txt`) that is not UTF-8 is decoded as UTF-16 when it looks like
 /// it, else as Windows-1252 (JSON Lines are decoded line by line instead, in `parse_record_bytes`).
-fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn FnMut(Item)) {
+fn read_document(
+    buf: &[u8],
+    format: FileFormat,
+    limits: Limits,
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
     let bytes = buf.strip_prefix(BOM).unwrap_or(buf);
     let decoded: String;
     let mut doc_repairs = Repairs::default();
@@ -441,6 +488,10 @@ fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn 
         }
         return;
     }
+    if let FileFormat::Delimited(delimiter) = format {
+        read_delimited(text, delimiter, mapping, sink);
+        return;
+    }
     if text.trim().is_empty() {
         sink(reject(1, "empty JSON document".to_string()));
         return;
@@ -448,7 +499,7 @@ fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn 
     let first = text.trim_start().as_bytes()[0];
     if first == b'[' {
         match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => emit_array(text, &items, sink),
+            Ok(items) => emit_array(text, &items, mapping, sink),
             Err(e) => sink(reject(e.line() as u64, format!("invalid JSON: {e}"))),
         }
         return;
@@ -456,7 +507,7 @@ fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn 
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(value) => {
             let line = line_of(text, text.len() - text.trim_start().len());
-            let item = match formats::detect(value).and_then(finish) {
+            let item = match shape(value, mapping).and_then(finish) {
                 Ok((conversation, repairs)) => Item::Record(ParsedRecord {
                     line,
                     record: 0,
@@ -470,9 +521,133 @@ fn read_document(buf: &[u8], format: FileFormat, limits: Limits, sink: &mut dyn 
         // Many `.json` files are really JSON Lines: read them as such rather than fail.
         Err(e) if e.to_string().starts_with("trailing characters") => {
             let mut reader = BufReader::new(text.as_bytes());
-            read_jsonl(&mut reader, limits, sink);
+            read_jsonl(&mut reader, limits, mapping, sink);
         }
         Err(e) => sink(reject(e.line() as u64, format!("invalid JSON: {e}"))),
+    }
+}
+
+/// CSV/TSV with a header row (quoted fields may span lines): each record, a JSON object of its
+/// columns (empty cells left out), goes through the same detection as a JSON record, so columns
+/// named `prompt`/`response`, `instruction`/`output`, `question`/`answer` or `text` need no
+/// mapping. A record that cannot be read or detected is rejected with the line it starts on.
+fn read_delimited(
+    text: &str,
+    delimiter: u8,
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = match reader.headers() {
+        Ok(h) if !h.is_empty() && h.iter().any(|c| !c.trim().is_empty()) => {
+            h.iter().map(|c| c.trim().to_string()).collect()
+        }
+        Ok(_) => {
+            sink(reject(1, "empty table: no header row".to_string()));
+            return;
+        }
+        Err(e) => {
+            sink(reject(1, format!("unreadable header row: {e}")));
+            return;
+        }
+    };
+    let mut index: u32 = 0;
+    let mut record = csv::StringRecord::new();
+    // Lines are counted from byte offsets (the reader's own count skips blank lines).
+    let mut lines = LineCounter::new(text);
+    loop {
+        let at = reader.position().byte();
+        match reader.read_record(&mut record) {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => {
+                let at = e.position().map_or(at, |p| p.byte());
+                sink(reject(lines.at(at), format!("unreadable record: {e}")));
+                // A broken quote swallows the rest: nothing after it can be trusted.
+                return;
+            }
+        }
+        // The reader's position is where it began looking: blank lines before the record count.
+        let start = record.position().map_or(at, |p| p.byte()) as usize;
+        let skipped = text.as_bytes()[start.min(text.len())..]
+            .iter()
+            .take_while(|&&b| b == b'\n' || b == b'\r')
+            .count();
+        let line = lines.at((start + skipped) as u64);
+        if record.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        if record.len() > headers.len() {
+            sink(reject(
+                line,
+                format!(
+                    "record {index}: {} fields for {} columns",
+                    record.len(),
+                    headers.len()
+                ),
+            ));
+            index = index.saturating_add(1);
+            continue;
+        }
+        let mut object = serde_json::Map::new();
+        for (name, cell) in headers.iter().zip(record.iter()) {
+            if !cell.trim().is_empty() && !name.is_empty() {
+                object.insert(name.clone(), serde_json::Value::String(cell.to_string()));
+            }
+        }
+        let item = match shape(serde_json::Value::Object(object), mapping).and_then(finish) {
+            Ok((conversation, repairs)) => Item::Record(ParsedRecord {
+                line,
+                record: index,
+                conversation,
+                repairs,
+            }),
+            Err(reason) => reject(line, format!("record {index}: {reason}")),
+        };
+        sink(item);
+        index = index.saturating_add(1);
+    }
+}
+
+/// Line numbers of increasing byte offsets in one text, counted once.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    counted_to: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        LineCounter {
+            text: text.as_bytes(),
+            counted_to: 0,
+            line: 1,
+        }
+    }
+
+    /// The 1-based line of byte `offset` (offsets must not decrease).
+    fn at(&mut self, offset: u64) -> u64 {
+        let offset = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .clamp(self.counted_to, self.text.len());
+        self.line += self.text[self.counted_to..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.counted_to = offset;
+        self.line
+    }
+}
+
+/// One JSON record as a conversation: rewritten by the declared mapping when there is one, then
+/// detected.
+fn shape(value: serde_json::Value, mapping: Option<&Mapping>) -> Result<Conversation, String> {
+    match mapping {
+        Some(m) => formats::detect(m.apply(value)?),
+        None => formats::detect(value),
     }
 }
 
@@ -483,7 +658,12 @@ fn line_of(text: &str, offset: usize) -> u64 {
         .count() as u64
 }
 
-fn emit_array(text: &str, items: &[&RawValue], sink: &mut dyn FnMut(Item)) {
+fn emit_array(
+    text: &str,
+    items: &[&RawValue],
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
     let base = text.as_ptr() as usize;
     let mut line = 1u64;
     let mut counted_to = 0usize;
@@ -496,7 +676,7 @@ fn emit_array(text: &str, items: &[&RawValue], sink: &mut dyn FnMut(Item)) {
         counted_to = offset;
         let parsed = serde_json::from_str::<serde_json::Value>(raw.get())
             .map_err(|e| format!("invalid JSON: {e}"))
-            .and_then(formats::detect)
+            .and_then(|value| shape(value, mapping))
             .and_then(finish);
         let item = match parsed {
             Ok((conversation, repairs)) => Item::Record(ParsedRecord {

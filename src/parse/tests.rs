@@ -199,3 +199,63 @@ fn formats_by_extension() {
     assert_eq!(detect_file_format("README.md"), None);
     assert_eq!(detect_file_format("x.ipynb"), None);
 }
+
+#[test]
+fn csv_records_keep_their_line_across_quoted_multi_line_fields() {
+    let data = "prompt,response,topic\n\
+                \"I can't sleep,\nand I keep thinking\",\"That sounds \"\"exhausting\"\".\",sleep\n\
+                \n\
+                plain question,plain answer,\n\
+                only one\n\
+                a,b,c,d\n";
+    let (recs, rejs) = collect(
+        data.as_bytes(),
+        FileFormat::Delimited(b','),
+        Limits::default(),
+    );
+    assert_eq!(recs.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 5]);
+    assert_eq!(
+        recs.iter().map(|r| r.record).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    let first = &recs[0].conversation.messages;
+    assert_eq!(first[0].content, "I can't sleep, and I keep thinking");
+    assert_eq!(first[1].content, "That sounds \"exhausting\".");
+    // A row with only a prompt is no prompt/response pair; one with too many fields is neither.
+    assert_eq!(rejs.iter().map(|r| r.line).collect::<Vec<_>>(), vec![6, 7]);
+    assert!(
+        rejs[0].reason.starts_with("record 2:"),
+        "{}",
+        rejs[0].reason
+    );
+    assert!(
+        rejs[1].reason.contains("4 fields for 3 columns"),
+        "{}",
+        rejs[1].reason
+    );
+}
+
+#[test]
+fn tsv_and_known_column_names_need_no_mapping() {
+    let data = b"instruction\toutput\nName a feeling.\tCalm.\n";
+    let (recs, rejs) = collect(data, FileFormat::Delimited(b'\t'), Limits::default());
+    assert!(rejs.is_empty(), "{rejs:?}");
+    assert_eq!(recs[0].conversation.messages[1].content, "Calm.");
+    let (recs, rejs) = collect(b"", FileFormat::Delimited(b','), Limits::default());
+    assert!(recs.is_empty());
+    assert!(
+        rejs[0].reason.contains("no header row"),
+        "{}",
+        rejs[0].reason
+    );
+    // A quote never closed runs to the end of the object (the csv crate reads it as one field).
+    let (recs, rejs) = collect(
+        b"text\nfine\n\"never closed\nmore\n",
+        FileFormat::Delimited(b','),
+        Limits::default(),
+    );
+    assert_eq!((recs.len(), rejs.len()), (2, 0), "{rejs:?}");
+    assert_eq!(recs[1].line, 3);
+    assert!(detect_file_format("data/Counsel.CSV.gz") == Some((FileFormat::Delimited(b','), true)));
+    assert!(detect_file_format("x.tsv") == Some((FileFormat::Delimited(b'\t'), false)));
+}

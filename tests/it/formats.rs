@@ -97,7 +97,7 @@ fn non_training_objects_are_listed_not_indexed_and_unmatched_keys_are_unassigned
     let f = Fixture::new();
     f.write("README.md", "# docs");
     f.write("notes/analysis.ipynb", "{}");
-    f.write("tables/data.csv", "a,b\n1,2\n");
+    f.write("tables/data.xml", "<rows/>");
     f.write("misc/stuff.jsonl", super::common::chat("a", "b"));
     let r = f.ingest();
     assert_eq!(r.objects_skipped, 3);
@@ -109,7 +109,7 @@ fn non_training_objects_are_listed_not_indexed_and_unmatched_keys_are_unassigned
     assert!(s
         .skipped_objects
         .iter()
-        .any(|o| o.key == "tables/data.csv" && o.reason.contains("unsupported format (.csv)")));
+        .any(|o| o.key == "tables/data.xml" && o.reason.contains("unsupported format (.xml)")));
     assert!(s
         .skipped_objects
         .iter()
@@ -188,4 +188,68 @@ fn binary_data_is_rejected_and_windows_1252_only_when_it_reads_as_text() {
     assert_eq!(kept.len(), 1);
     let text = serde_json::to_string(&row(&f.index_dir, &kept[0]).unwrap()).unwrap();
     assert!(text.contains("café au lait"), "{text}");
+}
+
+/// CSV through the shipped counsel-chat mapping (a fixture in its shape: one row per answer,
+/// the question in two columns, quoted fields over several lines), and through a mapping of the
+/// user's own whose missing field is a rejection naming it. A mapping change re-reads objects.
+#[test]
+fn csv_is_read_through_declared_mappings() {
+    let mut f = Fixture::new();
+    let counsel = ",questionID,questionTitle,questionText,topic,answerText,upvotes\n\
+        0,0,Worthless,\"I feel worthless.\nEvery day.\",depression,\"You are not, and here is why.\",3\n\
+        1,0,Worthless,\"I feel worthless.\nEvery day.\",depression,Another answer to the same question.,1\n\
+        2,1,,Only a question text here,anxiety,An answer without a title.,0\n\
+        3,2,No answer,What now?,anxiety,,0\n";
+    f.write("counsel-chat/20200325_counsel_chat.csv", counsel);
+    f.write(
+        "mine/pairs.tsv",
+        "ask\treply\nHow are you?\tFine, thanks.\n",
+    );
+    let r = f.ingest();
+    // The TSV's columns are known to no detection and no mapping: rejected with its line.
+    assert_eq!(r.rows_added, 3, "{:?}", r.rejections);
+    let reasons: Vec<(String, u64, String)> = r
+        .rejections
+        .iter()
+        .map(|x| (x.key.clone(), x.line, x.reason.clone()))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(k, line, why)| k.ends_with("counsel_chat.csv")
+                && *line == 7
+                && why.contains("mapping `counsel-chat`: field `answerText` is missing")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|(k, line, why)| k.ends_with("pairs.tsv")
+            && *line == 2
+            && why.contains("unknown record shape (keys: ask, reply)")),
+        "{reasons:?}"
+    );
+    let hashes = hashes_of(&f.index_dir, "counsel-chat/20200325_counsel_chat.csv");
+    let first = row(&f.index_dir, &hashes[0]).unwrap();
+    assert_eq!(
+        first.messages[0].content,
+        "Worthless I feel worthless. Every day."
+    );
+    assert_eq!(first.messages[1].content, "You are not, and here is why.");
+    let untitled = row(&f.index_dir, &hashes[2]).unwrap();
+    assert_eq!(untitled.messages[0].content, "Only a question text here");
+
+    // The user's own mapping for the TSV: the next ingest reads every object again.
+    f.settings.mappings = idx::parse::Mappings::parse(
+        "version = 1\n[[mapping]]\nname = \"mine\"\nkeys = [\"mine/*.tsv\"]\ncolumns = { prompt = \"ask\", response = \"reply\" }\n",
+        "sources.toml",
+    )
+    .unwrap();
+    let r = f.ingest();
+    assert_eq!(r.objects_changed, 2);
+    let pair = hashes_of(&f.index_dir, "mine/pairs.tsv");
+    assert_eq!(pair.len(), 1);
+    assert_eq!(
+        row(&f.index_dir, &pair[0]).unwrap().messages[1].content,
+        "Fine, thanks."
+    );
 }

@@ -45,6 +45,7 @@ fn settings(families: &str) -> Settings {
     Settings {
         classifier: Classifier::from_toml(families, "families.toml").unwrap(),
         idx: IdxConfig::load(None).unwrap(),
+        mappings: idx::parse::Mappings::builtin(),
     }
 }
 

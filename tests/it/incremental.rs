@@ -155,6 +155,7 @@ fn reclassification_follows_a_config_change() {
     let settings = idx::config::Settings {
         classifier: idx::families::Classifier::from_toml(&text, "test").unwrap(),
         idx: idx::config::IdxConfig::load(None).unwrap(),
+        mappings: idx::parse::Mappings::builtin(),
     };
     let mut index = idx::index::Index::open_write(&f.index_dir).unwrap();
     let r = idx::ingest::ingest(

@@ -88,6 +88,7 @@ prefixes = ["therapy/"]
     f.settings = Settings {
         classifier: idx::families::Classifier::from_toml(families, "t").unwrap(),
         idx: IdxConfig::load(None).unwrap(),
+        mappings: idx::parse::Mappings::builtin(),
     };
     f.write(
         "therapy/a.jsonl",
@@ -122,6 +123,7 @@ fn changing_the_pii_settings_reads_every_object_again() {
     f.settings = Settings {
         classifier: idx::families::Classifier::load(None).unwrap(),
         idx: config,
+        mappings: idx::parse::Mappings::builtin(),
     };
     let r = f.ingest();
     assert_eq!(r.objects_changed, 2);

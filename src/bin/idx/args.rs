@@ -34,6 +34,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "IDX_CONFIG")]
     pub(crate) config: Option<PathBuf>,
 
+    /// Declared mappings for record shapes idx does not detect; default: ./configs/sources.toml
+    /// if present, else the built-in copy
+    #[arg(long, global = true, env = "IDX_SOURCES")]
+    pub(crate) sources: Option<PathBuf>,
+
     /// The training curriculum; default: ./configs/curriculum.toml if present, else the built-in
     /// copy (the original system's plan)
     #[arg(long, global = true, env = "IDX_CURRICULUM")]

@@ -148,6 +148,8 @@ fn settings(cli: &Cli) -> Result<Settings> {
         config_path(cli.families.as_deref(), "configs/families.toml"),
         config_path(cli.config.as_deref(), "configs/idx.toml"),
     )?;
+    s.mappings =
+        idx::parse::Mappings::load(config_path(cli.sources.as_deref(), "configs/sources.toml"))?;
     if let Some(e) = &cli.s3_endpoint {
         s.idx.s3.endpoint = Some(e.clone());
     }
