@@ -437,7 +437,12 @@ pub fn markdown(v: &Verification) -> String {
         );
     }
     let l = &v.gates.leakage;
-    let _ = writeln!(out, "\n## Leakage gate: {}\n", verdict(l.passed));
+    let leakage_verdict = if l.settings_current {
+        verdict(l.passed)
+    } else {
+        "STALE (settings changed: run `idx ingest` to recompute)"
+    };
+    let _ = writeln!(out, "\n## Leakage gate: {leakage_verdict}\n");
     let _ = writeln!(
         out,
         "- near-duplicate pairs across splits: {}\n- rows whose stored cluster/split differs from the recomputation: {}\n- index built with the current settings: {}\n- near-duplicate pairs confirmed: {} (of {} candidates); clusters of 2+: {} holding {} rows; holdout groups: {}",

@@ -110,8 +110,8 @@ pub fn export(
     let plan = curriculum::plan(curriculum, &settings.classifier, &selection);
     if !plan.passed {
         return Err(Error::Export(format!(
-            "the curriculum does not fit the index: {}",
-            plan.errors.join("; ")
+            "the curriculum does not fit the index:\n  {}",
+            plan.errors.join("\n  ")
         )));
     }
     let previous = match &options.previous {

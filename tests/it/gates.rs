@@ -234,4 +234,29 @@ fn verify_cli_exit_codes_json_and_markdown() {
     assert!(text.starts_with("# idx verify: PASS"), "{text}");
     assert!(text.contains("| crisis | yes | present | 1 |"), "{text}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("verify: passed"));
+
+    // Changed split settings are not a leak: the gate says the index is stale and how to
+    // recompute it (and verify still exits 4 until it is).
+    let config = f.data.with_file_name("idx.toml");
+    std::fs::write(&config, "version = 1\n[splits]\nsalt = \"another-salt\"\n").unwrap();
+    let out = idx(&["--config", config.to_str().unwrap(), "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("leakage: STALE — settings changed: run `idx ingest` to recompute"),
+        "{text}"
+    );
+    assert!(!text.contains("leakage: FAIL"), "{text}");
+    assert!(
+        idx(&["--config", config.to_str().unwrap(), "ingest", &data])
+            .status
+            .success()
+    );
+    let out = idx(&["--config", config.to_str().unwrap(), "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -154,14 +154,20 @@ pub(crate) fn print_verification(v: &idx::verify::Verification) -> Result<()> {
         );
     }
     let l = &v.gates.leakage;
-    outln!("leakage: {}", verdict(l.passed));
-    outln!(
-        "  {} near-duplicate pair(s) across splits, {} row(s) disagreeing with the recomputation",
-        l.cross_split_pairs,
-        l.disagreements
-    );
-    if !l.settings_current {
-        outln!("  the settings changed since the last ingest: run `idx ingest` to recompute");
+    if l.settings_current {
+        outln!("leakage: {}", verdict(l.passed));
+        outln!(
+            "  {} near-duplicate pair(s) across splits, {} row(s) disagreeing with the recomputation",
+            l.cross_split_pairs,
+            l.disagreements
+        );
+    } else {
+        // Not a leak: the stored clusters and splits were made under other settings, so the
+        // comparison with a recomputation under these says nothing until they are recomputed.
+        outln!("leakage: STALE — settings changed: run `idx ingest` to recompute");
+        outln!(
+            "  the near-duplicate, split or holdout settings (idx.toml, families.toml) differ from the ones the index was built with"
+        );
     }
     for p in &l.cross_split_examples {
         outln!(
