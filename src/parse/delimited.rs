@@ -1,7 +1,7 @@
 //! CSV and TSV tables: a header row, then records whose quoted fields may span lines, each
 //! read like a JSON object of its columns and rejected with the line it starts on.
 
-use super::{finish, reject, shape, Item, Mapping, ParsedRecord};
+use super::{finish, reject, shape, Item, LineCounter, Mapping, ParsedRecord};
 
 /// CSV/TSV with a header row (quoted fields may span lines): each record, a JSON object of its
 /// columns (empty cells left out), goes through the same detection as a JSON record, so columns
@@ -85,35 +85,5 @@ pub(super) fn read_delimited(
         };
         sink(item);
         index = index.saturating_add(1);
-    }
-}
-
-/// Line numbers of increasing byte offsets in one text, counted once.
-struct LineCounter<'a> {
-    text: &'a [u8],
-    counted_to: usize,
-    line: u64,
-}
-
-impl<'a> LineCounter<'a> {
-    fn new(text: &'a str) -> Self {
-        LineCounter {
-            text: text.as_bytes(),
-            counted_to: 0,
-            line: 1,
-        }
-    }
-
-    /// The 1-based line of byte `offset` (offsets must not decrease).
-    fn at(&mut self, offset: u64) -> u64 {
-        let offset = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .clamp(self.counted_to, self.text.len());
-        self.line += self.text[self.counted_to..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
-        self.counted_to = offset;
-        self.line
     }
 }

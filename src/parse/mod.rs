@@ -551,15 +551,9 @@ fn emit_array(
     sink: &mut dyn FnMut(Item),
 ) {
     let base = text.as_ptr() as usize;
-    let mut line = 1u64;
-    let mut counted_to = 0usize;
+    let mut lines = LineCounter::new(text);
     for (index, raw) in items.iter().enumerate() {
-        let offset = (raw.get().as_ptr() as usize).saturating_sub(base);
-        line += text.as_bytes()[counted_to..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
-        counted_to = offset;
+        let line = lines.at((raw.get().as_ptr() as usize).saturating_sub(base) as u64);
         let parsed = serde_json::from_str::<serde_json::Value>(raw.get())
             .map_err(|e| format!("invalid JSON: {e}"))
             .and_then(|value| shape(value, mapping))
@@ -574,6 +568,36 @@ fn emit_array(
             Err(reason) => reject(line, format!("record {index}: {reason}")),
         };
         sink(item);
+    }
+}
+
+/// Line numbers of increasing byte offsets in one text, counted once.
+pub(super) struct LineCounter<'a> {
+    text: &'a [u8],
+    counted_to: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    pub(super) fn new(text: &'a str) -> Self {
+        LineCounter {
+            text: text.as_bytes(),
+            counted_to: 0,
+            line: 1,
+        }
+    }
+
+    /// The 1-based line of byte `offset` (offsets must not decrease).
+    pub(super) fn at(&mut self, offset: u64) -> u64 {
+        let offset = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .clamp(self.counted_to, self.text.len());
+        self.line += self.text[self.counted_to..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.counted_to = offset;
+        self.line
     }
 }
 

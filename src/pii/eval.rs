@@ -104,15 +104,11 @@ pub fn evaluate(redactor: &Redactor, set: &str, samples: &[Sample]) -> EvalRepor
         }
     }
     for (s, values) in samples.iter().zip(detections) {
-        let found = super::Found {
-            values,
-            ..Default::default()
-        };
         let mut unmatched: Vec<&Label> = s.pii.iter().collect();
         for l in &s.pii {
             by_kind.entry(l.kind).or_default().expected += 1;
         }
-        for (kind, value) in &found.values {
+        for (kind, value) in &values {
             let score = by_kind.entry(*kind).or_default();
             score.detected += 1;
             match unmatched

@@ -381,13 +381,14 @@ impl Redactor {
         names: &[String],
         numbering: &mut Numbering,
     ) {
+        // Keyed in lower case: the match below is case-insensitive.
         let mut words: BTreeMap<String, u32> = BTreeMap::new();
         for name in names {
             let n = numbering.number(PiiKind::Name, name);
-            words.insert(name.clone(), n);
+            words.insert(name.to_lowercase(), n);
             for w in name.split(' ').filter(|w| w.chars().count() > 1) {
                 let own = numbering.existing(PiiKind::Name, w);
-                words.entry(w.to_string()).or_insert(own.unwrap_or(n));
+                words.entry(w.to_lowercase()).or_insert(own.unwrap_or(n));
             }
         }
         let mut alternation: Vec<&String> = words.keys().collect();
@@ -402,13 +403,7 @@ impl Redactor {
             if re.is_match(&m.content) {
                 m.content = re
                     .replace_all(&m.content, |c: &regex::Captures<'_>| {
-                        let n = words
-                            .iter()
-                            .find(|(w, _)| {
-                                w.eq_ignore_ascii_case(&c[0])
-                                    || w.to_lowercase() == c[0].to_lowercase()
-                            })
-                            .map_or(1, |(_, n)| *n);
+                        let n = words.get(&c[0].to_lowercase()).copied().unwrap_or(1);
                         PiiKind::Name.numbered(n).into_owned()
                     })
                     .into_owned();

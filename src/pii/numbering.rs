@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use regex::Regex;
 
-use super::patterns::{ascii_digits, digits_of};
+use super::patterns::{ascii_digits, digit_string};
 use super::PiiKind;
 
-/// Every placeholder in a text, as its kind and number (`[NAME]` is 1, `[NAME_2]` is 2).
-pub(super) fn placeholders_in(text: &str) -> impl Iterator<Item = (PiiKind, u32)> + '_ {
+/// Every placeholder in a text with where it stands, as its kind and number (`[NAME]` is 1,
+/// `[NAME_2]` is 2).
+fn placeholder_matches(text: &str) -> impl Iterator<Item = (PiiKind, u32, regex::Match<'_>)> + '_ {
     static RE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
         Regex::new(
             r"\[(EMAIL|PHONE|SSN|CARD|IP|URL|ADDRESS|DATE_OF_BIRTH|NAME)(?:_([1-9][0-9]{0,5}))?\]",
@@ -24,24 +25,22 @@ pub(super) fn placeholders_in(text: &str) -> impl Iterator<Item = (PiiKind, u32)
                 .into_iter()
                 .find(|k| &k.placeholder()[1..k.placeholder().len() - 1] == tag)?;
             let n = c.get(2).map_or(Some(1), |n| n.as_str().parse().ok())?;
-            Some((kind, n))
+            Some((kind, n, c.get(0)?))
         })
+}
+
+/// Every placeholder in a text, as its kind and number.
+pub(super) fn placeholders_in(text: &str) -> impl Iterator<Item = (PiiKind, u32)> + '_ {
+    placeholder_matches(text).map(|(kind, n, _)| (kind, n))
 }
 
 /// The values a redaction replaced, read by aligning the original text with its redacted form
 /// (what lies in the original where the redacted text has a placeholder).
 pub(super) fn replaced_values(original: &str, redacted: &str) -> Vec<(PiiKind, String)> {
-    static RE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-        Regex::new(
-            r"\[(?:EMAIL|PHONE|SSN|CARD|IP|URL|ADDRESS|DATE_OF_BIRTH|NAME)(?:_[1-9][0-9]{0,5})?\]",
-        )
-        .expect("the placeholder pattern compiles")
-    });
     let mut out = Vec::new();
     let (mut at_red, mut at_orig) = (0, 0);
-    let found: Vec<(PiiKind, regex::Match<'_>)> = RE
-        .find_iter(redacted)
-        .filter_map(|m| placeholders_in(m.as_str()).next().map(|(k, _)| (k, m)))
+    let found: Vec<(PiiKind, regex::Match<'_>)> = placeholder_matches(redacted)
+        .map(|(kind, _, m)| (kind, m))
         .collect();
     for (i, (kind, m)) in found.iter().enumerate() {
         let literal = &redacted[at_red..m.start()];
@@ -111,10 +110,7 @@ impl Numbering {
 /// "415-555-0199" and "(415) 555 0199" are one phone), letters without case for the rest.
 pub(super) fn value_identity(kind: PiiKind, value: &str) -> String {
     match kind {
-        PiiKind::Phone | PiiKind::Card | PiiKind::Ssn => digits_of(value)
-            .into_iter()
-            .filter_map(|d| char::from_digit(d, 10))
-            .collect(),
+        PiiKind::Phone | PiiKind::Card | PiiKind::Ssn => digit_string(value),
         PiiKind::Ip => ascii_digits(value).to_lowercase(),
         _ => value.to_lowercase(),
     }

@@ -84,6 +84,14 @@ pub(super) fn digits_of(text: &str) -> Vec<u32> {
 }
 
 /// The text with every decimal digit written in ASCII (other characters kept).
+/// The digits of a text, in ASCII, whatever script they are written in; nothing else.
+pub(super) fn digit_string(text: &str) -> String {
+    digits_of(text)
+        .into_iter()
+        .filter_map(|d| char::from_digit(d, 10))
+        .collect()
+}
+
 pub(super) fn ascii_digits(text: &str) -> String {
     text.chars()
         .map(|c| {
@@ -246,10 +254,7 @@ pub(super) fn accept(kind: PiiKind, value: &str, text: &str, start: usize, end: 
                     .any(|s| path.starts_with(s) && path.len() > s.len())
         }
         PiiKind::Phone => {
-            let all: String = digits_of(value)
-                .into_iter()
-                .filter_map(|d| char::from_digit(d, 10))
-                .collect();
+            let all = digit_string(value);
             let digits = all.len();
             // North American toll-free numbers belong to services (crisis lines), not people.
             let national = all
