@@ -83,14 +83,25 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
     let mut stored: BTreeMap<Hash128, u64> = BTreeMap::new();
     let mut rows = 0u64;
     let mut without_text = 0u64;
+    let mut flawed = 0u64;
     view.for_each_row(|hash, row| {
         rows += row.places;
         stored.insert(hash, row.places);
-        if view.representative(hash)?.is_none() {
-            without_text += 1;
-            if without_text <= 5 {
-                report.problem(format!("row {} has no stored text", hash.to_hex()));
+        flawed += u64::from(!row.flaws.is_empty());
+        match view.representative(hash)? {
+            None => {
+                without_text += 1;
+                if without_text <= 5 {
+                    report.problem(format!("row {} has no stored text", hash.to_hex()));
+                }
             }
+            Some(rep) if crate::structure::flaws(&rep.conversation) != row.flaws => {
+                report.problem(format!(
+                    "row {}: its structure flags disagree with its text",
+                    hash.to_hex()
+                ));
+            }
+            Some(_) => {}
         }
         Ok(())
     })?;
@@ -99,6 +110,7 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
     // Then the objects' places, each pointing at a stored row, counted per row.
     let mut counted: BTreeMap<Hash128, u64> = BTreeMap::new();
     let (mut indexed, mut skipped, mut failed, mut rejected) = (0u64, 0u64, 0u64, 0u64);
+    let mut merged = 0u64;
     let objects = view.objects()?;
     for o in &objects {
         report.objects_checked += 1;
@@ -108,8 +120,19 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
             ObjectStatus::Failed { .. } => failed += 1,
         }
         rejected += o.rejected;
+        merged += o.merged_turns;
         let id = keys::object_id(&o.source, &o.key);
         let object_places = view.object_places(&id)?;
+        let merged_here: u64 = object_places
+            .iter()
+            .map(|p| u64::from(p.3.merged_turns))
+            .sum();
+        if merged_here != o.merged_turns && o.status == ObjectStatus::Indexed {
+            report.problem(format!(
+                "{}: its record says {} merged turns, its places {merged_here}",
+                o.key, o.merged_turns
+            ));
+        }
         if object_places.len() as u64 != o.rows && o.status == ObjectStatus::Indexed {
             report.problem(format!(
                 "{}: its record says {} rows, {} places are stored",
@@ -118,7 +141,7 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
                 object_places.len()
             ));
         }
-        for (line, _, hash) in object_places {
+        for (line, _, hash, _) in object_places {
             report.places_checked += 1;
             *counted.entry(hash).or_default() += 1;
             if !stored.contains_key(&hash) {
@@ -154,6 +177,8 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
     counter("rows", totals.rows, rows);
     counter("unique_rows", totals.unique_rows, unique);
     counter("rejected_rows", totals.rejected_rows, rejected);
+    counter("flawed_rows", totals.flawed_rows, flawed);
+    counter("merged_turns", totals.merged_turns, merged);
     // Clusters and splits: the leakage gate recomputes them from scratch and compares.
     let verification = crate::verify::verify(view, settings)?;
     let leakage = &verification.gates.leakage;

@@ -94,6 +94,8 @@ pub struct IdxConfig {
     #[serde(default)]
     pub export: ExportConfig,
     #[serde(default)]
+    pub structure: StructureConfig,
+    #[serde(default)]
     pub s3: S3Config,
     #[serde(default)]
     pub serve: ServeConfig,
@@ -177,6 +179,23 @@ impl Default for ExportConfig {
         ExportConfig {
             shard_bytes: 256 * 1024 * 1024,
             collapse_near_duplicates: true,
+        }
+    }
+}
+
+/// `[structure]`: the structure gate of `idx verify` (see [`crate::structure`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StructureConfig {
+    /// A family fails the gate when more than this fraction of its unique conversation rows
+    /// fail a structure check (those rows are held back from the export either way).
+    pub max_flawed_fraction: f64,
+}
+
+impl Default for StructureConfig {
+    fn default() -> Self {
+        StructureConfig {
+            max_flawed_fraction: 0.10,
         }
     }
 }
@@ -335,6 +354,12 @@ impl IdxConfig {
             return Err(format!(
                 "`s3.multipart_bytes` is {}, S3 needs parts of at least 5 MiB (5242880)",
                 self.s3.multipart_bytes
+            ));
+        }
+        let f = self.structure.max_flawed_fraction;
+        if !(0.0..=1.0).contains(&f) {
+            return Err(format!(
+                "`structure.max_flawed_fraction` is {f}, it must be between 0 and 1"
             ));
         }
         if self.export.shard_bytes < 4096 {

@@ -29,6 +29,7 @@ pub mod search;
 pub mod select;
 pub mod source;
 pub mod store;
+pub mod structure;
 pub mod verify;
 
 pub use error::{Error, Result};

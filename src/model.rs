@@ -140,3 +140,35 @@ pub struct Rejection {
     pub line: u64,
     pub reason: String,
 }
+
+/// What a record carries besides its conversation, kept on its place (the occurrence, not the
+/// row: two places of one row may differ here).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordMeta {
+    /// XXH3-64 of the session (or speaker) value a mapping declared: the record's holdout group
+    /// within its object. Only the hash is kept, never the value.
+    pub session: Option<u64>,
+    /// Fields a mapping declared to keep, as (name, JSON value) in declaration order; string
+    /// values are redacted like message text.
+    pub attributes: Vec<(String, String)>,
+    /// Consecutive same-role turns merged while reading (see [`crate::structure`]).
+    pub merged_turns: u32,
+}
+
+impl RecordMeta {
+    pub fn is_empty(&self) -> bool {
+        self == &RecordMeta::default()
+    }
+
+    /// The attributes as a JSON object (values that do not parse are kept as strings).
+    pub fn attributes_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.attributes
+            .iter()
+            .map(|(k, v)| {
+                let value = serde_json::from_str(v)
+                    .unwrap_or_else(|_| serde_json::Value::String(v.clone()));
+                (k.clone(), value)
+            })
+            .collect()
+    }
+}

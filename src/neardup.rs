@@ -117,8 +117,14 @@ impl Policy {
     /// The holdout group of the object `key` of `source`, tagged with `families`, if any of
     /// them is a holdout family: the hash of its source and its key (or, grouped by directory,
     /// its folder).
-    pub fn group_of(&self, source: &str, key: &str, families: &[String]) -> Option<Hash128> {
-        if !families.iter().any(|f| self.holdout_families.contains(f)) {
+    pub fn group_of(
+        &self,
+        source: &str,
+        key: &str,
+        families: &[String],
+        session: Option<u64>,
+    ) -> Option<Hash128> {
+        if !self.holds_out(families) {
             return None;
         }
         let scope = match self.group_by {
@@ -129,7 +135,19 @@ impl Policy {
         h.update(source.as_bytes());
         h.update(&[0]);
         h.update(scope.as_bytes());
+        // A declared session splits the object (or directory) into groups; without one the
+        // group is the scope alone, as before sessions existed.
+        if let Some(session) = session {
+            h.update(&[0]);
+            h.update(key.as_bytes());
+            h.update(&session.to_le_bytes());
+        }
         Some(Hash128(h.digest128()))
+    }
+
+    /// Whether rows tagged `families` are split by holdout group.
+    pub fn holds_out(&self, families: &[String]) -> bool {
+        families.iter().any(|f| self.holdout_families.contains(f))
     }
 
     /// Decide a proposed pair of fingerprintable rows: `Some(similarity)` when their SimHashes
@@ -493,17 +511,17 @@ mod tests {
     fn groups_only_for_holdout_families() {
         let p = policy();
         let (source, key, other) = ("file:///d", "a/b/c.jsonl", "a/b/d.jsonl");
-        assert!(p.group_of(source, key, &["cptsd".into()]).is_none());
-        let g = p.group_of(source, key, &["cptsd".into(), "sarcasm".into()]);
+        assert!(p.group_of(source, key, &["cptsd".into()], None).is_none());
+        let g = p.group_of(source, key, &["cptsd".into(), "sarcasm".into()], None);
         // The group of an object is the hash of its id (source \0 key): stored groups keep it.
         let id = crate::store::keys::object_id(source, key);
         assert_eq!(g, Some(Hash128(xxhash_rust::xxh3::xxh3_128(id.as_bytes()))));
-        assert_ne!(p.group_of(source, other, &["sarcasm".into()]), g);
+        assert_ne!(p.group_of(source, other, &["sarcasm".into()], None), g);
         let mut by_dir = p.clone();
         by_dir.group_by = GroupBy::Directory;
         assert_eq!(
-            by_dir.group_of(source, key, &["sarcasm".into()]),
-            by_dir.group_of(source, other, &["sarcasm".into()])
+            by_dir.group_of(source, key, &["sarcasm".into()], None),
+            by_dir.group_of(source, other, &["sarcasm".into()], None)
         );
     }
 

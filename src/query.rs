@@ -278,6 +278,16 @@ pub struct SourceRow {
     pub line: u64,
     pub record: u32,
     pub content_hash: String,
+    /// Attributes its mapping kept.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Consecutive same-role turns merged while reading it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub merged_turns: u32,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -290,6 +300,12 @@ pub struct SourceAnswer {
     pub version: ObjectVersion,
     pub family: String,
     pub families: Vec<String>,
+    /// The declared mapping it was read with (`sources.toml`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<String>,
+    /// Distinct sessions (holdout groups) its mapping's `session` field gave.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sessions: u64,
     pub rows: Vec<SourceRow>,
     pub rejected: u64,
     pub rejections: Vec<Rejection>,
@@ -333,10 +349,12 @@ fn sources_where(
         let rows = view
             .object_places(&id)?
             .into_iter()
-            .map(|(line, record, hash)| SourceRow {
+            .map(|(line, record, hash, meta)| SourceRow {
                 line,
                 record,
                 content_hash: hash.to_hex(),
+                attributes: meta.attributes_json(),
+                merged_turns: meta.merged_turns,
             })
             .collect();
         let (status, reason) = match &o.status {
@@ -352,6 +370,8 @@ fn sources_where(
             version: o.version,
             family: o.primary_family,
             families: o.families,
+            mapping: o.mapping,
+            sessions: o.sessions,
             rows,
             rejected: o.rejected,
             rejections: o.rejections,

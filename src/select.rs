@@ -1,4 +1,6 @@
-//! Which rows a dataset is made of: every indexed row that is not PII-excluded, exact duplicates
+//! Which rows a dataset is made of: every indexed row that is not PII-excluded and passes the
+//! structure checks ([`crate::structure`]; the rows held back are counted per family and check),
+//! exact duplicates
 //! collapsed by content hash and, unless asked otherwise, each near-duplicate group kept through
 //! its longest row; with each row's split, phase and families. Export and the curriculum plan
 //! read the same selection.
@@ -34,6 +36,11 @@ pub struct Selection {
     pub collapsed: BTreeMap<Hash128, Vec<Hash128>>,
     /// Unique rows left out because the PII policy excluded them.
     pub pii_excluded: u64,
+    /// Unique rows (not PII-excluded) held back by the structure checks, by primary family and
+    /// check (a row failing two checks counts under both).
+    pub held_back: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    /// Unique rows held back by the structure checks.
+    pub structure_held_back: u64,
 }
 
 impl Selection {
@@ -61,8 +68,12 @@ pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Select
     let mut rows = Vec::new();
     let mut candidates: HashMap<Hash128, Candidate> = HashMap::new();
     let mut pii_excluded = 0;
+    let mut held_back: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
+    let mut structure_held_back = 0;
     view.for_each_row(|h, row| {
-        let excluded = row.pii.status == PiiStatus::Excluded;
+        let pii_out = row.pii.status == PiiStatus::Excluded;
+        // A held-back row never represents its near-duplicates.
+        let excluded = pii_out || !row.flaws.is_empty();
         candidates.insert(
             h,
             Candidate {
@@ -72,8 +83,16 @@ pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Select
                 excluded,
             },
         );
-        if excluded {
+        if pii_out {
             pii_excluded += 1;
+            return Ok(());
+        }
+        if excluded {
+            structure_held_back += 1;
+            let family = held_back.entry(row.primary_family.clone()).or_default();
+            for check in row.flaws.names() {
+                *family.entry(check).or_default() += 1;
+            }
             return Ok(());
         }
         rows.push(SelectedRow {
@@ -147,5 +166,7 @@ pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Select
         rows,
         collapsed,
         pii_excluded,
+        held_back,
+        structure_held_back,
     })
 }

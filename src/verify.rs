@@ -34,12 +34,40 @@ pub struct Verification {
     pub passed: bool,
     pub gates: Gates,
     pub report: Report,
+    /// What does not fail a gate but deserves a look (a holdout family that is one group).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Gates {
     pub coverage: CoverageGate,
     pub leakage: LeakageGate,
+    pub structure: StructureGate,
+}
+
+/// The structure gate: per primary family, the unique conversation rows (PII-excluded rows and
+/// plain text left out) that fail a structure check ([`crate::structure`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct StructureGate {
+    pub passed: bool,
+    /// `[structure] max_flawed_fraction` in idx.toml.
+    pub max_flawed_fraction: f64,
+    /// Families with conversation rows, by name.
+    pub families: Vec<FamilyStructure>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyStructure {
+    pub family: String,
+    pub passed: bool,
+    /// Unique conversation rows.
+    pub rows: u64,
+    /// Of them, failing a check (held back from the export).
+    pub flawed: u64,
+    /// Rows per failed check.
+    pub checks: BTreeMap<&'static str, u64>,
+    /// Content hashes of the first flawed rows (`idx query row HASH`).
+    pub examples: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,18 +193,103 @@ pub fn verify(view: &ReadView, settings: &Settings) -> Result<Verification> {
     leakage.passed =
         leakage.cross_split_pairs == 0 && leakage.disagreements == 0 && leakage.settings_current;
     let report = report(view, &assignments)?;
+    let structure = structure(view, settings.idx.structure.max_flawed_fraction)?;
+    let warnings = holdout_warnings(view, &policy)?;
     Ok(Verification {
-        passed: coverage.passed && leakage.passed,
-        gates: Gates { coverage, leakage },
+        passed: coverage.passed && leakage.passed && structure.passed,
+        gates: Gates {
+            coverage,
+            leakage,
+            structure,
+        },
         report,
+        warnings,
     })
 }
 
+fn structure(view: &ReadView, max_flawed_fraction: f64) -> Result<StructureGate> {
+    let mut by_family: BTreeMap<String, FamilyStructure> = BTreeMap::new();
+    view.for_each_row(|hash, row| {
+        if row.pii.status == PiiStatus::Excluded || row.kind == crate::model::RecordKind::Text {
+            return Ok(());
+        }
+        let f = by_family
+            .entry(row.primary_family.clone())
+            .or_insert_with(|| FamilyStructure {
+                family: row.primary_family.clone(),
+                passed: true,
+                rows: 0,
+                flawed: 0,
+                checks: BTreeMap::new(),
+                examples: Vec::new(),
+            });
+        f.rows += 1;
+        if !row.flaws.is_empty() {
+            f.flawed += 1;
+            for check in row.flaws.names() {
+                *f.checks.entry(check).or_default() += 1;
+            }
+            if f.examples.len() < EXAMPLES {
+                f.examples.push(hash.to_hex());
+            }
+        }
+        Ok(())
+    })?;
+    let mut families: Vec<FamilyStructure> = by_family.into_values().collect();
+    for f in &mut families {
+        f.passed = f.flawed as f64 <= max_flawed_fraction * f.rows as f64;
+    }
+    Ok(StructureGate {
+        passed: families.iter().all(|f| f.passed),
+        max_flawed_fraction,
+        families,
+    })
+}
+
+/// Holdout families whose rows are all one holdout group: every row of such a family goes to
+/// one split (typically a single file of many sessions with no `session` declared).
+pub fn holdout_warnings(view: &ReadView, policy: &Policy) -> Result<Vec<String>> {
+    // Per holdout family: (declared sessions, distinct undivided groups, first key).
+    let mut groups: BTreeMap<&String, (u64, BTreeSet<Hash128>, String)> = BTreeMap::new();
+    let objects = view.objects()?;
+    for o in &objects {
+        if o.status != ObjectStatus::Indexed || o.rows == 0 {
+            continue;
+        }
+        for f in o
+            .families
+            .iter()
+            .filter(|f| policy.holdout_families.contains(*f))
+        {
+            let entry = groups
+                .entry(f)
+                .or_insert_with(|| (0, BTreeSet::new(), o.key.clone()));
+            if o.sessions > 0 {
+                entry.0 += o.sessions;
+            } else if let Some(g) = policy.group_of(&o.source, &o.key, &o.families, None) {
+                entry.1.insert(g);
+            }
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .filter(|(_, (sessions, undivided, _))| sessions + undivided.len() as u64 == 1)
+        .map(|(family, (_, _, key))| {
+            format!(
+                "holdout family `{family}` is a single holdout group ({key}): all its rows go to one split. \
+                 If that object holds many sessions, declare a `session` field (or session = \"$record\") \
+                 in a sources.toml mapping for it"
+            )
+        })
+        .collect())
+}
+
 fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageGate> {
-    // Unique rows per family tag that can reach the dataset (PII-excluded rows never do).
+    // Unique rows per family tag that can reach the dataset (PII-excluded rows and rows held
+    // back by the structure checks never do).
     let mut stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     view.for_each_row(|_, row| {
-        if row.pii.status != PiiStatus::Excluded {
+        if row.pii.status != PiiStatus::Excluded && row.flaws.is_empty() {
             for (f, _) in &row.families {
                 let s = stats.entry(f.clone()).or_default();
                 s.0 += 1;
@@ -270,10 +383,12 @@ fn leakage(
             continue;
         }
         let id = crate::store::keys::object_id(&o.source, &o.key);
-        if let Some(g) = policy.group_of(&o.source, &o.key, &o.families) {
-            let members = groups.entry(g).or_default();
-            for (_, _, h) in view.object_places(&id)? {
-                members.insert(h);
+        if !policy.holds_out(&o.families) {
+            continue;
+        }
+        for (_, _, h, meta) in view.object_places(&id)? {
+            if let Some(g) = policy.group_of(&o.source, &o.key, &o.families, meta.session) {
+                groups.entry(g).or_default().insert(h);
             }
         }
     }
@@ -461,6 +576,34 @@ pub fn markdown(v: &Verification) -> String {
             "  - `{}` ({}) ~ `{}` ({}): hamming {}, jaccard {:.3}",
             p.a, p.split_a, p.b, p.split_b, p.hamming, p.similarity
         );
+    }
+    let st = &v.gates.structure;
+    let _ = writeln!(out, "\n## Structure gate: {}\n", verdict(st.passed));
+    let _ = writeln!(
+        out,
+        "Conversations held back from the export (a family fails above {:.0}%).\n\n| family | verdict | conversations | held back | checks | example |\n|---|---|---:|---:|---|---|",
+        st.max_flawed_fraction * 100.0
+    );
+    for f in &st.families {
+        let checks: Vec<String> = f.checks.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            f.family,
+            verdict(f.passed),
+            f.rows,
+            f.flawed,
+            checks.join(", "),
+            f.examples
+                .first()
+                .map_or(String::new(), |h| format!("`{h}`"))
+        );
+    }
+    if !v.warnings.is_empty() {
+        let _ = writeln!(out, "\n## Warnings\n");
+        for w in &v.warnings {
+            let _ = writeln!(out, "- {w}");
+        }
     }
     let r = &v.report;
     let _ = writeln!(

@@ -29,6 +29,8 @@ pub struct Manifest {
     pub gates: GatesRecord,
     pub totals: Totals,
     pub pii: PiiRecordCounts,
+    /// Rows the structure checks held back.
+    pub structure: StructureCounts,
     pub near_duplicates_collapsed: u64,
     /// Per source root: exported rows with a place there, and those places.
     pub sources: BTreeMap<String, SourceCount>,
@@ -69,6 +71,15 @@ pub struct GatesRecord {
     pub passed: bool,
     pub coverage: bool,
     pub leakage: bool,
+}
+
+/// The rows the structure checks ([`crate::structure`]) kept out of the export.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StructureCounts {
+    pub held_back_rows: u64,
+    /// By primary family, then check (a row failing two checks counts under both).
+    pub by_family: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

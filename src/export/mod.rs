@@ -69,6 +69,8 @@ pub struct ExportSummary {
     pub bytes: u64,
     pub near_duplicates_collapsed: u64,
     pub pii_excluded: u64,
+    /// Rows the structure checks held back, per family and check.
+    pub structure: manifest::StructureCounts,
     pub gates_passed: bool,
     pub moved_since_previous: Option<u64>,
     pub curriculum: Plan,
@@ -314,6 +316,7 @@ fn write_export(
                 .count() as u64,
             excluded_rows: selection.pii_excluded,
         },
+        structure: structure_counts(selection),
         near_duplicates_collapsed: collapsed,
         sources,
         shards,
@@ -346,10 +349,25 @@ fn write_export(
         bytes: manifest.shards.iter().map(|s| s.file.bytes).sum(),
         near_duplicates_collapsed: collapsed,
         pii_excluded: selection.pii_excluded,
+        structure: manifest.structure.clone(),
         gates_passed: verification.passed,
         moved_since_previous: manifest.previous.as_ref().map(|p| p.moved),
         curriculum: plan,
     })
+}
+
+fn structure_counts(selection: &crate::select::Selection) -> manifest::StructureCounts {
+    manifest::StructureCounts {
+        held_back_rows: selection.structure_held_back,
+        by_family: selection
+            .held_back
+            .iter()
+            .map(|(family, checks)| {
+                let checks = checks.iter().map(|(c, n)| (c.to_string(), *n)).collect();
+                (family.clone(), checks)
+            })
+            .collect(),
+    }
 }
 
 /// UTC now as RFC 3339 (seconds), for `export_info.json` only — never in hashed content.

@@ -25,7 +25,7 @@ use crate::config::Settings;
 use crate::error::Result;
 use crate::fingerprint::Fingerprints;
 use crate::index::Index;
-use crate::model::{Conversation, Rejection};
+use crate::model::{Conversation, RecordMeta, Rejection};
 use crate::parse::{self, Limits, Mapping};
 use crate::pii::PiiRecord;
 use crate::repair::Repairs;
@@ -109,6 +109,7 @@ pub(super) struct PreparedRow {
     pub(super) fp: Fingerprints,
     pub(super) pii: PiiRecord,
     pub(super) conversation: Conversation,
+    pub(super) meta: RecordMeta,
 }
 
 /// What flows from the reader through the fingerprint stage to the writer. Every object is
@@ -163,6 +164,12 @@ pub fn ingest(
                     let mut seen = BTreeSet::new();
                     report.failures.retain(|f| seen.insert(f.key.clone()));
                     report.objects_failed = report.failures.len() as u64;
+                }
+                let view = index.store.read()?;
+                for w in crate::verify::holdout_warnings(&view, &settings.policy())? {
+                    if !report.warnings.contains(&w) {
+                        report.warnings.push(w);
+                    }
                 }
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);

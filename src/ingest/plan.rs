@@ -168,6 +168,9 @@ pub(super) fn failed_record(
             rejections: Vec::new(),
             repairs: Repairs::default(),
             read_digest: read_digest.to_string(),
+            mapping: None,
+            sessions: 0,
+            merged_turns: 0,
         },
     }
 }
@@ -218,14 +221,15 @@ pub(super) fn merge_scans(scans: Vec<(Arc<dyn Source>, Scan)>) -> Vec<(Arc<dyn S
     by_source.into_values().collect()
 }
 
+/// Record a skipped object; true when that is news (it was not already recorded so).
 pub(super) fn plan_skip(
     source: &str,
     found: &FoundObject,
-    reason: String,
+    reason: &str,
     classifier: &Classifier,
     old: Option<&ObjectRecord>,
     out: &mut Vec<ObjectRecord>,
-) {
+) -> bool {
     let record = ObjectRecord {
         source: source.to_string(),
         key: found.key.clone(),
@@ -234,7 +238,9 @@ pub(super) fn plan_skip(
             mtime_ns: found.mtime_ns,
             digest: String::new(),
         },
-        status: ObjectStatus::Skipped { reason },
+        status: ObjectStatus::Skipped {
+            reason: reason.to_string(),
+        },
         primary_family: String::new(),
         families: Vec::new(),
         families_digest: classifier.digest().to_string(),
@@ -243,10 +249,15 @@ pub(super) fn plan_skip(
         rejections: Vec::new(),
         repairs: Repairs::default(),
         read_digest: String::new(),
+        mapping: None,
+        sessions: 0,
+        merged_turns: 0,
     };
-    if old != Some(&record) {
+    let new = old != Some(&record);
+    if new {
         out.push(record);
     }
+    new
 }
 
 /// What a run will do, decided before any object is read.
@@ -323,22 +334,24 @@ pub(super) fn plan(
             let old = stored.get(&found.key);
             let (primary, families) = match classifier.classify(&found.key) {
                 Classification::NotData { reason } => {
-                    report.objects_skipped += 1;
-                    plan_skip(&scan.source, found, reason, classifier, old, &mut skipped);
+                    let new =
+                        plan_skip(&scan.source, found, &reason, classifier, old, &mut skipped);
+                    report.note_skip(&found.key, &reason, new);
                     continue;
                 }
                 Classification::Data { primary, tags } => (primary, tags),
             };
-            let Some(format) = parse::detect_file_format(&found.key) else {
-                report.objects_skipped += 1;
+            let mapping = settings.mappings.for_key(&found.key);
+            let Some(format) = parse::file_format(&found.key, mapping.as_deref()) else {
                 let ext = Path::new(&found.key)
                     .extension()
                     .map(|e| format!(".{}", e.to_string_lossy()))
                     .unwrap_or_else(|| "no extension".to_string());
                 let reason = format!(
-                    "unsupported format ({ext}); idx reads .jsonl, .json, .csv, .tsv and .txt, optionally .gz"
+                    "unsupported format ({ext}); idx reads .jsonl, .json, .csv, .tsv, .txt (optionally .gz), .parquet and .arrow, or what a mapping in sources.toml declares"
                 );
-                plan_skip(&scan.source, found, reason, classifier, old, &mut skipped);
+                let new = plan_skip(&scan.source, found, &reason, classifier, old, &mut skipped);
+                report.note_skip(&found.key, &reason, new);
                 continue;
             };
             // A config edit re-reads only the objects whose classification it changes.
@@ -362,7 +375,7 @@ pub(super) fn plan(
             work.push(Work {
                 source: scan.source.clone(),
                 from: from.clone(),
-                mapping: settings.mappings.for_key(&found.key),
+                mapping,
                 found: found.clone(),
                 primary,
                 families,

@@ -45,13 +45,38 @@ pub(super) fn prepare_row(mut r: parse::ParsedRecord, redactor: &Redactor) -> Pr
         }
     }
     let pii = redactor.redact_conversation(&mut r.conversation);
+    // Attributes are stored and exported: their text is redacted like messages, then bounded.
+    for (_, value) in &mut r.meta.attributes {
+        if let Ok(serde_json::Value::String(text)) = serde_json::from_str(value) {
+            let redacted = bounded_attribute(redactor.redact(&text).0);
+            *value = serde_json::Value::String(redacted).to_string();
+        } else if value.len() > MAX_ATTRIBUTE_BYTES {
+            *value = serde_json::Value::String(bounded_attribute(value.clone())).to_string();
+        }
+    }
     PreparedRow {
         line: r.line,
         record: r.record,
         fp: fingerprint(&r.conversation),
         pii,
         conversation: r.conversation,
+        meta: r.meta,
     }
+}
+
+/// An attribute is a label (a topic, a score), not a document: longer values are cut.
+const MAX_ATTRIBUTE_BYTES: usize = 1024;
+
+fn bounded_attribute(mut text: String) -> String {
+    if text.len() > MAX_ATTRIBUTE_BYTES {
+        let mut end = MAX_ATTRIBUTE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// The fingerprint stage (PII redaction, hashes, SimHash, tokens) between the reader and the

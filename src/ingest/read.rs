@@ -110,40 +110,64 @@ pub(super) fn read_one(
     let mut rejections = Vec::new();
     let mut repairs = Repairs::default();
     let mut closed = false;
-    parse::read_object_mapped(
-        &mut digester,
-        format,
-        gzip,
-        limits,
-        job.mapping.as_deref(),
-        &mut |item| match item {
-            Item::Record(r) => {
-                repairs.add(r.repairs);
-                chunk.push(r);
-                rows += 1;
-                if panic_after == Some(rows) {
-                    panic!("fail point {}", crate::failpoint::READ_PANIC);
-                }
-                if chunk.len() >= CHUNK_ROWS && !closed {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
-                    closed = tx.send(Msg::Parsed(i, full)).is_err();
-                }
+    let mut on_item = |item| match item {
+        Item::Record(r) => {
+            repairs.add(r.repairs);
+            chunk.push(r);
+            rows += 1;
+            if panic_after == Some(rows) {
+                panic!("fail point {}", crate::failpoint::READ_PANIC);
             }
-            Item::Rejected(mut r) => {
-                rejected += 1;
-                if rejections.len() < KEPT_REJECTIONS {
-                    r.reason = reader.redactor.redact(&r.reason).0;
-                    rejections.push(r);
-                }
+            if chunk.len() >= CHUNK_ROWS && !closed {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
+                closed = tx.send(Msg::Parsed(i, full)).is_err();
             }
-        },
-    );
+        }
+        Item::Rejected(mut r) => {
+            rejected += 1;
+            if rejections.len() < KEPT_REJECTIONS {
+                r.reason = reader.redactor.redact(&r.reason).0;
+                rejections.push(r);
+            }
+        }
+    };
+    let columnar = parse::is_columnar_file(format, gzip);
+    if columnar {
+        // Parquet and Arrow files are read by seeking: the digest is taken in one pass first.
+        if let Err(e) = std::io::copy(&mut digester, &mut std::io::sink())
+            .and_then(|_| std::io::Seek::rewind(&mut digester.inner))
+        {
+            return tx.send(Msg::Failed(i, format!("read error: {e}"))).is_ok();
+        }
+        match digester.inner.try_clone() {
+            Ok(file) => parse::read_file_mapped(
+                file,
+                format,
+                gzip,
+                limits,
+                job.mapping.as_deref(),
+                &mut on_item,
+            ),
+            Err(e) => return tx.send(Msg::Failed(i, format!("read error: {e}"))).is_ok(),
+        }
+    } else {
+        parse::read_object_mapped(
+            &mut digester,
+            format,
+            gzip,
+            limits,
+            job.mapping.as_deref(),
+            &mut on_item,
+        );
+    }
     if closed {
         return false;
     }
     // Drain what the parser left unread (e.g. after a document-size rejection) so the digest
-    // covers the whole object.
-    let _ = std::io::copy(&mut digester, &mut std::io::sink());
+    // covers the whole object (a columnar object was digested whole before it was read).
+    if !columnar {
+        let _ = std::io::copy(&mut digester, &mut std::io::sink());
+    }
     if !chunk.is_empty() && tx.send(Msg::Parsed(i, chunk)).is_err() {
         return false;
     }

@@ -20,6 +20,13 @@ pub struct FailureReport {
     pub error: String,
 }
 
+/// An object the run did not read, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkipReport {
+    pub key: String,
+    pub reason: String,
+}
+
 /// What one ingest run did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct IngestReport {
@@ -36,6 +43,9 @@ pub struct IngestReport {
     /// The first rejections of this run, with object and line.
     pub rejections: Vec<RejectionReport>,
     pub failures: Vec<FailureReport>,
+    /// The first objects newly skipped (not training data, or a format idx does not read), and
+    /// why; `idx status` lists every skipped object.
+    pub skipped: Vec<SkipReport>,
     /// Folders that could not be read during the scan.
     pub scan_errors: Vec<FailureReport>,
     /// Existing rows whose split changed (near-duplicates merged or split clusters).
@@ -51,8 +61,22 @@ pub struct IngestReport {
 
 pub(super) const REPORTED_REJECTIONS: usize = 10;
 
+/// How many skipped objects a report names (all are counted).
+pub(super) const REPORTED_SKIPS: usize = 20;
+
 impl IngestReport {
     /// Add the figures of a later part of the same run (a committed batch, a restarted pass).
+    /// Count a skipped object; name it when the skip is news.
+    pub(super) fn note_skip(&mut self, key: &str, reason: &str, new: bool) {
+        self.objects_skipped += 1;
+        if new && self.skipped.len() < REPORTED_SKIPS {
+            self.skipped.push(SkipReport {
+                key: key.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
     pub(super) fn add(&mut self, later: IngestReport) {
         let earlier = std::mem::replace(self, later);
         self.objects_scanned += earlier.objects_scanned;
@@ -69,6 +93,14 @@ impl IngestReport {
         rejections.append(&mut self.rejections);
         rejections.truncate(REPORTED_REJECTIONS);
         self.rejections = rejections;
+        // A restarted pass plans the same skips again.
+        let mut skipped = earlier.skipped;
+        for s in std::mem::take(&mut self.skipped) {
+            if skipped.len() < REPORTED_SKIPS && !skipped.iter().any(|e| e.key == s.key) {
+                skipped.push(s);
+            }
+        }
+        self.skipped = skipped;
         let mut failures = earlier.failures;
         failures.append(&mut self.failures);
         self.failures = failures;

@@ -2,7 +2,7 @@
 //! object never straddles two transactions), records late rejections, and feeds the full-text
 //! index. A message that panics or an object that failed mid-read ends the batch unwritten.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
@@ -54,10 +54,20 @@ pub(super) enum BatchEnd {
     Abort { work: usize, error: String },
 }
 
-/// Records of an object that the fingerprint stage could not prepare, by work item.
+/// What the writer counts of an object while its rows arrive, by work item: the records the
+/// fingerprint stage could not prepare, the distinct sessions and the merged turns of the rows
+/// written.
 #[derive(Default)]
-pub(super) struct LateRejections {
-    pub(super) by_work: HashMap<usize, (u64, Vec<Rejection>)>,
+pub(super) struct Tallies {
+    by_work: HashMap<usize, Tally>,
+}
+
+#[derive(Default)]
+struct Tally {
+    late: u64,
+    rejections: Vec<Rejection>,
+    sessions: HashSet<u64>,
+    merged_turns: u64,
 }
 
 /// Consume reader messages into one batch until it is full or the stream ends.
@@ -71,7 +81,7 @@ pub(super) fn write_batch(
     progress: &mut Progress,
 ) -> Result<BatchEnd> {
     let mut batch_bytes = 0u64;
-    let mut late = LateRejections::default();
+    let mut tallies = Tallies::default();
     // The object whose `Begin` came and whose `End` has not.
     let mut open: Option<usize> = None;
     loop {
@@ -96,7 +106,7 @@ pub(super) fn write_batch(
                 plan,
                 report,
                 progress,
-                &mut late,
+                &mut tallies,
                 &mut open,
                 &mut batch_bytes,
             )
@@ -133,7 +143,7 @@ pub(super) fn write_message(
     plan: &Plan<'_>,
     report: &mut IngestReport,
     progress: &mut Progress,
-    late: &mut LateRejections,
+    tallies: &mut Tallies,
     open: &mut Option<usize>,
     batch_bytes: &mut u64,
 ) -> Result<Step> {
@@ -151,12 +161,12 @@ pub(super) fn write_message(
             let (rows, rejected) = prepare(records, plan.redactor);
             write_rows(batch, search, early, work, i, &rows)?;
             report.rows_added += rows.len() as u64;
-            late.add(i, rejected);
+            tallies.add(i, &rows, rejected);
         }
         Msg::Rows(i, rows, rejected) => {
             write_rows(batch, search, early, work, i, &rows)?;
             report.rows_added += rows.len() as u64;
-            late.add(i, rejected);
+            tallies.add(i, &rows, rejected);
         }
         Msg::End {
             work: i,
@@ -169,11 +179,11 @@ pub(super) fn write_message(
         } => {
             *open = None;
             let w = &work[i];
-            let (late_count, late_rejections) = late.by_work.remove(&i).unwrap_or_default();
-            let rows = rows.saturating_sub(late_count);
-            let rejected = rejected + late_count;
-            if late_count > 0 {
-                rejections.extend(late_rejections);
+            let tally = tallies.by_work.remove(&i).unwrap_or_default();
+            let rows = rows.saturating_sub(tally.late);
+            let rejected = rejected + tally.late;
+            if tally.late > 0 {
+                rejections.extend(tally.rejections);
                 rejections.sort_by_key(|r| r.line);
                 rejections.truncate(KEPT_REJECTIONS);
             }
@@ -212,6 +222,9 @@ pub(super) fn write_message(
                 rejections,
                 repairs,
                 read_digest: plan.read_digest.clone(),
+                mapping: w.mapping.as_ref().map(|m| m.name.clone()),
+                sessions: tally.sessions.len() as u64,
+                merged_turns: tally.merged_turns,
             })?;
             info!(key = %plan.redactor.redact_key(&w.found.key), rows, rejected, family = %w.primary, "object indexed");
             progress.object_done(w.found.size);
@@ -264,15 +277,18 @@ pub(super) fn write_message(
     Ok(Step::Continue)
 }
 
-impl LateRejections {
-    pub(super) fn add(&mut self, work: usize, rejected: Vec<Rejection>) {
-        if rejected.is_empty() {
-            return;
-        }
+impl Tallies {
+    pub(super) fn add(&mut self, work: usize, rows: &[PreparedRow], rejected: Vec<Rejection>) {
         let entry = self.by_work.entry(work).or_default();
-        entry.0 += rejected.len() as u64;
-        let room = KEPT_REJECTIONS.saturating_sub(entry.1.len());
-        entry.1.extend(rejected.into_iter().take(room));
+        for r in rows {
+            entry.merged_turns += u64::from(r.meta.merged_turns);
+            if let Some(s) = r.meta.session {
+                entry.sessions.insert(s);
+            }
+        }
+        entry.late += rejected.len() as u64;
+        let room = KEPT_REJECTIONS.saturating_sub(entry.rejections.len());
+        entry.rejections.extend(rejected.into_iter().take(room));
     }
 }
 
@@ -293,6 +309,7 @@ pub(super) fn write_rows(
             fp: &r.fp,
             conversation: &r.conversation,
             pii: &r.pii,
+            meta: &r.meta,
         };
         batch.add_place(&id, &w.families, r.line, r.record, row)?;
         if new {

@@ -1,7 +1,7 @@
 //! CSV and TSV tables: a header row, then records whose quoted fields may span lines, each
 //! read like a JSON object of its columns and rejected with the line it starts on.
 
-use super::{finish, reject, shape, Item, LineCounter, Mapping, ParsedRecord};
+use super::{finish, reject, shape, Item, LineCounter, Mapping};
 
 /// CSV/TSV with a header row (quoted fields may span lines): each record, a JSON object of its
 /// columns (empty cells left out), goes through the same detection as a JSON record, so columns
@@ -75,12 +75,7 @@ pub(super) fn read_delimited(
             }
         }
         let item = match shape(serde_json::Value::Object(object), mapping).and_then(finish) {
-            Ok((conversation, repairs)) => Item::Record(ParsedRecord {
-                line,
-                record: index,
-                conversation,
-                repairs,
-            }),
+            Ok(finished) => Item::Record(finished.at(line, index)),
             Err(reason) => reject(line, format!("record {index}: {reason}")),
         };
         sink(item);

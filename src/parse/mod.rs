@@ -4,6 +4,7 @@
 //! Every bad line becomes a [`Rejection`] with its 1-based line number; nothing here panics on
 //! input or stops an object early except a read error, which is reported as a rejection too.
 
+mod columnar;
 mod delimited;
 pub mod formats;
 pub mod mapping;
@@ -12,10 +13,10 @@ use std::io::{BufRead, BufReader, Read};
 
 use serde_json::value::RawValue;
 
-use crate::model::{Conversation, Rejection};
+use crate::model::{Conversation, RecordMeta, Rejection};
 use crate::normalize::canonicalize;
 use crate::repair::{self, Repairs};
-pub use mapping::{Mapping, Mappings};
+pub use mapping::{Mapping, Mappings, Records};
 
 /// How an object's bytes are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,10 @@ pub enum FileFormat {
     /// Comma- (`.csv`) or tab-separated (`.tsv`) values with a header row: each record becomes
     /// a JSON object of its columns, then a conversation by the same detection as JSON records.
     Delimited(u8),
+    /// Apache Parquet, read a row group at a time; the row index is the line.
+    Parquet,
+    /// Arrow IPC, stream (as Hugging Face `datasets` writes `.arrow`) or file format.
+    Arrow,
 }
 
 /// The format of an object from its key, and whether it is gzip-compressed; `None` when the
@@ -49,10 +54,21 @@ pub fn detect_file_format(key: &str) -> Option<(FileFormat, bool)> {
         FileFormat::Delimited(b',')
     } else if base.ends_with(".tsv") {
         FileFormat::Delimited(b'\t')
+    } else if base.ends_with(".parquet") {
+        FileFormat::Parquet
+    } else if base.ends_with(".arrow") || base.ends_with(".feather") || base.ends_with(".ipc") {
+        FileFormat::Arrow
     } else {
         return None;
     };
     Some((format, gz))
+}
+
+/// The format of an object: the one its mapping declares, else by its key.
+pub fn file_format(key: &str, mapping: Option<&Mapping>) -> Option<(FileFormat, bool)> {
+    mapping
+        .and_then(|m| m.file_format())
+        .or_else(|| detect_file_format(key))
 }
 
 /// Bounds that keep memory flat whatever the input.
@@ -131,6 +147,8 @@ pub struct ParsedRecord {
     pub line: u64,
     pub record: u32,
     pub conversation: Conversation,
+    /// What the record's mapping kept, and the turns merged.
+    pub meta: RecordMeta,
     /// Encoding repairs made to this record's text.
     pub repairs: Repairs,
 }
@@ -180,6 +198,28 @@ pub fn read_object_mapped(
     }
 }
 
+/// Whether an object of this format is read from its file by seeking (Parquet, Arrow IPC).
+pub fn is_columnar_file(format: FileFormat, gzip: bool) -> bool {
+    columnar::is_columnar(format) && !gzip
+}
+
+/// [`read_object_mapped`] from a file: Parquet and Arrow IPC files are read from the file by
+/// seeking (a row group at a time), everything else as a stream.
+pub fn read_file_mapped(
+    file: std::fs::File,
+    format: FileFormat,
+    gzip: bool,
+    limits: Limits,
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
+    if is_columnar_file(format, gzip) {
+        columnar::read_columnar_file(file, format, limits, mapping, sink);
+    } else {
+        read_object_mapped(file, format, gzip, limits, mapping, sink);
+    }
+}
+
 fn read_plain(
     raw: impl Read,
     format: FileFormat,
@@ -216,33 +256,44 @@ fn read_plain(
                         &mut sink,
                     );
                 }
-                Err(rejection) => sink(rejection),
+                Err(rejection) => sink(Item::Rejected(rejection)),
+            }
+        }
+        FileFormat::Arrow => columnar::read_arrow_stream(reader, limits, mapping, sink),
+        FileFormat::Parquet => {
+            let why = "a compressed or streamed Parquet object is read whole";
+            match read_whole(&mut reader, limits, why) {
+                Ok(buf) => columnar::read_parquet_bytes(buf, limits, mapping, sink),
+                Err(rejection) => sink(Item::Rejected(rejection)),
             }
         }
         FileFormat::Json | FileFormat::Text | FileFormat::Delimited(_) => {
             let why = "read as a whole for .json, .txt, .csv and .tsv; use .jsonl for large data";
             match read_whole(&mut reader, limits, why) {
                 Ok(buf) => read_document(&buf, format, limits, mapping, sink),
-                Err(rejection) => sink(rejection),
+                Err(rejection) => sink(Item::Rejected(rejection)),
             }
         }
     }
 }
 
 /// Read a whole object, up to `max_document_bytes`; over that, or on a read error, the rejection.
-fn read_whole(reader: &mut impl Read, limits: Limits, why: &str) -> Result<Vec<u8>, Item> {
+fn read_whole(reader: &mut impl Read, limits: Limits, why: &str) -> Result<Vec<u8>, Rejection> {
     let mut buf = Vec::new();
     let limit = limits.max_document_bytes as u64;
     match reader.take(limit + 1).read_to_end(&mut buf) {
-        Ok(_) if buf.len() as u64 > limit => Err(reject(
-            1,
-            format!(
+        Ok(_) if buf.len() as u64 > limit => Err(Rejection {
+            line: 1,
+            reason: format!(
                 "document is over the limit of {} bytes ({why})",
                 limits.max_document_bytes
             ),
-        )),
+        }),
         Ok(_) => Ok(buf),
-        Err(e) => Err(reject(1, format!("read error: {e}"))),
+        Err(e) => Err(Rejection {
+            line: 1,
+            reason: format!("read error: {e}"),
+        }),
     }
 }
 
@@ -338,13 +389,8 @@ fn read_jsonl(
             continue;
         }
         match parse_record_bytes(bytes, mapping) {
-            Ok((conversation, repairs)) => {
-                sink(Item::Record(ParsedRecord {
-                    line: line_no,
-                    record,
-                    conversation,
-                    repairs,
-                }));
+            Ok(shaped) => {
+                sink(Item::Record(shaped.at(line_no, record)));
                 record += 1;
             }
             Err(reason) => sink(reject(line_no, reason)),
@@ -354,10 +400,7 @@ fn read_jsonl(
 
 /// One JSON Lines record. A line that is not UTF-8 is decoded as Windows-1252 (files written by
 /// Windows tools, `caf\xE9`) when every byte has a Windows-1252 meaning; otherwise it is rejected.
-fn parse_record_bytes(
-    bytes: &[u8],
-    mapping: Option<&Mapping>,
-) -> Result<(Conversation, Repairs), String> {
+fn parse_record_bytes(bytes: &[u8], mapping: Option<&Mapping>) -> Result<Finished, String> {
     let decoded: String;
     let (text, was_decoded) = match std::str::from_utf8(bytes) {
         Ok(text) => (text, false),
@@ -373,10 +416,10 @@ fn parse_record_bytes(
         }
     };
     let (value, surrogates) = parse_json_repairing(text)?;
-    let (conversation, mut repairs) = finish(shape(value, mapping)?)?;
-    repairs.surrogates += surrogates;
-    repairs.decoded += u64::from(was_decoded);
-    Ok((conversation, repairs))
+    let mut finished = finish(shape(value, mapping)?)?;
+    finished.repairs.surrogates += surrogates;
+    finished.repairs.decoded += u64::from(was_decoded);
+    Ok(finished)
 }
 
 /// Parse JSON; text refused only for lone surrogate escapes is parsed again with them replaced.
@@ -395,8 +438,45 @@ fn parse_json_repairing(text: &str) -> Result<(serde_json::Value, u64), String> 
     }
 }
 
-/// Repair, canonicalise and refuse records with nothing in them.
-fn finish(mut conversation: Conversation) -> Result<(Conversation, Repairs), String> {
+/// A record shaped into a conversation, before canonicalisation.
+pub(super) struct Shaped {
+    conversation: Conversation,
+    meta: RecordMeta,
+    session_per_record: bool,
+}
+
+/// A record ready to be placed at its line.
+pub(super) struct Finished {
+    conversation: Conversation,
+    meta: RecordMeta,
+    session_per_record: bool,
+    repairs: Repairs,
+}
+
+impl Finished {
+    pub(super) fn at(mut self, line: u64, record: u32) -> ParsedRecord {
+        if self.session_per_record {
+            let place = (line << 32) ^ u64::from(record);
+            self.meta.session = Some(xxhash_rust::xxh3::xxh3_64(&place.to_le_bytes()));
+        }
+        ParsedRecord {
+            line,
+            record,
+            conversation: self.conversation,
+            meta: self.meta,
+            repairs: self.repairs,
+        }
+    }
+}
+
+/// Repair and canonicalise, merge consecutive turns of one role, and refuse records with
+/// nothing in them.
+pub(super) fn finish(shaped: Shaped) -> Result<Finished, String> {
+    let Shaped {
+        mut conversation,
+        mut meta,
+        session_per_record,
+    } = shaped;
     let repairs = canonicalize(&mut conversation);
     if conversation.messages.is_empty() {
         return Err("empty conversation".to_string());
@@ -404,7 +484,13 @@ fn finish(mut conversation: Conversation) -> Result<(Conversation, Repairs), Str
     if conversation.all_messages().all(|m| m.content.is_empty()) {
         return Err("empty conversation: every message is blank".to_string());
     }
-    Ok((conversation, repairs))
+    meta.merged_turns = crate::structure::merge_conversation(&mut conversation);
+    Ok(Finished {
+        conversation,
+        meta,
+        session_per_record,
+        repairs,
+    })
 }
 
 /// A whole document (`.json`, `.txt`) that is not UTF-8 is decoded as UTF-16 when it looks like
@@ -478,13 +564,13 @@ fn read_document(
             rejected: None,
             label: None,
         };
-        match finish(conversation) {
-            Ok((conversation, repairs)) => sink(Item::Record(ParsedRecord {
-                line: 1,
-                record: 0,
-                conversation,
-                repairs,
-            })),
+        let shaped = Shaped {
+            conversation,
+            meta: RecordMeta::default(),
+            session_per_record: false,
+        };
+        match finish(shaped) {
+            Ok(finished) => sink(Item::Record(finished.at(1, 0))),
             Err(_) => sink(reject(1, "empty text file".to_string())),
         }
         return;
@@ -496,6 +582,21 @@ fn read_document(
     if text.trim().is_empty() {
         sink(reject(1, "empty JSON document".to_string()));
         return;
+    }
+    match mapping.and_then(|m| m.records.as_ref()) {
+        None | Some(Records::Array) => {}
+        Some(Records::Lines) => {
+            let mut reader = BufReader::new(text.as_bytes());
+            read_jsonl(&mut reader, limits, mapping, sink);
+            return;
+        }
+        Some(records) => {
+            match declared_records(text, records) {
+                Ok(items) => emit_array(text, &items, mapping, sink),
+                Err((line, reason)) => sink(reject(line, reason)),
+            }
+            return;
+        }
     }
     let first = text.trim_start().as_bytes()[0];
     if first == b'[' {
@@ -509,12 +610,7 @@ fn read_document(
         Ok(value) => {
             let line = line_of(text, text.len() - text.trim_start().len());
             let item = match shape(value, mapping).and_then(finish) {
-                Ok((conversation, repairs)) => Item::Record(ParsedRecord {
-                    line,
-                    record: 0,
-                    conversation,
-                    repairs,
-                }),
+                Ok(finished) => Item::Record(finished.at(line, 0)),
                 Err(reason) => reject(line, reason),
             };
             sink(item);
@@ -530,11 +626,73 @@ fn read_document(
 
 /// One JSON record as a conversation: rewritten by the declared mapping when there is one, then
 /// detected.
-fn shape(value: serde_json::Value, mapping: Option<&Mapping>) -> Result<Conversation, String> {
+pub(super) fn shape(value: serde_json::Value, mapping: Option<&Mapping>) -> Result<Shaped, String> {
     match mapping {
-        Some(m) => formats::detect(m.apply(value)?),
-        None => formats::detect(value),
+        Some(m) => {
+            let applied = m.apply(value)?;
+            Ok(Shaped {
+                conversation: formats::detect(applied.value)?,
+                meta: applied.meta,
+                session_per_record: applied.session_per_record,
+            })
+        }
+        None => Ok(Shaped {
+            conversation: formats::detect(value)?,
+            meta: RecordMeta::default(),
+            session_per_record: false,
+        }),
     }
+}
+
+/// The records a mapping's `records` points at: the values of an object (in file order), or
+/// the array or object at a JSON pointer. Values are borrowed from `text`, so their lines are
+/// known.
+fn declared_records<'t>(
+    text: &'t str,
+    records: &Records,
+) -> Result<Vec<&'t RawValue>, (u64, String)> {
+    let invalid = |e: serde_json::Error| (e.line() as u64, format!("invalid JSON: {e}"));
+    let mut here: &'t RawValue = serde_json::from_str(text).map_err(invalid)?;
+    if let Records::Pointer(pointer) = records {
+        for part in pointer.split('/').skip(1) {
+            let part = part.replace("~1", "/").replace("~0", "~");
+            let next = if here.get().trim_start().starts_with('[') {
+                let items: Vec<&'t RawValue> = serde_json::from_str(here.get()).map_err(invalid)?;
+                part.parse::<usize>()
+                    .ok()
+                    .and_then(|i| items.get(i).copied())
+            } else {
+                let fields: std::collections::HashMap<String, &'t RawValue> =
+                    serde_json::from_str(here.get()).map_err(|_| {
+                        (
+                            1,
+                            format!(
+                            "records = \"{pointer}\": `{part}` is not inside an object or array"
+                        ),
+                        )
+                    })?;
+                fields.get(&part).copied()
+            };
+            here =
+                next.ok_or_else(|| (1, format!("records = \"{pointer}\": nothing at `{part}`")))?;
+        }
+    }
+    let raw = here.get().trim_start();
+    if raw.starts_with('[') {
+        return serde_json::from_str(raw).map_err(invalid);
+    }
+    if !raw.starts_with('{') {
+        return Err((
+            1,
+            "the records are neither an array nor an object of records".to_string(),
+        ));
+    }
+    let fields: std::collections::HashMap<String, &'t RawValue> =
+        serde_json::from_str(raw).map_err(invalid)?;
+    let mut items: Vec<&'t RawValue> = fields.into_values().collect();
+    // File order: every value borrows from `text`.
+    items.sort_by_key(|v| v.get().as_ptr() as usize);
+    Ok(items)
 }
 
 fn line_of(text: &str, offset: usize) -> u64 {
@@ -559,12 +717,9 @@ fn emit_array(
             .and_then(|value| shape(value, mapping))
             .and_then(finish);
         let item = match parsed {
-            Ok((conversation, repairs)) => Item::Record(ParsedRecord {
-                line,
-                record: u32::try_from(index).unwrap_or(u32::MAX),
-                conversation,
-                repairs,
-            }),
+            Ok(finished) => {
+                Item::Record(finished.at(line, u32::try_from(index).unwrap_or(u32::MAX)))
+            }
             Err(reason) => reject(line, format!("record {index}: {reason}")),
         };
         sink(item);

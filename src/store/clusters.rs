@@ -163,16 +163,18 @@ pub(super) fn shingles_of(
 }
 
 impl<'t> WriteBatch<'t> {
-    /// Count one place of `row` in `object_id` (tagged `families`) into or out of its holdout group.
+    /// Count one place of `row` in `object_id` (tagged `families`, in `session` when a mapping
+    /// declared one) into or out of its holdout group.
     pub(super) fn group_place(
         &mut self,
         object_id: &str,
         families: &[String],
+        session: Option<u64>,
         row: Hash128,
         sign: i64,
     ) {
         let (source, key) = keys::split_object_id(object_id);
-        if let Some(group) = self.policy.group_of(source, key, families) {
+        if let Some(group) = self.policy.group_of(source, key, families, session) {
             *self.clusters.group_deltas.entry((row, group)).or_default() += sign;
         }
     }
@@ -541,23 +543,21 @@ impl<'t> WriteBatch<'t> {
             objects.push((k.value().to_string(), record.families));
         }
         for (id, families) in objects {
-            let (source, key) = keys::split_object_id(&id);
-            if self.policy.group_of(source, key, &families).is_none() {
+            if !self.policy.holds_out(&families) {
                 continue;
             }
             let prefix = keys::object_places_prefix(&id);
             let end = keys::prefix_end(&prefix);
-            let mut hashes = Vec::new();
+            let mut places = Vec::new();
             for entry in self
                 .object_places
                 .range::<&[u8]>(prefix.as_slice()..end.as_slice())?
             {
-                if let Some(h) = Hash128::from_bytes(entry?.1.value()) {
-                    hashes.push(h);
-                }
+                let (h, _, meta) = codec::decode_place(entry?.1.value())?;
+                places.push((h, meta.session));
             }
-            for h in hashes {
-                self.group_place(&id, &families, h, 1);
+            for (h, session) in places {
+                self.group_place(&id, &families, session, h, 1);
             }
         }
         self.clusters.created = fingerprinted;

@@ -5,6 +5,8 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fingerprint::Hash128;
+use crate::model::RecordMeta;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding plain structs into a Vec cannot fail (no I/O, no size limit configured).
@@ -25,6 +27,36 @@ pub fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<
             table,
             message: e.to_string(),
         })
+}
+
+/// An `object_places` value: content hash ‖ variant hash (16 bytes each, so readers that need
+/// only the row take the first 16), then the place's [`RecordMeta`] when it has any.
+pub fn encode_place(hash: Hash128, variant: Hash128, meta: &RecordMeta) -> Vec<u8> {
+    let mut value = Vec::with_capacity(32);
+    value.extend_from_slice(&hash.to_bytes());
+    value.extend_from_slice(&variant.to_bytes());
+    if !meta.is_empty() {
+        value.extend_from_slice(&encode(meta));
+    }
+    value
+}
+
+/// The (content hash, variant hash, place metadata) of an `object_places` value.
+pub fn decode_place(bytes: &[u8]) -> Result<(Hash128, Hash128, RecordMeta)> {
+    let (Some(hash), Some(variant)) = (
+        bytes.get(..16).and_then(Hash128::from_bytes),
+        bytes.get(16..32).and_then(Hash128::from_bytes),
+    ) else {
+        return Err(Error::Codec {
+            table: "object_places",
+            message: "value is shorter than two 16-byte hashes".into(),
+        });
+    };
+    let meta = match bytes.get(32..) {
+        Some(rest) if !rest.is_empty() => decode("object_places", rest)?,
+        _ => RecordMeta::default(),
+    };
+    Ok((hash, variant, meta))
 }
 
 #[cfg(test)]

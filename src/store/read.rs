@@ -11,6 +11,7 @@ use super::write::{Assignment, SplitMove};
 use super::{clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
+use crate::model::RecordMeta;
 use crate::neardup::{Policy, Split};
 
 /// A read transaction with typed accessors. Every answer comes from one committed state.
@@ -97,6 +98,15 @@ impl ReadView {
         Ok(out)
     }
 
+    /// The metadata of one place (default when the place has none or does not exist).
+    pub fn place_meta(&self, id: &str, line: u64, record: u32) -> Result<RecordMeta> {
+        let t = self.txn.open_table(OBJECT_PLACES)?;
+        match t.get(keys::object_place(id, line, record).as_slice())? {
+            Some(v) => Ok(codec::decode_place(v.value())?.2),
+            None => Ok(RecordMeta::default()),
+        }
+    }
+
     pub fn object(&self, id: &str) -> Result<Option<ObjectRecord>> {
         let t = self.txn.open_table(OBJECTS)?;
         match t.get(id)? {
@@ -146,8 +156,8 @@ impl ReadView {
         Ok(out)
     }
 
-    /// The rows of one object as (line, record, content hash), in line order.
-    pub fn object_places(&self, id: &str) -> Result<Vec<(u64, u32, Hash128)>> {
+    /// The rows of one object as (line, record, content hash, place metadata), in line order.
+    pub fn object_places(&self, id: &str) -> Result<Vec<(u64, u32, Hash128, RecordMeta)>> {
         let t = self.txn.open_table(OBJECT_PLACES)?;
         let prefix = keys::object_places_prefix(id);
         let end = keys::prefix_end(&prefix);
@@ -155,11 +165,8 @@ impl ReadView {
         for entry in t.range::<&[u8]>(prefix.as_slice()..end.as_slice())? {
             let (k, v) = entry?;
             let (line, record) = keys::place_tail(k.value());
-            let hash = Hash128::from_bytes(v.value()).ok_or_else(|| Error::Codec {
-                table: "object_places",
-                message: "value is not a hash".into(),
-            })?;
-            out.push((line, record, hash));
+            let (hash, _, meta) = codec::decode_place(v.value())?;
+            out.push((line, record, hash, meta));
         }
         Ok(out)
     }

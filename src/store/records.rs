@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Conversation, ObjectVersion, RecordKind, Rejection};
 use crate::pii::PiiRecord;
 use crate::repair::Repairs;
+use crate::structure::Flaws;
 
 /// How many rejection reasons are kept per object (all are counted).
 pub const KEPT_REJECTIONS: usize = 20;
@@ -41,6 +42,13 @@ pub struct ObjectRecord {
     pub repairs: Repairs,
     /// `Settings::read_digest` of the settings it was read with (PII redaction).
     pub read_digest: String,
+    /// The declared mapping (`sources.toml`) it was read with, if any.
+    pub mapping: Option<String>,
+    /// Distinct sessions a mapping's `session` field gave its rows (their holdout groups);
+    /// 0 when none was declared.
+    pub sessions: u64,
+    /// Consecutive same-role turns merged while reading it.
+    pub merged_turns: u64,
 }
 
 /// One spelling of a row: the canonical conversation as it appeared, with its token count.
@@ -70,6 +78,8 @@ pub struct RowRecord {
     pub families: Vec<(String, u64)>,
     /// PII status and placeholder counts (a function of the redacted content).
     pub pii: PiiRecord,
+    /// The structure checks the conversation fails (a function of the content).
+    pub flaws: Flaws,
 }
 
 /// Per family tag: occurrences, unique rows and their tokens.
@@ -78,6 +88,8 @@ pub struct FamilyStats {
     pub rows: u64,
     pub unique_rows: u64,
     pub tokens: u64,
+    /// Unique rows failing a structure check.
+    pub flawed_rows: u64,
 }
 
 /// Index-wide counters, kept in step with every commit.
@@ -94,4 +106,8 @@ pub struct Totals {
     /// Unique rows whose PII was redacted, and unique rows excluded for PII.
     pub pii_redacted_rows: u64,
     pub pii_excluded_rows: u64,
+    /// Unique rows failing a structure check (see [`crate::structure`]).
+    pub flawed_rows: u64,
+    /// Consecutive same-role turns merged while reading, over all objects.
+    pub merged_turns: u64,
 }

@@ -4,7 +4,9 @@ use redb::TableDefinition;
 
 /// Version of the on-disk layout; bumped on any incompatible change to tables or records.
 /// 2: near-duplicate tables, word SimHash, `RowRecord::words`.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: structure flaws on rows, place metadata (session, attributes, merged turns) after the
+/// hashes in `object_places`, the mapping and sessions on objects.
+pub const FORMAT_VERSION: u32 = 3;
 
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 

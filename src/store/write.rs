@@ -12,7 +12,7 @@ use super::tables::*;
 use super::{clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprints, Hash128};
-use crate::model::{Conversation, RecordKind};
+use crate::model::{Conversation, RecordKind, RecordMeta};
 use crate::neardup::{BlockTables, Policy, Split};
 use crate::pii::{PiiRecord, PiiStatus};
 
@@ -24,6 +24,7 @@ pub(super) struct RowDelta {
     pub(super) simhash: u64,
     pub(super) words: u32,
     pub(super) pii: Option<PiiRecord>,
+    pub(super) flaws: crate::structure::Flaws,
 }
 
 /// What `WriteBatch::add_place` needs of a row: its fingerprints, canonical (redacted)
@@ -33,6 +34,7 @@ pub struct NewPlace<'a> {
     pub fp: &'a Fingerprints,
     pub conversation: &'a Conversation,
     pub pii: &'a PiiRecord,
+    pub meta: &'a RecordMeta,
 }
 
 /// What one committed batch changed, for the full-text index to follow.
@@ -77,14 +79,21 @@ pub(super) struct VariantRef<'a> {
     pub(super) conversation: &'a Conversation,
 }
 
-pub(super) fn status_counts(t: &mut Totals, status: &ObjectStatus, sign: i64) {
-    let field = match status {
+/// Count one object record into (`sign` 1) or out of (-1) the totals.
+fn object_counts(t: &mut Totals, record: &ObjectRecord, sign: i64) {
+    let field = match record.status {
         ObjectStatus::Indexed => &mut t.objects_indexed,
         ObjectStatus::Skipped { .. } => &mut t.objects_skipped,
         ObjectStatus::Failed { .. } => &mut t.objects_failed,
     };
     *field = field.saturating_add_signed(sign);
     t.objects = t.objects.saturating_add_signed(sign);
+    t.rejected_rows = t
+        .rejected_rows
+        .saturating_add_signed(sign * record.rejected as i64);
+    t.merged_turns = t
+        .merged_turns
+        .saturating_add_signed(sign * record.merged_turns as i64);
 }
 
 impl<'t> WriteBatch<'t> {
@@ -131,11 +140,9 @@ impl<'t> WriteBatch<'t> {
     pub fn put_object(&mut self, record: &ObjectRecord) -> Result<()> {
         let id = keys::object_id(&record.source, &record.key);
         if let Some(old) = self.object(&id)? {
-            status_counts(&mut self.totals, &old.status, -1);
-            self.totals.rejected_rows = self.totals.rejected_rows.saturating_sub(old.rejected);
+            object_counts(&mut self.totals, &old, -1);
         }
-        status_counts(&mut self.totals, &record.status, 1);
-        self.totals.rejected_rows += record.rejected;
+        object_counts(&mut self.totals, record, 1);
         self.primary_cache.remove(&id);
         self.objects
             .insert(id.as_str(), codec::encode(record).as_slice())?;
@@ -148,8 +155,7 @@ impl<'t> WriteBatch<'t> {
             return Ok(None);
         };
         self.remove_places(id, &old.families)?;
-        status_counts(&mut self.totals, &old.status, -1);
-        self.totals.rejected_rows = self.totals.rejected_rows.saturating_sub(old.rejected);
+        object_counts(&mut self.totals, &old, -1);
         self.objects.remove(id)?;
         self.primary_cache.remove(id);
         Ok(Some(old))
@@ -159,25 +165,16 @@ impl<'t> WriteBatch<'t> {
     pub fn remove_places(&mut self, object_id: &str, families: &[String]) -> Result<u64> {
         let prefix = keys::object_places_prefix(object_id);
         let end = keys::prefix_end(&prefix);
-        let mut doomed: Vec<(Vec<u8>, Hash128, Hash128)> = Vec::new();
+        let mut doomed: Vec<(Vec<u8>, Hash128, Hash128, Option<u64>)> = Vec::new();
         for entry in self
             .object_places
             .range::<&[u8]>(prefix.as_slice()..end.as_slice())?
         {
             let (k, v) = entry?;
-            let v = v.value();
-            let (Some(hash), Some(variant)) = (
-                v.get(..16).and_then(Hash128::from_bytes),
-                v.get(16..).and_then(Hash128::from_bytes),
-            ) else {
-                return Err(Error::Codec {
-                    table: "object_places",
-                    message: "value is not two 16-byte hashes".into(),
-                });
-            };
-            doomed.push((k.value().to_vec(), hash, variant));
+            let (hash, variant, meta) = codec::decode_place(v.value())?;
+            doomed.push((k.value().to_vec(), hash, variant, meta.session));
         }
-        for (k, hash, variant) in &doomed {
+        for (k, hash, variant, session) in &doomed {
             let (line, record) = keys::place_tail(k);
             self.row_places
                 .remove(keys::row_place(*hash, object_id, line, record).as_slice())?;
@@ -198,7 +195,7 @@ impl<'t> WriteBatch<'t> {
             for f in families {
                 *delta.families.entry(f.clone()).or_default() -= 1;
             }
-            self.group_place(object_id, families, *hash, -1);
+            self.group_place(object_id, families, *session, *hash, -1);
         }
         let n = doomed.len() as u64;
         self.totals.rows = self.totals.rows.saturating_sub(n);
@@ -226,11 +223,10 @@ impl<'t> WriteBatch<'t> {
             fp,
             conversation,
             pii,
+            meta,
         } = row;
         let pk = keys::object_place(object_id, line, record);
-        let mut value = [0u8; 32];
-        value[..16].copy_from_slice(&fp.content_hash.to_bytes());
-        value[16..].copy_from_slice(&fp.variant_hash.to_bytes());
+        let value = codec::encode_place(fp.content_hash, fp.variant_hash, meta);
         if self
             .object_places
             .insert(pk.as_slice(), value.as_slice())?
@@ -262,10 +258,11 @@ impl<'t> WriteBatch<'t> {
         delta.simhash = fp.simhash;
         delta.words = fp.words;
         delta.pii = Some(pii.clone());
+        delta.flaws = crate::structure::flaws(conversation);
         for f in families {
             *delta.families.entry(f.clone()).or_default() += 1;
         }
-        self.group_place(object_id, families, fp.content_hash, 1);
+        self.group_place(object_id, families, meta.session, fp.content_hash, 1);
         self.totals.rows += 1;
         Ok(())
     }
@@ -290,7 +287,7 @@ impl<'t> WriteBatch<'t> {
             Some(v) => codec::decode::<u64>("meta", v.value())?,
             None => 0,
         } + 1;
-        let mut stats: BTreeMap<String, [i64; 3]> = BTreeMap::new();
+        let mut stats: BTreeMap<String, [i64; 4]> = BTreeMap::new();
         let mut touched = Vec::new();
         let deltas = std::mem::take(&mut self.deltas);
         for (hash, delta) in deltas {
@@ -357,6 +354,7 @@ impl<'t> WriteBatch<'t> {
                         (None, Some(o)) => o.pii.clone(),
                         (None, None) => PiiRecord::clean(),
                     },
+                    flaws: old.as_ref().map_or(delta.flaws, |o| o.flaws),
                 })
             };
             if old == new {
@@ -379,12 +377,16 @@ impl<'t> WriteBatch<'t> {
             }
             for (row, sign) in [(old.as_ref(), -1i64), (new.as_ref(), 1)] {
                 let Some(row) = row else { continue };
+                let flawed = i64::from(!row.flaws.is_empty());
                 for (f, n) in &row.families {
                     let s = stats.entry(f.clone()).or_default();
                     s[0] += sign * *n as i64;
                     s[1] += sign;
                     s[2] += sign * row.tokens as i64;
+                    s[3] += sign * flawed;
                 }
+                self.totals.flawed_rows =
+                    self.totals.flawed_rows.saturating_add_signed(sign * flawed);
                 self.totals.unique_rows = self.totals.unique_rows.saturating_add_signed(sign);
                 let pii_counter = match row.pii.status {
                     PiiStatus::Clean => None,
@@ -410,7 +412,7 @@ impl<'t> WriteBatch<'t> {
             }
             touched.push(hash);
         }
-        for (family, [rows, unique, tokens]) in stats {
+        for (family, [rows, unique, tokens, flawed]) in stats {
             let mut s: FamilyStats = match self.family_stats.get(family.as_str())? {
                 Some(v) => codec::decode("family_stats", v.value())?,
                 None => FamilyStats::default(),
@@ -418,6 +420,7 @@ impl<'t> WriteBatch<'t> {
             s.rows = s.rows.saturating_add_signed(rows);
             s.unique_rows = s.unique_rows.saturating_add_signed(unique);
             s.tokens = s.tokens.saturating_add_signed(tokens);
+            s.flawed_rows = s.flawed_rows.saturating_add_signed(flawed);
             if s == FamilyStats::default() {
                 self.family_stats.remove(family.as_str())?;
             } else {

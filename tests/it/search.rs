@@ -105,6 +105,7 @@ fn a_text_index_behind_redb_replays_the_log() {
                     fp: &fp,
                     conversation: &conv,
                     pii: &idx::pii::PiiRecord::clean(),
+                    meta: &idx::model::RecordMeta::default(),
                 },
             )
             .unwrap();

@@ -228,6 +228,16 @@ pub(crate) fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
                 "FAILED (exported anyway)"
             }
         );
+        if summary.structure.held_back_rows > 0 {
+            outln!(
+                "  {} rows held back by the structure checks (see `idx verify`):",
+                summary.structure.held_back_rows
+            );
+            for (family, checks) in &summary.structure.by_family {
+                let checks: Vec<String> = checks.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                outln!("    {family}: {}", checks.join(", "));
+            }
+        }
         if let Some(m) = summary.moved_since_previous {
             outln!("  {m} rows moved split since the previous export");
         }

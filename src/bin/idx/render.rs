@@ -197,6 +197,27 @@ pub(crate) fn print_verification(v: &idx::verify::Verification) -> Result<()> {
         l.rows_in_clusters,
         l.holdout_groups
     );
+    let st = &v.gates.structure;
+    outln!(
+        "structure: {} (a family fails above {:.0}% of its conversations held back)",
+        verdict(st.passed),
+        st.max_flawed_fraction * 100.0
+    );
+    for f in st.families.iter().filter(|f| f.flawed > 0) {
+        let checks: Vec<String> = f.checks.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        outln!(
+            "  {:<30} {:>5} {:>7} of {:>7} held back ({}), e.g. {}",
+            f.family,
+            verdict(f.passed),
+            f.flawed,
+            f.rows,
+            checks.join(", "),
+            f.examples.first().map(String::as_str).unwrap_or("")
+        );
+    }
+    for w in &v.warnings {
+        outln!("warning: {w}");
+    }
     let r = &v.report;
     outln!(
         "report: {} unique rows, {} tokens",
@@ -253,6 +274,15 @@ pub(crate) fn print_ingest(r: &IngestReport) -> Result<()> {
     for f in &r.failures {
         outln!("  failed {}: {}", f.key, f.error);
     }
+    for s in &r.skipped {
+        outln!("  skipped {}: {}", s.key, s.reason);
+    }
+    if r.objects_skipped > r.skipped.len() as u64 && !r.skipped.is_empty() {
+        outln!(
+            "  … {} skipped in all (see `idx status`)",
+            r.objects_skipped
+        );
+    }
     for f in &r.scan_errors {
         outln!("  unreadable {}: {}", f.key, f.error);
     }
@@ -292,19 +322,26 @@ pub(crate) fn print_status(s: &query::Status, data_dir: &Path) -> Result<()> {
         s.totals.pii_excluded_rows
     );
     outln!(
-        "{:<32} {:>10} {:>10} {:>12}",
+        "structure: {} unique rows fail a check (held back from exports; `idx verify` lists them), {} same-role turns merged",
+        s.totals.flawed_rows,
+        s.totals.merged_turns
+    );
+    outln!(
+        "{:<32} {:>10} {:>10} {:>12} {:>8}",
         "family",
         "rows",
         "unique",
-        "tokens"
+        "tokens",
+        "flawed"
     );
     for (name, f) in &s.families {
         outln!(
-            "{:<32} {:>10} {:>10} {:>12}",
+            "{:<32} {:>10} {:>10} {:>12} {:>8}",
             name,
             f.rows,
             f.unique_rows,
-            f.tokens
+            f.tokens,
+            f.flawed_rows
         );
     }
     if !s.unassigned_objects.is_empty() {

@@ -1,0 +1,182 @@
+//! Columnar objects: Parquet (streamed a row group at a time, never the whole file in memory)
+//! and Arrow IPC (the stream format Hugging Face `datasets` writes as `.arrow`, and the file
+//! format). Each row becomes a JSON object of its columns (nested lists and structs included,
+//! nulls left out), then a conversation by the same mapping and detection as JSON records. The
+//! 1-based row index is the row's "line" in rejections and provenance.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
+
+use arrow_array::RecordBatch;
+
+use super::{finish, reject, shape, FileFormat, Item, Limits, Mapping};
+
+/// Rows are converted to JSON this many at a time.
+const BATCH_ROWS: usize = 1024;
+
+/// The first bytes of an Arrow IPC *file* (the stream format has no magic).
+const ARROW_FILE_MAGIC: &[u8] = b"ARROW1";
+
+/// Read a Parquet or Arrow IPC object from its file.
+pub(super) fn read_columnar_file(
+    mut file: File,
+    format: FileFormat,
+    limits: Limits,
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
+    let mut rows = Rows {
+        next_line: 1,
+        limits,
+        mapping,
+        sink,
+    };
+    match format {
+        FileFormat::Parquet => {
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|b| b.with_batch_size(BATCH_ROWS).build());
+            match reader {
+                Ok(batches) => rows.all(batches),
+                Err(e) => rows.fail(format!("not a readable Parquet file: {e}")),
+            }
+        }
+        _ => {
+            let mut magic = [0u8; 6];
+            let is_file = file.read_exact(&mut magic).is_ok() && magic == ARROW_FILE_MAGIC;
+            if let Err(e) = file.rewind() {
+                return rows.fail(format!("read error: {e}"));
+            }
+            if is_file {
+                match arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None) {
+                    Ok(batches) => rows.all(batches),
+                    Err(e) => rows.fail(format!("not a readable Arrow IPC file: {e}")),
+                }
+            } else {
+                read_arrow_stream(BufReader::new(file), limits, mapping, rows.sink);
+            }
+        }
+    }
+}
+
+/// Read an Arrow IPC stream from any reader (a gzipped `.arrow.gz`, or a file).
+pub(super) fn read_arrow_stream(
+    reader: impl Read,
+    limits: Limits,
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
+    let mut rows = Rows {
+        next_line: 1,
+        limits,
+        mapping,
+        sink,
+    };
+    match arrow_ipc::reader::StreamReader::try_new(reader, None) {
+        Ok(batches) => rows.all(batches),
+        Err(e) => rows.fail(format!("not a readable Arrow IPC stream: {e}")),
+    }
+}
+
+/// Read a Parquet object that is not a plain file (e.g. from a test buffer), whole, within
+/// the document limit.
+pub(super) fn read_parquet_bytes(
+    bytes: Vec<u8>,
+    limits: Limits,
+    mapping: Option<&Mapping>,
+    sink: &mut dyn FnMut(Item),
+) {
+    let mut rows = Rows {
+        next_line: 1,
+        limits,
+        mapping,
+        sink,
+    };
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(bytes),
+    )
+    .and_then(|b| b.with_batch_size(BATCH_ROWS).build());
+    match reader {
+        Ok(batches) => rows.all(batches),
+        Err(e) => rows.fail(format!("not a readable Parquet file: {e}")),
+    }
+}
+
+struct Rows<'a, 's> {
+    next_line: u64,
+    limits: Limits,
+    mapping: Option<&'a Mapping>,
+    sink: &'s mut dyn FnMut(Item),
+}
+
+impl Rows<'_, '_> {
+    fn fail(&mut self, reason: String) {
+        (self.sink)(reject(self.next_line, reason));
+    }
+
+    fn all<E: std::fmt::Display>(
+        &mut self,
+        batches: impl Iterator<Item = std::result::Result<RecordBatch, E>>,
+    ) {
+        for batch in batches {
+            match batch {
+                Ok(batch) => self.batch(&batch),
+                Err(e) => {
+                    // A broken row group or message ends the object here: what came before it
+                    // stays read.
+                    return self.fail(format!(
+                        "unreadable data after row {}: {e}",
+                        self.next_line - 1
+                    ));
+                }
+            }
+        }
+    }
+
+    fn batch(&mut self, batch: &RecordBatch) {
+        let first = self.next_line;
+        self.next_line += batch.num_rows() as u64;
+        let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+        if let Err(e) = writer.write(batch).and_then(|_| writer.finish()) {
+            for line in first..self.next_line {
+                (self.sink)(reject(
+                    line,
+                    format!("a column idx cannot read as JSON: {e}"),
+                ));
+            }
+            return;
+        }
+        let json = writer.into_inner();
+        for (i, row) in json
+            .split(|&b| b == b'\n')
+            .filter(|r| !r.is_empty())
+            .enumerate()
+        {
+            let line = first + i as u64;
+            if row.len() > self.limits.max_line_bytes {
+                (self.sink)(reject(
+                    line,
+                    format!(
+                        "row is {} bytes, over the limit of {} bytes",
+                        row.len(),
+                        self.limits.max_line_bytes
+                    ),
+                ));
+                continue;
+            }
+            let item = serde_json::from_slice::<serde_json::Value>(row)
+                .map_err(|e| format!("invalid row: {e}"))
+                .and_then(|value| shape(value, self.mapping))
+                .and_then(finish);
+            (self.sink)(match item {
+                Ok(finished) => Item::Record(finished.at(line, 0)),
+                Err(reason) => reject(line, reason),
+            });
+        }
+    }
+}
+
+/// Whether a format is columnar (read from a file, not a line stream).
+pub(super) fn is_columnar(format: FileFormat) -> bool {
+    matches!(format, FileFormat::Parquet | FileFormat::Arrow)
+}
