@@ -46,7 +46,11 @@ pub enum Error {
     #[error("invalid query: {0}")]
     Query(String),
 
-    #[error("index at {path} is format version {found}, this idx reads version {expected}")]
+    #[error(
+        "index at {path} is format version {found}, this idx reads version {expected}: move it \
+         away and run `idx ingest` on your sources again to rebuild it (it holds nothing the \
+         sources and configs do not, except the history of split moves)"
+    )]
     Version {
         path: PathBuf,
         found: u32,

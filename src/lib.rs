@@ -17,6 +17,7 @@ pub mod families;
 pub mod fingerprint;
 pub mod index;
 pub mod ingest;
+pub mod init;
 pub mod model;
 pub mod neardup;
 pub mod normalize;

@@ -109,6 +109,9 @@ pub struct SourceRef {
     pub key: String,
     pub line: u64,
     pub record: u32,
+    /// Attributes the object's mapping kept for this record.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -130,6 +133,8 @@ pub struct RowAnswer {
     pub pii_status: String,
     /// Placeholders per PII kind in its text (never the values).
     pub pii_kinds: BTreeMap<String, u32>,
+    /// The structure checks it fails (held back from exports when any).
+    pub flaws: Vec<&'static str>,
     pub messages: Vec<Message>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected: Option<Vec<Message>>,
@@ -148,19 +153,19 @@ fn parse_hash(hex: &str) -> Result<Hash128> {
 
 /// Every place of a row, in (source, key, line) order.
 pub fn source_refs(view: &ReadView, hash: Hash128) -> Result<Vec<SourceRef>> {
-    Ok(view
-        .places(hash)?
-        .into_iter()
-        .map(|(id, line, record)| {
-            let (source, key) = keys::split_object_id(&id);
-            SourceRef {
-                source: source.to_string(),
-                key: key.to_string(),
-                line,
-                record,
-            }
-        })
-        .collect())
+    let mut out = Vec::new();
+    for (id, line, record) in view.places(hash)? {
+        let attributes = view.place_meta(&id, line, record)?.attributes_json();
+        let (source, key) = keys::split_object_id(&id);
+        out.push(SourceRef {
+            source: source.to_string(),
+            key: key.to_string(),
+            line,
+            record,
+            attributes,
+        });
+    }
+    Ok(out)
 }
 
 /// The policy the index's clusters were built with (the given one for an index without rows).
@@ -193,6 +198,7 @@ pub fn row(view: &ReadView, hex: &str, policy: &Policy) -> Result<Option<RowAnsw
             .iter()
             .map(|(k, n)| (k.as_str().to_string(), *n))
             .collect(),
+        flaws: row.flaws.names(),
         messages: rep.conversation.messages,
         rejected: rep.conversation.rejected,
         label: rep.conversation.label,

@@ -50,6 +50,10 @@ pub struct LineMetadata {
     /// Near-duplicates this row stands for (their provenance is in provenance.jsonl).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub near_duplicates: Vec<String>,
+    /// Attributes its mapping kept at the row's first place (every place's are in
+    /// provenance.jsonl).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One line of `provenance.jsonl`.
@@ -76,7 +80,7 @@ pub struct NearDuplicateProvenance {
 pub(crate) fn line_of(
     row: &SelectedRow,
     conversation: &Conversation,
-    source_key: String,
+    first_place: Option<&crate::query::SourceRef>,
     license: &str,
     near_duplicates: &[Hash128],
 ) -> ExportLine {
@@ -94,7 +98,7 @@ pub(crate) fn line_of(
         label: conversation.label,
         metadata: LineMetadata {
             source_family: row.primary_family.clone(),
-            source_key,
+            source_key: first_place.map(|p| p.key.clone()).unwrap_or_default(),
             content_hash: row.hash.to_hex(),
             pii_status: row.pii,
             license_tag: license.to_string(),
@@ -104,6 +108,9 @@ pub(crate) fn line_of(
             families: row.families.clone(),
             tokens: row.tokens,
             near_duplicates: near_duplicates.iter().map(|h| h.to_hex()).collect(),
+            attributes: first_place
+                .map(|p| p.attributes.clone())
+                .unwrap_or_default(),
         },
     }
 }

@@ -209,7 +209,7 @@ fn write_export(
                 })?
                 .conversation;
             let places = public_refs(view, r.hash, &redactor)?;
-            let source_key = places.first().map(|p| p.key.clone()).unwrap_or_default();
+
             let near = selection
                 .collapsed
                 .get(&r.hash)
@@ -219,7 +219,7 @@ fn write_export(
                 .get(r.primary_family.as_str())
                 .copied()
                 .unwrap_or("unspecified");
-            let line = line_of(r, &conversation, source_key, license, near);
+            let line = line_of(r, &conversation, places.first(), license, near);
             let text = serde_json::to_string(&line).map_err(|e| Error::Export(e.to_string()))?;
             let needed = text.len() as u64 + 1;
             if shard

@@ -76,6 +76,23 @@ impl SourceArg {
     }
 }
 
+/// The source a user named: a local folder or file (`skip` is a folder never to descend
+/// into, the index's own), or an S3 prefix reached with `s3`.
+pub fn open(
+    arg: SourceArg,
+    s3: &crate::config::S3Config,
+    skip: Option<PathBuf>,
+) -> Result<std::sync::Arc<dyn Source>> {
+    Ok(match arg {
+        SourceArg::Local(path) => std::sync::Arc::new(local::LocalSource { path, skip }),
+        SourceArg::S3(url) => std::sync::Arc::new(s3::S3Source {
+            client: std::sync::Arc::new(s3::S3Client::connect(s3)?),
+            url,
+            inventory: None,
+        }),
+    })
+}
+
 /// One object found by a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundObject {

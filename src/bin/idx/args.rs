@@ -70,6 +70,13 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
+    /// Starter configs for your own data: scan a folder (or s3://bucket/prefix), read a sample
+    /// of every object, and write families.toml (the built-in rules where keys match them,
+    /// else one family per top-level folder), curriculum.toml (routing only those families),
+    /// sources.toml (the shipped mappings plus a commented entry for every object idx could
+    /// not read) and idx.toml into --config-dir, where idx looks for them by default. Nothing
+    /// is indexed
+    Init(InitArgs),
     /// Index folders, files or s3://bucket/prefix incrementally: new and changed objects are
     /// read, unchanged ones skipped, objects gone from a scanned folder or prefix dropped
     Ingest(IngestArgs),
@@ -112,6 +119,19 @@ pub(crate) enum Command {
     /// (rows and tokens per family, the preference algorithm and why); exits 4 on errors.
     /// `idx curriculum import FILE.json` converts the original system's plan
     Curriculum(CurriculumCommand),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct InitArgs {
+    /// The folder (or s3://bucket/prefix) holding your data
+    pub(crate) source: PathBuf,
+    /// Where to write families.toml, curriculum.toml, sources.toml and idx.toml (./configs is where every
+    /// idx command run from this directory looks for them)
+    #[arg(long, default_value = "configs")]
+    pub(crate) config_dir: PathBuf,
+    /// Overwrite config files that exist
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[derive(Args, Debug)]

@@ -14,8 +14,8 @@ use idx::parse::Limits;
 use idx::query;
 
 use crate::args::{
-    Cli, CurriculumCommand, CurriculumSub, ExportCommand, ExportSub, IngestArgs, PiiCommand,
-    QueryCommand, ServeArgs, VerifyArgs,
+    Cli, CurriculumCommand, CurriculumSub, ExportCommand, ExportSub, IngestArgs, InitArgs,
+    PiiCommand, QueryCommand, ServeArgs, VerifyArgs,
 };
 use crate::render::{print_check, print_ingest, print_json, print_plan, print_verification};
 use crate::{config_path, gate_exit, last_panic, require_index, settings};
@@ -62,6 +62,105 @@ pub(crate) fn check(cli: &Cli) -> Result<ExitCode> {
         )),
     }
     print_check(cli, &report)
+}
+
+pub(crate) fn init(cli: &Cli, args: &InitArgs) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let names = [
+        "families.toml",
+        "curriculum.toml",
+        "sources.toml",
+        "idx.toml",
+    ];
+    if !args.force {
+        if let Some(existing) = names
+            .iter()
+            .map(|n| args.config_dir.join(n))
+            .find(|p| p.exists())
+        {
+            anyhow::bail!(
+                "{} exists: idx init does not overwrite configs (--force to replace them, or --config-dir elsewhere)",
+                existing.display()
+            );
+        }
+    }
+    let source = idx::source::open(
+        idx::source::SourceArg::parse(&args.source)?,
+        &settings.idx.s3,
+        Some(cli.data_dir.clone()),
+    )?;
+    let spool = tempfile_dir(&cli.data_dir)?;
+    let plan = idx::init::init(source.as_ref(), &settings, Limits::default(), &spool)?;
+    let _ = std::fs::remove_dir_all(&spool);
+    std::fs::create_dir_all(&args.config_dir)
+        .with_context(|| format!("creating {}", args.config_dir.display()))?;
+    for (name, text) in &plan.files {
+        let path = args.config_dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if cli.json {
+        print_json(&plan)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{}: {} objects, {} not training data",
+        plan.source,
+        plan.objects,
+        plan.not_data
+    );
+    outln!(
+        "{:<32} {:>8} {:>8}  sampled records",
+        "family",
+        "from",
+        "objects"
+    );
+    for f in &plan.families {
+        let kinds: Vec<String> = f.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let flawed = if f.flawed > 0 {
+            format!(" ({} fail a structure check)", f.flawed)
+        } else {
+            String::new()
+        };
+        outln!(
+            "{:<32} {:>8} {:>8}  {}{flawed}",
+            f.name,
+            f.from,
+            f.objects,
+            if kinds.is_empty() {
+                "none readable".to_string()
+            } else {
+                kinds.join(", ")
+            }
+        );
+    }
+    for u in &plan.unreadable {
+        outln!("cannot read {}: {}", u.key, u.reason);
+    }
+    for name in names {
+        outln!("wrote {}", args.config_dir.join(name).display());
+    }
+    if !plan.unreadable.is_empty() {
+        outln!(
+            "{} object(s) need a mapping: see the commented entries at the end of {}",
+            plan.unreadable.len(),
+            args.config_dir.join("sources.toml").display()
+        );
+    }
+    outln!(
+        "next: idx ingest {0}   then   idx verify   and   idx export --out dataset",
+        args.source.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh folder for fetching remote objects, beside the index.
+fn tempfile_dir(data_dir: &std::path::Path) -> Result<PathBuf> {
+    let dir = data_dir
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(format!(".idx-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
 pub(crate) fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {

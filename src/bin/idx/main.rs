@@ -38,7 +38,7 @@ mod commands;
 mod render;
 
 use args::{Cli, Command};
-use commands::{check, curriculum, export, ingest, pii, run_query, serve, verify};
+use commands::{check, curriculum, export, ingest, init, pii, run_query, serve, verify};
 use render::{print_daemon, print_json, print_status, DaemonView, StatusOut};
 
 fn main() -> ExitCode {
@@ -170,6 +170,7 @@ fn gate_exit(passed: bool) -> ExitCode {
 
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
+        Command::Init(args) => init(cli, args),
         Command::Ingest(args) => ingest(cli, args),
         Command::Status => {
             let settings = settings(cli)?;
