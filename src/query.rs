@@ -40,6 +40,8 @@ pub struct Status {
     pub repairs_by_family: BTreeMap<String, Repairs>,
     /// Objects holding rejected lines, with how many.
     pub objects_with_rejections: BTreeMap<String, u64>,
+    /// Objects read through each declared mapping (`sources.toml`).
+    pub mappings: BTreeMap<String, u64>,
     /// redb commits so far.
     pub commits: u64,
 }
@@ -58,6 +60,7 @@ pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
     let mut skipped_objects = Vec::new();
     let mut failed_objects = Vec::new();
     let mut objects_with_rejections = BTreeMap::new();
+    let mut mappings: BTreeMap<String, u64> = BTreeMap::new();
     let mut repairs = Repairs::default();
     let mut repairs_by_family: BTreeMap<String, Repairs> = BTreeMap::new();
     for o in view.objects()? {
@@ -87,6 +90,9 @@ pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
         if o.rejected > 0 {
             objects_with_rejections.insert(o.key.clone(), o.rejected);
         }
+        if let Some(m) = &o.mapping {
+            *mappings.entry(m.clone()).or_default() += 1;
+        }
     }
     Ok(Status {
         totals,
@@ -97,6 +103,7 @@ pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
         repairs,
         repairs_by_family,
         objects_with_rejections,
+        mappings,
         commits: view.seq()?,
     })
 }

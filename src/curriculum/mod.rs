@@ -249,6 +249,9 @@ impl Curriculum {
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub name: String,
+    /// The model the curriculum trains (carried into the trainer configs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_model: Option<String>,
     /// No errors (warnings allowed).
     pub passed: bool,
     pub errors: Vec<String>,
@@ -367,6 +370,7 @@ pub fn plan(curriculum: &Curriculum, classifier: &Classifier, selection: &Select
     }
     Plan {
         name: curriculum.name.clone(),
+        base_model: curriculum.base_model.clone(),
         passed: errors.is_empty(),
         errors,
         warnings,

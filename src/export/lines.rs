@@ -12,16 +12,21 @@ use crate::pii::PiiStatus;
 use crate::select::SelectedRow;
 use crate::store::ReadView;
 
-/// One line of the export (`schema/chatml-line.schema.json`).
+/// One line of the export (`schema/chatml-line.schema.json`). Every line has every key (null
+/// where it does not apply), so a file loads with one schema whatever kinds it mixes; and an
+/// undesirable answer is never the last turn of `messages`: a KTO row's completion is in
+/// `completion` beside its `label`, a preference pair's rejected answer in `rejected`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportLine {
+    /// The conversation; for a preference pair the prompt and the chosen answer, for a KTO row
+    /// the prompt only.
     pub messages: Vec<LineMessage>,
     /// Preference pairs: the rejected answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<Vec<LineMessage>>,
+    /// KTO rows: the completion the label judges.
+    pub completion: Option<Vec<LineMessage>>,
     /// KTO rows: whether the completion is desirable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<bool>,
     pub metadata: LineMetadata,
 }
@@ -48,12 +53,11 @@ pub struct LineMetadata {
     pub families: Vec<String>,
     pub tokens: u64,
     /// Near-duplicates this row stands for (their provenance is in provenance.jsonl).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub near_duplicates: Vec<String>,
     /// Attributes its mapping kept at the row's first place (every place's are in
-    /// provenance.jsonl).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// provenance.jsonl); their keys differ by source, so they are one JSON text (`{}` when
+    /// none) and every line has the same columns.
+    pub attributes: String,
 }
 
 /// One line of `provenance.jsonl`.
@@ -65,7 +69,6 @@ pub struct ProvenanceLine {
     pub family: String,
     pub sources: Vec<Place>,
     /// Collapsed near-duplicates and their places.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub near_duplicates: Vec<NearDuplicateProvenance>,
 }
 
@@ -92,9 +95,17 @@ pub(crate) fn line_of(
             })
             .collect()
     };
+    // A KTO row's completion (desirable or not) leaves `messages`.
+    let (messages, completion) = match (conversation.kind, conversation.messages.split_last()) {
+        (RecordKind::Kto, Some((last, prompt))) if last.role == Role::Assistant => {
+            (msgs(prompt), Some(msgs(std::slice::from_ref(last))))
+        }
+        _ => (msgs(&conversation.messages), None),
+    };
     ExportLine {
-        messages: msgs(&conversation.messages),
+        messages,
         rejected: conversation.rejected.as_deref().map(msgs),
+        completion,
         label: conversation.label,
         metadata: LineMetadata {
             source_family: row.primary_family.clone(),
@@ -108,9 +119,12 @@ pub(crate) fn line_of(
             families: row.families.clone(),
             tokens: row.tokens,
             near_duplicates: near_duplicates.iter().map(|h| h.to_hex()).collect(),
-            attributes: first_place
-                .map(|p| p.attributes.clone())
-                .unwrap_or_default(),
+            attributes: serde_json::Value::Object(
+                first_place
+                    .map(|p| p.attributes.clone())
+                    .unwrap_or_default(),
+            )
+            .to_string(),
         },
     }
 }

@@ -282,6 +282,7 @@ fn write_export(
         }
     }
     let mut files = vec![finals.finish()?, provenance.finish()?];
+    files.push(dataset_card(out, &shards, totals.rows)?);
     progress("writing the curriculum");
     files.extend(trainer::write(out, view, &plan, selection)?);
     let moves = previous.map(|p| p.changes(selection));
@@ -354,6 +355,35 @@ fn write_export(
         moved_since_previous: manifest.previous.as_ref().map(|p| p.moved),
         curriculum: plan,
     })
+}
+
+/// `README.md`: a dataset card whose `configs:` name the splits and their shards, so
+/// `datasets.load_dataset(EXPORT_DIR)` loads the export as train/validation/test.
+fn dataset_card(out: &Path, shards: &[manifest::Shard], rows: u64) -> Result<out::FileEntry> {
+    let splits: BTreeSet<Split> = shards.iter().map(|s| s.split).collect();
+    let mut card = String::from("---\nconfigs:\n- config_name: default\n  data_files:\n");
+    for split in &splits {
+        let name = match split {
+            Split::Train => "train",
+            Split::Val => "validation",
+            Split::Test => "test",
+        };
+        card.push_str(&format!(
+            "  - split: {name}\n    path: \"data/{}/*.chatml.jsonl\"\n",
+            split.as_str()
+        ));
+    }
+    card.push_str(&format!(
+        "---\n\n# idx export\n\n{rows} conversations in ChatML JSON Lines, one file set per split \
+         (`data/SPLIT/FAMILY-NNNNN.chatml.jsonl`), every line with the same keys \
+         (`schema/chatml-line.schema.json` in idx). `final.chatml.jsonl` holds every split; \
+         `provenance.jsonl` traces every row to the objects and lines it came from; \
+         `curriculum/` holds the trainer files of each training stage; `manifest.json` the \
+         sha256 of every file.\n"
+    ));
+    let mut f = OutFile::create(out, "README.md")?;
+    f.write(card.as_bytes())?;
+    f.finish()
 }
 
 fn structure_counts(selection: &crate::select::Selection) -> manifest::StructureCounts {

@@ -48,7 +48,8 @@ pub(super) fn read_columnar_file(
                 return rows.fail(format!("read error: {e}"));
             }
             if is_file {
-                match arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None) {
+                match guarded(|| arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None))
+                {
                     Ok(batches) => rows.all(batches),
                     Err(e) => rows.fail(format!("not a readable Arrow IPC file: {e}")),
                 }
@@ -72,7 +73,7 @@ pub(super) fn read_arrow_stream(
         mapping,
         sink,
     };
-    match arrow_ipc::reader::StreamReader::try_new(reader, None) {
+    match guarded(|| arrow_ipc::reader::StreamReader::try_new(reader, None)) {
         Ok(batches) => rows.all(batches),
         Err(e) => rows.fail(format!("not a readable Arrow IPC stream: {e}")),
     }
@@ -92,13 +93,29 @@ pub(super) fn read_parquet_bytes(
         mapping,
         sink,
     };
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        bytes::Bytes::from(bytes),
-    )
-    .and_then(|b| b.with_batch_size(BATCH_ROWS).build());
+    let reader = guarded(|| {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
+            bytes,
+        ))
+        .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
+    });
     match reader {
         Ok(batches) => rows.all(batches),
         Err(e) => rows.fail(format!("not a readable Parquet file: {e}")),
+    }
+}
+
+/// Open a reader, turning a panic of the Arrow/Parquet code on malformed data into an error.
+fn guarded<T, E: std::fmt::Display>(
+    open: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(Ok(reader)) => Ok(reader),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(format!(
+            "malformed data (the reader gave up: {})",
+            crate::pii::bounded_excerpt(&crate::error::panic_message(panic.as_ref()))
+        )),
     }
 }
 
@@ -116,12 +133,24 @@ impl Rows<'_, '_> {
 
     fn all<E: std::fmt::Display>(
         &mut self,
-        batches: impl Iterator<Item = std::result::Result<RecordBatch, E>>,
+        mut batches: impl Iterator<Item = std::result::Result<RecordBatch, E>>,
     ) {
-        for batch in batches {
-            match batch {
-                Ok(batch) => self.batch(&batch),
-                Err(e) => {
+        loop {
+            // The Arrow readers can panic on malformed data (found by the property tests): a
+            // panic is that object's rejection, not a failure of the run.
+            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batches.next()));
+            match next {
+                Ok(None) => return,
+                Ok(Some(Ok(batch))) => {
+                    let line = self.next_line;
+                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.batch(&batch)
+                    }));
+                    if let Err(panic) = done {
+                        return self.fail_at(line, &*panic);
+                    }
+                }
+                Ok(Some(Err(e))) => {
                     // A broken row group or message ends the object here: what came before it
                     // stays read.
                     return self.fail(format!(
@@ -129,8 +158,21 @@ impl Rows<'_, '_> {
                         self.next_line - 1
                     ));
                 }
+                Err(panic) => return self.fail_at(self.next_line, &*panic),
             }
         }
+    }
+
+    /// The reader panicked on malformed data at `line`.
+    fn fail_at(&mut self, line: u64, panic: &(dyn std::any::Any + Send)) {
+        (self.sink)(reject(
+            line,
+            format!(
+                "malformed data after row {} (the reader gave up: {})",
+                line - 1,
+                crate::pii::bounded_excerpt(&crate::error::panic_message(panic))
+            ),
+        ));
     }
 
     fn batch(&mut self, batch: &RecordBatch) {

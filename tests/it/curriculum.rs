@@ -345,9 +345,10 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
                         "only train rows are routed"
                     );
                 }
-                let val = read_lines(&out.join(stage["val_file"]["path"].as_str().unwrap()));
-                for l in &val {
-                    assert_eq!(split_of[&l["messages"].to_string()], "val");
+                if let Some(val) = stage["val_file"]["path"].as_str() {
+                    for l in &read_lines(&out.join(val)) {
+                        assert_eq!(split_of[&l["messages"].to_string()], "val");
+                    }
                 }
             }
             "prompt_chosen_rejected" => {
@@ -383,7 +384,12 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
     )
     .unwrap();
     let info = info.as_object().unwrap();
-    assert_eq!(info.len(), 10);
+    let written = stages
+        .iter()
+        .flat_map(|s| [&s["train_file"], &s["val_file"]])
+        .filter(|f| !f.is_null())
+        .count();
+    assert_eq!(info.len(), written);
     for (name, entry) in info {
         let file = entry["file_name"].as_str().unwrap();
         assert!(out.join("curriculum").join(file).exists(), "{name}: {file}");
@@ -391,16 +397,94 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
     assert_eq!(info["align_train"]["ranking"], true);
     assert_eq!(info["align_kto_train"]["columns"]["kto_tag"], "label");
     assert_eq!(info["sft_train"]["formatting"], "sharegpt");
-    // The axolotl snippet lists every train file with its weights.
-    let axolotl = std::fs::read_to_string(out.join("curriculum/axolotl.yaml")).unwrap();
-    for s in stages {
-        assert!(axolotl.contains(s["train_file"]["path"].as_str().unwrap()));
+    // One axolotl config per stage: a single YAML document with the training keys, the stage's
+    // files and its weights.
+    for st in stages {
+        let path = st["axolotl_config"]
+            .as_str()
+            .expect("every stage here has train rows");
+        let yaml = std::fs::read_to_string(out.join(path)).unwrap();
+        assert!(!yaml.lines().any(|l| l == "---"), "one document: {yaml}");
+        for key in [
+            "base_model:",
+            "sequence_len:",
+            "learning_rate:",
+            "num_epochs:",
+            "datasets:",
+        ] {
+            assert!(yaml.contains(key), "{key} in {path}");
+        }
+        assert!(yaml.contains(st["train_file"]["path"].as_str().unwrap()));
+        match st["val_file"]["path"].as_str() {
+            Some(val) => assert!(yaml.contains("test_datasets:") && yaml.contains(val)),
+            None => assert!(yaml.contains("val_set_size: 0")),
+        }
+        let lengths = &st["train_lengths"];
+        assert!(lengths["p95"].as_u64().unwrap() <= lengths["max"].as_u64().unwrap());
     }
+    let sft =
+        std::fs::read_to_string(out.join(stages[1]["axolotl_config"].as_str().unwrap())).unwrap();
     assert!(
-        axolotl.contains(
-            "# weights: {cptsd: 0.2, long_running_therapy: 0.5, mental_health_datasets: 0.3}"
-        ),
-        "{axolotl}"
+        sft.contains("({cptsd: 0.2, long_running_therapy: 0.5, mental_health_datasets: 0.3})"),
+        "{sft}"
     );
-    assert!(axolotl.contains("rl: kto"));
+    let kto =
+        std::fs::read_to_string(out.join(stages[4]["axolotl_config"].as_str().unwrap())).unwrap();
+    assert!(kto.contains("rl: kto") && kto.contains("remove_unused_columns: false"));
+    assert_trainer_ready(&out);
+}
+
+/// What every export must be for trainers to read it as shipped: no empty file anywhere, one
+/// key set per JSONL file, and no undesirable answer presented as a training target.
+pub(crate) fn assert_trainer_ready(out: &std::path::Path) {
+    fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, files);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(out, &mut files);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(!bytes.is_empty(), "empty file {}", f.display());
+        if f.extension().is_some_and(|e| e == "jsonl") {
+            let mut keys: Option<Vec<String>> = None;
+            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+                let mut these: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+                if let Some(m) = v.get("metadata").and_then(|m| m.as_object()) {
+                    these.extend(m.keys().map(|k| format!("metadata.{k}")));
+                }
+                these.sort();
+                match &keys {
+                    None => keys = Some(these),
+                    Some(k) => assert_eq!(k, &these, "one key set per file: {}", f.display()),
+                }
+                // A KTO row's completion is not the last turn of its messages.
+                if v.get("label").is_some_and(|l| !l.is_null()) && v.get("metadata").is_some() {
+                    let last = v["messages"].as_array().unwrap().last().unwrap();
+                    assert_ne!(last["role"], "assistant", "{}: {v}", f.display());
+                    assert!(v["completion"].is_array());
+                }
+            }
+        }
+    }
+    // Every file a trainer config names exists.
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("curriculum/dataset_info.json")).unwrap(),
+    )
+    .unwrap();
+    for entry in info.as_object().unwrap().values() {
+        assert!(out
+            .join("curriculum")
+            .join(entry["file_name"].as_str().unwrap())
+            .exists());
+    }
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.starts_with("---\nconfigs:\n"), "{card}");
 }

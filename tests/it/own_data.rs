@@ -175,6 +175,16 @@ session = "id"
     assert_eq!(t2.messages[0].role.as_str(), "user");
     assert_eq!(topical[0].rows[1].attributes["config"], "B");
     assert!(t2.flaws.is_empty());
+    // `idx status` counts the objects each mapping read.
+    let mappings: Vec<(String, u64)> = f.status().mappings.into_iter().collect();
+    assert_eq!(
+        mappings,
+        [
+            ("coaching".to_string(), 1),
+            ("forum".to_string(), 1),
+            ("topical".to_string(), 1)
+        ]
+    );
 }
 
 #[test]

@@ -146,6 +146,41 @@ proptest! {
     }
 }
 
+/// The mappings the corpus's seeds are read through (by file name).
+fn seed_mappings() -> &'static idx::parse::Mappings {
+    static MAPPINGS: std::sync::LazyLock<idx::parse::Mappings> = std::sync::LazyLock::new(|| {
+        let text = format!(
+            "{}\n{}",
+            idx::parse::mapping::DEFAULT_SOURCES_TOML,
+            r#"
+[[mapping]]
+name = "table"
+keys = ["table.csv"]
+columns = { prompt = ["questionTitle", "questionText"], response = "answerText" }
+attributes = ["topic", "upvotes"]
+session = "questionID"
+
+[[mapping]]
+name = "qa"
+keys = ["qa.parquet"]
+columns = { prompt = "question", response = "answer" }
+attributes = ["topic", "score"]
+
+[[mapping]]
+name = "nested"
+keys = ["nested.json"]
+records = "object"
+columns = { messages = "content" }
+tags = { role_tag = "agent", content_tag = "message", speaker_order = true }
+attributes = ["config"]
+session = "$record"
+"#
+        );
+        idx::parse::Mappings::parse(&text, "seed mappings").expect("valid")
+    });
+    &MAPPINGS
+}
+
 /// Seeds: every file of the checked-in corpus.
 fn corpus() -> &'static [(String, Vec<u8>)] {
     static CORPUS: std::sync::LazyLock<Vec<(String, Vec<u8>)>> =
@@ -254,11 +289,9 @@ proptest! {
         let r = redactor();
         let mut records = 0u64;
         let mut rejected = 0u64;
-        // Tables also go through the shipped counsel-chat mapping (its columns are the corpus's).
-        let mapping = name
-            .ends_with(".csv")
-            .then(|| idx::parse::Mappings::builtin().for_key("counsel-chat/t.csv"))
-            .flatten();
+        // Tables also go through the shipped counsel-chat mapping (its columns are the
+        // corpus's); the Parquet seed and the nested JSON through mappings of their own.
+        let mapping = seed_mappings().for_key(name);
         idx::parse::read_object_mapped(&data[..], format, gzip, Limits::default(), mapping.as_deref(), &mut |item| match item {
             Item::Record(rec) => {
                 records += 1;
@@ -277,5 +310,85 @@ proptest! {
             prop_assert_eq!(records + rejected, lines, "lines of {} unaccounted for", name);
         }
         read_object(&data[..], format, true, Limits::default(), &mut |_| {});
+        // Parquet and Arrow are read from a file by seeking, too.
+        if idx::parse::is_columnar_file(format, gzip) {
+            let mut file = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut file, &data).unwrap();
+            std::io::Seek::rewind(&mut file).unwrap();
+            idx::parse::read_file_mapped(file, format, gzip, Limits::default(), mapping.as_deref(), &mut |item| {
+                if let Item::Rejected(rej) = item {
+                    assert!(!rej.reason.is_empty());
+                }
+            });
+        }
+    }
+}
+
+/// Any JSON value, a few levels deep.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        any::<i64>().prop_map(|n| serde_json::json!(n)),
+        text().prop_map(serde_json::Value::String),
+        proptest::sample::select(vec![
+            "user",
+            "assistant",
+            "system",
+            "agent_1",
+            "agent_2",
+            "gpt"
+        ])
+        .prop_map(|s| serde_json::Value::String(s.to_string())),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+            proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "messages", "content", "message", "agent", "role", "question", "answer",
+                        "turns", "lines", "who", "topic", "id", "text"
+                    ]),
+                    inner
+                ),
+                0..6
+            )
+            .prop_map(|kv| serde_json::Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(config(512, 0x1D_0003))]
+
+    /// A mapping meets records of any shape: each becomes a conversation or a rejection that
+    /// names the mapping, never a panic; what comes out has alternating roles once merged, and
+    /// merging again changes nothing.
+    #[test]
+    fn mappings_read_any_record_or_say_why(records in proptest::collection::vec(json_value(), 1..6)) {
+        let text = serde_json::to_string(&serde_json::Value::Array(records)).unwrap();
+        for name in ["nested.json", "qa.parquet", "table.csv"] {
+            let mapping = seed_mappings().for_key(name).unwrap();
+            idx::parse::read_object_mapped(
+                text.as_bytes(),
+                idx::parse::FileFormat::Json,
+                false,
+                Limits::default(),
+                Some(&mapping),
+                &mut |item| match item {
+                    Item::Record(rec) => {
+                        let roles: Vec<Role> = rec.conversation.messages.iter().map(|m| m.role).collect();
+                        assert!(roles.windows(2).all(|w| w[0] != w[1]), "{roles:?}");
+                        let mut again = rec.conversation.clone();
+                        assert_eq!(idx::structure::merge_conversation(&mut again), 0);
+                        let _ = idx::structure::flaws(&again);
+                    }
+                    Item::Rejected(rej) => assert!(!rej.reason.is_empty()),
+                },
+            );
+        }
     }
 }

@@ -133,6 +133,8 @@ fn every_json_output_matches_its_schema() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     check("manifest", "manifest.json", &manifest);
+    // The example export as trainers get it: no empty file, one key set per file.
+    super::curriculum::assert_trainer_ready(&out);
     let lines = |file: &str| -> Vec<serde_json::Value> {
         std::fs::read_to_string(out.join(file))
             .unwrap()

@@ -379,5 +379,13 @@ pub(crate) fn print_status(s: &query::Status, data_dir: &Path) -> Result<()> {
     for (k, n) in &s.objects_with_rejections {
         outln!("rejections: {k}: {n} line(s)");
     }
+    if !s.mappings.is_empty() {
+        let read: Vec<String> = s
+            .mappings
+            .iter()
+            .map(|(m, n)| format!("{m} ({n} object(s))"))
+            .collect();
+        outln!("read through mappings: {}", read.join(", "));
+    }
     Ok(())
 }
