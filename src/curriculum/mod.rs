@@ -101,11 +101,14 @@ impl Phase {
     }
 
     /// Whether rows of `kind` can feed this phase: text and conversations feed pretraining (as
-    /// plain text) and SFT (as messages); preference pairs and KTO labels feed preference.
+    /// plain text); conversations feed SFT (plain text is no conversation: as one assistant
+    /// message it trains nothing and strict chat templates refuse it); preference pairs and KTO
+    /// labels feed preference.
     pub fn accepts(self, kind: RecordKind) -> bool {
         let preference = matches!(kind, RecordKind::Preference | RecordKind::Kto);
         match self {
-            Phase::Pretraining | Phase::Sft => !preference,
+            Phase::Pretraining => !preference,
+            Phase::Sft => !preference && kind != RecordKind::Text,
             Phase::Preference => preference,
         }
     }

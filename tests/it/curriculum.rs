@@ -465,6 +465,24 @@ pub(crate) fn assert_trainer_ready(out: &std::path::Path) {
                     None => keys = Some(these),
                     Some(k) => assert_eq!(k, &these, "one key set per file: {}", f.display()),
                 }
+                // Trainer conversations: optional system, then user/assistant alternating,
+                // ending on the assistant.
+                if v.get("metadata").is_none() {
+                    if let Some(msgs) = v.get("messages").and_then(|m| m.as_array()) {
+                        let roles: Vec<&str> =
+                            msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
+                        let body = roles.strip_prefix(&["system"]).unwrap_or(&roles);
+                        assert!(
+                            !body.is_empty() && body.len().is_multiple_of(2),
+                            "{}: {roles:?}",
+                            f.display()
+                        );
+                        for (i, r) in body.iter().enumerate() {
+                            let want = if i % 2 == 0 { "user" } else { "assistant" };
+                            assert_eq!(*r, want, "{}: {roles:?}", f.display());
+                        }
+                    }
+                }
                 // A KTO row's completion is not the last turn of its messages.
                 if v.get("label").is_some_and(|l| !l.is_null()) && v.get("metadata").is_some() {
                     let last = v["messages"].as_array().unwrap().last().unwrap();

@@ -142,6 +142,31 @@ fn every_json_output_matches_its_schema() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
+    let read_json = |rel: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(rel)).unwrap()).unwrap()
+    };
+    check(
+        "export-info",
+        "export_info.json",
+        &read_json("export_info.json"),
+    );
+    check(
+        "dataset-info",
+        "curriculum/dataset_info.json",
+        &read_json("curriculum/dataset_info.json"),
+    );
+    let cur = read_json("curriculum/curriculum.json");
+    check("curriculum-files", "curriculum/curriculum.json", &cur);
+    for stage in cur["stages"].as_array().unwrap() {
+        for key in ["train_file", "val_file"] {
+            let Some(path) = stage[key]["path"].as_str() else {
+                continue;
+            };
+            for (i, line) in lines(path).iter().enumerate() {
+                check("trainer-line", &format!("{path} line {}", i + 1), line);
+            }
+        }
+    }
     let exported = lines("final.chatml.jsonl");
     assert!(!exported.is_empty());
     for (i, line) in exported.iter().enumerate() {
