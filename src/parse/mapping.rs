@@ -59,6 +59,10 @@ pub struct Columns {
     pub prompt: Option<Fields>,
     /// Appended to the prompt after a blank line (Alpaca's `input`).
     pub query: Option<String>,
+    /// The user's message from a template over the record's fields, instead of `prompt` and
+    /// `query`: `{field}` (or `{/json/pointer}`) is replaced by the field's text, `{{` and `}}`
+    /// are braces. A missing or empty field is an error naming it.
+    pub prompt_template: Option<String>,
     /// The assistant's answer.
     pub response: Option<String>,
     /// A system message before everything else.
@@ -300,6 +304,9 @@ impl Mapping {
 
     fn prompt(&self, record: &Map<String, Value>) -> std::result::Result<String, String> {
         let c = &self.columns;
+        if let Some(template) = &c.prompt_template {
+            return self.fill(template, record);
+        }
         let mut parts: Vec<String> = Vec::new();
         if let Some(fields) = &c.prompt {
             // Of several prompt fields, an empty one is left out (a question without a title);
@@ -326,6 +333,35 @@ impl Mapping {
             return Err(self.err("the prompt and query fields are empty"));
         }
         Ok(parts.join("\n\n"))
+    }
+
+    /// A template with its `{field}`s replaced by the record's text.
+    fn fill(
+        &self,
+        template: &str,
+        record: &Map<String, Value>,
+    ) -> std::result::Result<String, String> {
+        let mut out = String::with_capacity(template.len() + 64);
+        let mut rest = template;
+        while let Some(i) = rest.find(['{', '}']) {
+            out.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                out.push_str(&tail[..1]);
+                rest = &tail[2..];
+                continue;
+            }
+            if tail.starts_with('}') {
+                return Err(self.err("prompt_template has a lone `}` (write `}}`)"));
+            }
+            let Some(end) = tail.find('}') else {
+                return Err(self.err("prompt_template has an unclosed `{`"));
+            };
+            out.push_str(&self.text(record, &tail[1..end])?);
+            rest = &tail[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
     }
 
     /// A chosen, rejected or KTO answer: text, or a message list read with `tags`.
@@ -545,7 +581,10 @@ impl Mapping {
                 self.format.as_deref().unwrap_or_default()
             ));
         }
-        let has_prompt = c.prompt.is_some() || c.query.is_some();
+        if c.prompt_template.is_some() && (c.prompt.is_some() || c.query.is_some()) {
+            return Err("declares prompt_template with prompt or query columns".into());
+        }
+        let has_prompt = c.prompt.is_some() || c.query.is_some() || c.prompt_template.is_some();
         if c.messages.is_some() && has_prompt {
             return Err("declares both a messages column and prompt/query columns".into());
         }
@@ -808,6 +847,27 @@ session = "thread"
             roles(&out.value),
             pairs(&[("user", "one"), ("user", "two"), ("assistant", "three")])
         );
+    }
+
+    #[test]
+    fn a_prompt_template_joins_columns_into_one_message() {
+        let m = one(
+            "columns = { prompt_template = \"[{topic}] {/q/title}: {/q/text} {{sic}}\", response = \"a\" }",
+        );
+        let out = m
+            .apply(json!({"topic": "sleep", "q": {"title": "Up at 3", "text": "Why?"}, "a": "Stress."}))
+            .unwrap();
+        assert_eq!(
+            roles(&out.value),
+            pairs(&[
+                ("user", "[sleep] Up at 3: Why? {sic}"),
+                ("assistant", "Stress.")
+            ])
+        );
+        let err = m
+            .apply(json!({"q": {"title": "t", "text": "x"}, "a": "y"}))
+            .unwrap_err();
+        assert!(err.contains("field `topic`"), "{err}");
     }
 
     #[test]

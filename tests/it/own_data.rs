@@ -11,7 +11,7 @@ use super::common::*;
 use idx::index::Index;
 
 /// One record batch from JSON lines (nested lists and structs become Arrow lists and structs).
-fn batch_of(json_lines: &str) -> RecordBatch {
+pub(crate) fn batch_of(json_lines: &str) -> RecordBatch {
     let (schema, _) =
         arrow_json::reader::infer_json_schema(Cursor::new(json_lines.as_bytes()), None).unwrap();
     let mut reader = arrow_json::ReaderBuilder::new(Arc::new(schema))
@@ -21,7 +21,7 @@ fn batch_of(json_lines: &str) -> RecordBatch {
 }
 
 /// A Parquet file of `batch`, `rows_per_group` rows to a row group.
-fn parquet_of(batch: &RecordBatch, rows_per_group: usize) -> Vec<u8> {
+pub(crate) fn parquet_of(batch: &RecordBatch, rows_per_group: usize) -> Vec<u8> {
     let props = parquet::file::properties::WriterProperties::builder()
         .set_max_row_group_row_count(Some(rows_per_group))
         .build();
@@ -34,7 +34,7 @@ fn parquet_of(batch: &RecordBatch, rows_per_group: usize) -> Vec<u8> {
 }
 
 /// An Arrow IPC stream (what Hugging Face `datasets` writes as `.arrow`).
-fn arrow_stream_of(batch: &RecordBatch) -> Vec<u8> {
+pub(crate) fn arrow_stream_of(batch: &RecordBatch) -> Vec<u8> {
     let mut out = Vec::new();
     let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
     w.write(batch).unwrap();

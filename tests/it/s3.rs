@@ -419,3 +419,62 @@ fn a_connection_dropped_mid_body_is_fetched_again_and_never_half_indexed() {
     assert_eq!((r.objects_changed, r.objects_failed), (1, 0), "{r:?}");
     assert_eq!(hashes_of(&f.index_dir, "sarcasm/a.jsonl").len(), 45);
 }
+
+/// Parquet and Arrow objects under a prefix are read like local files (spooled, then read by
+/// row group), and `idx init` proposes configs for the prefix.
+#[test]
+fn columnar_objects_and_init_work_on_a_prefix() {
+    use super::own_data::{arrow_stream_of, batch_of, parquet_of};
+    let server = S3Server::start();
+    server.bucket("own");
+    let qa = batch_of(
+        r#"{"question": "How do I ask for help at work?", "answer": "Name one task and one person."}
+{"question": "Why do Sundays feel heavy?", "answer": "Endings and Mondays meet there."}
+{"question": "Can I skip the gym guilt-free?", "answer": "Rest is part of training."}
+"#,
+    );
+    server.put("own", "drop/forum/answers.parquet", parquet_of(&qa, 2));
+    let chats = batch_of(
+        r#"{"messages": [{"role": "user", "content": "I keep procrastinating."}, {"role": "assistant", "content": "What is the smallest first step?"}]}
+"#,
+    );
+    server.put(
+        "own",
+        "drop/hf/data-00000-of-00001.arrow",
+        arrow_stream_of(&chats),
+    );
+
+    let s = settings(&server);
+    let source = idx::source::open(
+        idx::source::SourceArg::parse(std::path::Path::new("s3://own/drop")).unwrap(),
+        &s.idx.s3,
+        None,
+    )
+    .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let plan = idx::init::init(
+        source.as_ref(),
+        &s,
+        idx::parse::Limits::default(),
+        spool.path(),
+    )
+    .unwrap();
+    let families: Vec<(&str, u64)> = plan
+        .families
+        .iter()
+        .map(|f| (f.name.as_str(), f.kinds.values().sum()))
+        .collect();
+    assert_eq!(families, [("forum", 3), ("hf", 1)]);
+    assert!(plan.unreadable.is_empty());
+    assert!(plan.files["families.toml"].contains("globs = [\"forum/**\"]"));
+
+    let f = Fixture::new();
+    let r = run(&f, &server, &["s3://own/drop"], None);
+    assert_eq!(
+        (r.rows_added, r.rejected_rows),
+        (4, 0),
+        "{:?}",
+        r.rejections
+    );
+    assert_eq!(hashes_of(&f.index_dir, "forum/answers.parquet").len(), 3);
+}
