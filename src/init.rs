@@ -148,27 +148,32 @@ pub fn init(
     Ok(plan)
 }
 
-/// The family of a key no built-in rule matches: its top-level folder (sanitised), or `data`
-/// for objects at the top level.
+/// The family of a key no built-in rule matches: its top-level folder's, or `data` for objects
+/// at the top level; with that folder.
 fn folder_family(key: &str) -> (String, Option<String>) {
     match key.split_once('/') {
-        Some((folder, _)) => {
-            let mut name: String = folder
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            if name.trim_matches('_').is_empty() {
-                name = "data".to_string();
-            }
-            (name, Some(folder.to_string()))
-        }
+        Some((folder, _)) => (folder_family_name(folder), Some(folder.to_string())),
         None => ("data".to_string(), None),
+    }
+}
+
+/// A folder's name as a family name: lower case, `_` for anything but ASCII letters and digits
+/// (`data` when nothing is left).
+fn folder_family_name(folder: &str) -> String {
+    let name: String = folder
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.trim_matches('_').is_empty() {
+        "data".to_string()
+    } else {
+        name
     }
 }
 
@@ -271,9 +276,8 @@ fn families_toml(
         }
     }
     for folder in folders {
-        let (family, _) = folder_family(&format!("{folder}/x"));
         config.rules.push(Rule {
-            family,
+            family: folder_family_name(folder),
             globs: vec![format!("{}/**", glob_escape(folder))],
             prefixes: Vec::new(),
             keywords: Vec::new(),

@@ -25,38 +25,21 @@ pub(super) fn read_columnar_file(
     mapping: Option<&Mapping>,
     sink: &mut dyn FnMut(Item),
 ) {
-    let mut rows = Rows {
-        next_line: 1,
-        limits,
-        mapping,
-        sink,
-    };
-    match format {
-        FileFormat::Parquet => {
-            let reader =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .and_then(|b| b.with_batch_size(BATCH_ROWS).build());
-            match reader {
-                Ok(batches) => rows.all(batches),
-                Err(e) => rows.fail(format!("not a readable Parquet file: {e}")),
-            }
-        }
-        _ => {
-            let mut magic = [0u8; 6];
-            let is_file = file.read_exact(&mut magic).is_ok() && magic == ARROW_FILE_MAGIC;
-            if let Err(e) = file.rewind() {
-                return rows.fail(format!("read error: {e}"));
-            }
-            if is_file {
-                match guarded(|| arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None))
-                {
-                    Ok(batches) => rows.all(batches),
-                    Err(e) => rows.fail(format!("not a readable Arrow IPC file: {e}")),
-                }
-            } else {
-                read_arrow_stream(BufReader::new(file), limits, mapping, rows.sink);
-            }
-        }
+    if format == FileFormat::Parquet {
+        return Rows::new(limits, mapping, sink).parquet(file);
+    }
+    let mut magic = [0u8; 6];
+    let is_file = file.read_exact(&mut magic).is_ok() && magic == ARROW_FILE_MAGIC;
+    if let Err(e) = file.rewind() {
+        return Rows::new(limits, mapping, sink).fail(format!("read error: {e}"));
+    }
+    if !is_file {
+        return read_arrow_stream(BufReader::new(file), limits, mapping, sink);
+    }
+    let mut rows = Rows::new(limits, mapping, sink);
+    match guarded(|| arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None)) {
+        Ok(batches) => rows.all(batches),
+        Err(e) => rows.fail(format!("not a readable Arrow IPC file: {e}")),
     }
 }
 
@@ -67,42 +50,22 @@ pub(super) fn read_arrow_stream(
     mapping: Option<&Mapping>,
     sink: &mut dyn FnMut(Item),
 ) {
-    let mut rows = Rows {
-        next_line: 1,
-        limits,
-        mapping,
-        sink,
-    };
+    let mut rows = Rows::new(limits, mapping, sink);
     match guarded(|| arrow_ipc::reader::StreamReader::try_new(reader, None)) {
         Ok(batches) => rows.all(batches),
         Err(e) => rows.fail(format!("not a readable Arrow IPC stream: {e}")),
     }
 }
 
-/// Read a Parquet object that is not a plain file (e.g. from a test buffer), whole, within
-/// the document limit.
+/// Read a Parquet object that is not a plain file (a gzipped one), whole, within the document
+/// limit.
 pub(super) fn read_parquet_bytes(
     bytes: Vec<u8>,
     limits: Limits,
     mapping: Option<&Mapping>,
     sink: &mut dyn FnMut(Item),
 ) {
-    let mut rows = Rows {
-        next_line: 1,
-        limits,
-        mapping,
-        sink,
-    };
-    let reader = guarded(|| {
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
-            bytes,
-        ))
-        .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
-    });
-    match reader {
-        Ok(batches) => rows.all(batches),
-        Err(e) => rows.fail(format!("not a readable Parquet file: {e}")),
-    }
+    Rows::new(limits, mapping, sink).parquet(bytes::Bytes::from(bytes));
 }
 
 /// Open a reader, turning a panic of the Arrow/Parquet code on malformed data into an error.
@@ -112,11 +75,16 @@ fn guarded<T, E: std::fmt::Display>(
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
         Ok(Ok(reader)) => Ok(reader),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => Err(format!(
-            "malformed data (the reader gave up: {})",
-            crate::pii::bounded_excerpt(&crate::error::panic_message(panic.as_ref()))
-        )),
+        Err(panic) => Err(format!("malformed data ({})", gave_up(&*panic))),
     }
+}
+
+/// What a panic of the Arrow/Parquet readers said, bounded (it may quote the data).
+fn gave_up(panic: &(dyn std::any::Any + Send)) -> String {
+    format!(
+        "the reader gave up: {}",
+        crate::pii::bounded_excerpt(&crate::error::panic_message(panic))
+    )
 }
 
 struct Rows<'a, 's> {
@@ -126,7 +94,28 @@ struct Rows<'a, 's> {
     sink: &'s mut dyn FnMut(Item),
 }
 
-impl Rows<'_, '_> {
+impl<'a, 's> Rows<'a, 's> {
+    fn new(limits: Limits, mapping: Option<&'a Mapping>, sink: &'s mut dyn FnMut(Item)) -> Self {
+        Rows {
+            next_line: 1,
+            limits,
+            mapping,
+            sink,
+        }
+    }
+
+    /// Every row of a Parquet file (a file or an in-memory buffer), a row group at a time.
+    fn parquet<R: parquet::file::reader::ChunkReader + 'static>(&mut self, input: R) {
+        let reader = guarded(|| {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(input)
+                .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
+        });
+        match reader {
+            Ok(batches) => self.all(batches),
+            Err(e) => self.fail(format!("not a readable Parquet file: {e}")),
+        }
+    }
+
     fn fail(&mut self, reason: String) {
         (self.sink)(reject(self.next_line, reason));
     }
@@ -167,11 +156,7 @@ impl Rows<'_, '_> {
     fn fail_at(&mut self, line: u64, panic: &(dyn std::any::Any + Send)) {
         (self.sink)(reject(
             line,
-            format!(
-                "malformed data after row {} (the reader gave up: {})",
-                line - 1,
-                crate::pii::bounded_excerpt(&crate::error::panic_message(panic))
-            ),
+            format!("malformed data after row {} ({})", line - 1, gave_up(panic)),
         ));
     }
 

@@ -114,7 +114,7 @@ fn string_field(obj: &Map<String, Value>, field: &str) -> Result<String, String>
     }
 }
 
-fn parse_role(raw: &str) -> Option<Role> {
+pub(super) fn parse_role(raw: &str) -> Option<Role> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "system" => Some(Role::System),
         "user" | "human" | "prompter" | "seeker" | "speaker" | "usr" | "client" | "patient" => {

@@ -485,12 +485,7 @@ impl Mapping {
                     }
                 }
                 Value::Object(m) => {
-                    let speaker = m
-                        .get(role_tag)
-                        .ok_or_else(|| self.err(format!("`{at}` has no `{role_tag}`")))?;
-                    let content = m
-                        .get(content_tag)
-                        .ok_or_else(|| self.err(format!("`{at}` has no `{content_tag}`")))?;
+                    let (speaker, content) = self.fields(m, &at, role_tag, content_tag)?;
                     push(speaker, content, &at)?;
                 }
                 Value::Array(inner) => {
@@ -501,12 +496,7 @@ impl Mapping {
                                 self.err(format!("`{at}` is {}, not a message", kind_of(msg)))
                             );
                         };
-                        let speaker = m
-                            .get(role_tag)
-                            .ok_or_else(|| self.err(format!("`{at}` has no `{role_tag}`")))?;
-                        let content = m
-                            .get(content_tag)
-                            .ok_or_else(|| self.err(format!("`{at}` has no `{content_tag}`")))?;
+                        let (speaker, content) = self.fields(m, &at, role_tag, content_tag)?;
                         push(speaker, content, &at)?;
                     }
                 }
@@ -516,6 +506,23 @@ impl Mapping {
             }
         }
         Ok(out)
+    }
+
+    /// A message object's speaker and text fields, or an error naming the one it lacks.
+    fn fields<'m>(
+        &self,
+        m: &'m Map<String, Value>,
+        at: &str,
+        role_tag: &str,
+        content_tag: &str,
+    ) -> std::result::Result<(&'m Value, &'m Value), String> {
+        let speaker = m
+            .get(role_tag)
+            .ok_or_else(|| self.err(format!("`{at}` has no `{role_tag}`")))?;
+        let content = m
+            .get(content_tag)
+            .ok_or_else(|| self.err(format!("`{at}` has no `{content_tag}`")))?;
+        Ok((speaker, content))
     }
 
     /// The ChatML role of a speaker value.
@@ -556,18 +563,12 @@ impl Mapping {
             }
             return Err(format!("role `{speaker}` is none of the declared user_tag, assistant_tag or system_tag values"));
         }
-        // Detection understands the usual role names.
-        Ok(match speaker.trim().to_ascii_lowercase().as_str() {
-            "user" | "human" | "prompter" | "seeker" | "usr" | "client" | "patient" => "user",
-            "assistant" | "gpt" | "bot" | "model" | "supporter" | "sys" | "therapist"
-            | "counselor" | "counsellor" => "assistant",
-            "system" => "system",
-            _ => {
-                return Err(format!(
-                    "unknown role `{speaker}`: declare user_tag/assistant_tag or speaker_order"
-                ))
-            }
-        })
+        // The role names detection understands, from detection itself.
+        super::formats::parse_role(speaker)
+            .map(crate::model::Role::as_str)
+            .ok_or_else(|| {
+                format!("unknown role `{speaker}`: declare user_tag/assistant_tag or speaker_order")
+            })
     }
 
     fn check(&self) -> std::result::Result<(), String> {
