@@ -354,9 +354,36 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
             "prompt_chosen_rejected" => {
                 assert!(!lines.is_empty());
                 for l in &lines {
-                    for k in ["prompt", "chosen", "rejected"] {
-                        assert!(l[k].as_str().is_some_and(|s| !s.is_empty()), "{l}");
+                    // TRL's conversational form: the prompt as messages, one-message answers.
+                    assert_eq!(
+                        l["prompt"].as_array().unwrap().last().unwrap()["role"],
+                        "user"
+                    );
+                    for k in ["chosen", "rejected"] {
+                        let answer = l[k].as_array().unwrap();
+                        assert_eq!(answer.len(), 1, "{l}");
+                        assert_eq!(answer[0]["role"], "assistant");
+                        assert!(answer[0]["content"].as_str().is_some_and(|s| !s.is_empty()));
                     }
+                }
+                // LLaMA-Factory's ranking file: the same pairs, answers as message objects.
+                let lf = &stage["trainer_files"]["llamafactory"]["train_file"];
+                let lf_lines = read_lines(&out.join(lf["path"].as_str().unwrap()));
+                assert_eq!(lf_lines.len(), lines.len());
+                for (l, t) in lf_lines.iter().zip(&lines) {
+                    assert_eq!(l["messages"], t["prompt"]);
+                    assert_eq!(l["chosen"], t["chosen"][0]);
+                    assert_eq!(l["rejected"], t["rejected"][0]);
+                }
+                // axolotl's ORPO reader: whole conversations, the system turn apart.
+                let axo = &stage["trainer_files"]["axolotl"]["train_file"];
+                let axo_lines = read_lines(&out.join(axo["path"].as_str().unwrap()));
+                assert_eq!(axo_lines.len(), lines.len());
+                for (l, t) in axo_lines.iter().zip(&lines) {
+                    let chosen = l["chosen"].as_array().unwrap();
+                    assert_eq!(chosen.last().unwrap(), &t["chosen"][0]);
+                    assert!(l.get("system").is_some());
+                    assert_eq!(chosen[0]["role"], "user");
                 }
             }
             "prompt_completion_label" => {
@@ -367,10 +394,33 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
                 );
                 for l in &lines {
                     assert!(
-                        l["prompt"].is_string()
-                            && l["completion"].is_string()
+                        l["prompt"].is_array()
+                            && l["completion"].as_array().is_some_and(|c| c.len() == 1)
                             && l["label"].is_boolean()
                     );
+                }
+                let lf = &stage["trainer_files"]["llamafactory"]["train_file"];
+                for (l, t) in read_lines(&out.join(lf["path"].as_str().unwrap()))
+                    .iter()
+                    .zip(&lines)
+                {
+                    assert_eq!(
+                        l["messages"].as_array().unwrap().last(),
+                        Some(&t["completion"][0])
+                    );
+                    assert_eq!(l["label"], t["label"]);
+                }
+                let axo = &stage["trainer_files"]["axolotl"]["train_file"];
+                for (l, t) in read_lines(&out.join(axo["path"].as_str().unwrap()))
+                    .iter()
+                    .zip(&lines)
+                {
+                    let prompt = l["prompt"].as_str().unwrap();
+                    assert!(prompt.starts_with("<|im_start|>"), "{prompt}");
+                    assert!(prompt.ends_with("<|im_start|>assistant\n"), "{prompt}");
+                    let answer = t["completion"][0]["content"].as_str().unwrap();
+                    assert_eq!(l["completion"], format!("{answer}<|im_end|>"));
+                    assert_eq!(l["label"], t["label"]);
                 }
             }
             other => panic!("unknown format {other}"),
@@ -414,8 +464,13 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
         ] {
             assert!(yaml.contains(key), "{key} in {path}");
         }
-        assert!(yaml.contains(st["train_file"]["path"].as_str().unwrap()));
-        match st["val_file"]["path"].as_str() {
+        // axolotl reads its own files where the stage has them.
+        let files = match st["trainer_files"].get("axolotl") {
+            Some(own) => own,
+            None => st,
+        };
+        assert!(yaml.contains(files["train_file"]["path"].as_str().unwrap()));
+        match files["val_file"]["path"].as_str() {
             Some(val) => assert!(yaml.contains("test_datasets:") && yaml.contains(val)),
             None => assert!(yaml.contains("val_set_size: 0")),
         }
@@ -436,6 +491,18 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
 
 /// What every export must be for trainers to read it as shipped: no empty file anywhere, one
 /// key set per JSONL file, and no undesirable answer presented as a training target.
+/// Optional system, then user/assistant alternating from the user, ending on `last`.
+fn assert_turns(msgs: &[serde_json::Value], last: &str, what: &str) {
+    let roles: Vec<&str> = msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let body = roles.strip_prefix(&["system"]).unwrap_or(&roles);
+    assert!(!body.is_empty(), "{what}: {roles:?}");
+    for (i, r) in body.iter().enumerate() {
+        let want = if i % 2 == 0 { "user" } else { "assistant" };
+        assert_eq!(*r, want, "{what}: {roles:?}");
+    }
+    assert_eq!(body.last(), Some(&last), "{what}: {roles:?}");
+}
+
 pub(crate) fn assert_trainer_ready(out: &std::path::Path) {
     fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -466,21 +533,24 @@ pub(crate) fn assert_trainer_ready(out: &std::path::Path) {
                     Some(k) => assert_eq!(k, &these, "one key set per file: {}", f.display()),
                 }
                 // Trainer conversations: optional system, then user/assistant alternating,
-                // ending on the assistant.
+                // ending on the assistant; a prompt (TRL's `prompt` list, LLaMA-Factory's
+                // ranking `messages`) ends on the user; axolotl's ORPO answers are whole
+                // conversations without the system turn.
                 if v.get("metadata").is_none() {
-                    if let Some(msgs) = v.get("messages").and_then(|m| m.as_array()) {
-                        let roles: Vec<&str> =
-                            msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
-                        let body = roles.strip_prefix(&["system"]).unwrap_or(&roles);
-                        assert!(
-                            !body.is_empty() && body.len().is_multiple_of(2),
-                            "{}: {roles:?}",
-                            f.display()
-                        );
-                        for (i, r) in body.iter().enumerate() {
-                            let want = if i % 2 == 0 { "user" } else { "assistant" };
-                            assert_eq!(*r, want, "{}: {roles:?}", f.display());
+                    let ranking = v.get("chosen").is_some_and(|c| c.is_object());
+                    for (key, last) in [
+                        ("messages", if ranking { "user" } else { "assistant" }),
+                        ("prompt", "user"),
+                        ("chosen", "assistant"),
+                        ("rejected", "assistant"),
+                    ] {
+                        let Some(msgs) = v.get(key).and_then(|m| m.as_array()) else {
+                            continue;
+                        };
+                        if key != "prompt" && key != "messages" && v.get("prompt").is_some() {
+                            continue; // TRL's one-message answers
                         }
+                        assert_turns(msgs, last, &format!("{} `{key}`", f.display()));
                     }
                 }
                 // A KTO row's completion is not the last turn of its messages.

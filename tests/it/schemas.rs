@@ -157,9 +157,18 @@ fn every_json_output_matches_its_schema() {
     );
     let cur = read_json("curriculum/curriculum.json");
     check("curriculum-files", "curriculum/curriculum.json", &cur);
+    let mut own_files = 0;
     for stage in cur["stages"].as_array().unwrap() {
-        for key in ["train_file", "val_file"] {
-            let Some(path) = stage[key]["path"].as_str() else {
+        let mut sets = vec![stage];
+        if let Some(own) = stage.get("trainer_files").and_then(|t| t.as_object()) {
+            own_files += own.len();
+            sets.extend(own.values());
+        }
+        for (set, key) in sets
+            .into_iter()
+            .flat_map(|set| [(set, "train_file"), (set, "val_file")])
+        {
+            let Some(path) = set[key]["path"].as_str() else {
                 continue;
             };
             for (i, line) in lines(path).iter().enumerate() {
@@ -167,6 +176,10 @@ fn every_json_output_matches_its_schema() {
             }
         }
     }
+    assert!(
+        own_files > 0,
+        "the example's preference stage has trainers' own files"
+    );
     let exported = lines("final.chatml.jsonl");
     assert!(!exported.is_empty());
     for (i, line) in exported.iter().enumerate() {
