@@ -529,6 +529,7 @@ fn keyed_stages(k: &Map<String, Value>, notes: &mut Vec<String>) -> Vec<Stage> {
                             AlgorithmOptions {
                                 learning_rate: o.get("learning_rate").and_then(Value::as_f64),
                                 beta: o.get("beta").and_then(Value::as_f64),
+                                gamma: o.get("gamma").and_then(Value::as_f64),
                                 description: o
                                     .get("description")
                                     .and_then(Value::as_str)

@@ -148,6 +148,9 @@ pub struct AlgorithmOptions {
     pub learning_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beta: Option<f64>,
+    /// SimPO's target reward margin (TRL's and axolotl's `simpo_gamma`; 0.5 when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }

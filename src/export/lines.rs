@@ -143,3 +143,90 @@ pub(crate) fn public_refs(
     }
     Ok(refs)
 }
+
+/// The `dataset_info.features` of the dataset card: the type of every column of an
+/// [`ExportLine`], so `datasets` reads a column that is null in one file and a list in another
+/// (a split of conversations beside one of KTO rows) with one schema.
+pub(crate) fn card_features() -> String {
+    let message_list = |name: &str| {
+        format!(
+            "  - name: {name}\n    list:\n    - name: role\n      dtype: string\n    \
+             - name: content\n      dtype: string\n"
+        )
+    };
+    let mut s = String::from("dataset_info:\n  features:\n");
+    s.push_str(&message_list("messages"));
+    s.push_str(&message_list("rejected"));
+    s.push_str(&message_list("completion"));
+    s.push_str("  - name: label\n    dtype: bool\n  - name: metadata\n    struct:\n");
+    for (name, ty) in METADATA_FEATURES {
+        match ty.strip_prefix("list:") {
+            Some(item) => s.push_str(&format!("    - name: {name}\n      list: {item}\n")),
+            None => s.push_str(&format!("    - name: {name}\n      dtype: {ty}\n")),
+        }
+    }
+    s
+}
+
+/// The `datasets` type of each [`LineMetadata`] field, in field order.
+const METADATA_FEATURES: [(&str, &str); 12] = [
+    ("source_family", "string"),
+    ("source_key", "string"),
+    ("content_hash", "string"),
+    ("pii_status", "string"),
+    ("license_tag", "string"),
+    ("split", "string"),
+    ("phase", "string"),
+    ("kind", "string"),
+    ("families", "list:string"),
+    ("tokens", "uint64"),
+    ("near_duplicates", "list:string"),
+    ("attributes", "string"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_card_types_every_column_of_a_line() {
+        let line = ExportLine {
+            messages: Vec::new(),
+            rejected: None,
+            completion: None,
+            label: None,
+            metadata: LineMetadata {
+                source_family: String::new(),
+                source_key: String::new(),
+                content_hash: String::new(),
+                pii_status: PiiStatus::Clean,
+                license_tag: String::new(),
+                split: Split::Train,
+                phase: String::new(),
+                kind: RecordKind::Chatml,
+                families: Vec::new(),
+                tokens: 0,
+                near_duplicates: Vec::new(),
+                attributes: String::new(),
+            },
+        };
+        let v = serde_json::to_value(&line).unwrap();
+        let card = card_features();
+        let top: Vec<&String> = v.as_object().unwrap().keys().collect();
+        for key in &top {
+            assert!(card.contains(&format!("  - name: {key}\n")), "{key}");
+        }
+        let meta: Vec<&str> = v["metadata"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut typed: Vec<&str> = METADATA_FEATURES.iter().map(|(n, _)| *n).collect();
+        typed.sort_unstable();
+        let mut meta_sorted = meta.clone();
+        meta_sorted.sort_unstable();
+        assert_eq!(typed, meta_sorted, "every metadata field typed, no other");
+        assert_eq!(card.matches("\n  - name: ").count(), top.len());
+    }
+}

@@ -357,8 +357,9 @@ fn write_export(
     })
 }
 
-/// `README.md`: a dataset card whose `configs:` name the splits and their shards, so
-/// `datasets.load_dataset(EXPORT_DIR)` loads the export as train/validation/test.
+/// `README.md`: a dataset card whose `configs:` name the splits and their shards and whose
+/// `dataset_info.features` type every column, so `datasets.load_dataset(EXPORT_DIR)` loads the
+/// export as train/validation/test whatever row kinds each file holds.
 fn dataset_card(out: &Path, shards: &[manifest::Shard], rows: u64) -> Result<out::FileEntry> {
     let splits: BTreeSet<Split> = shards.iter().map(|s| s.split).collect();
     let mut card = String::from("---\nconfigs:\n- config_name: default\n  data_files:\n");
@@ -373,6 +374,7 @@ fn dataset_card(out: &Path, shards: &[manifest::Shard], rows: u64) -> Result<out
             split.as_str()
         ));
     }
+    card.push_str(&lines::card_features());
     card.push_str(&format!(
         "---\n\n# idx export\n\n{rows} conversations in ChatML JSON Lines, one file set per split \
          (`data/SPLIT/FAMILY-NNNNN.chatml.jsonl`), every line with the same keys \

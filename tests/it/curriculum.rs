@@ -290,7 +290,7 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
     let dir = f.index_dir.with_file_name("curriculum-test");
     std::fs::create_dir_all(&dir).unwrap();
     let toml = dir.join("curriculum.toml");
-    let kto_stage = "\n[[stage]]\nid = \"align_kto\"\nphase = \"preference\"\nalgorithm = \"kto\"\nweights = { dpo_preference = 1.0 }\n";
+    let kto_stage = "\n[[stage]]\nid = \"align_kto\"\nphase = \"preference\"\nalgorithm = \"kto\"\nweights = { dpo_preference = 1.0 }\n[stage.algorithm_options.kto]\nbeta = 0.2\nlearning_rate = 0.00005\n";
     std::fs::write(&toml, format!("{STAGES}{kto_stage}")).unwrap();
     let c = Curriculum::load(Some(&toml)).unwrap();
     let out = dir.join("out");
@@ -486,6 +486,11 @@ fn trainer_files_parse_back_with_the_fields_trainers_read() {
     let kto =
         std::fs::read_to_string(out.join(stages[4]["axolotl_config"].as_str().unwrap())).unwrap();
     assert!(kto.contains("rl: kto") && kto.contains("remove_unused_columns: false"));
+    // The picked algorithm's own settings.
+    assert!(
+        kto.contains("rl_beta: 0.2\n") && kto.contains("learning_rate: 0.00005\n"),
+        "{kto}"
+    );
     assert_trainer_ready(&out);
 }
 

@@ -119,10 +119,13 @@ pub(super) fn axolotl(plan: &Plan, s: &StageFiles<'_>) -> String {
         .map(u64::from)
         .unwrap_or_else(|| p95.next_power_of_two().clamp(512, 8192));
     out.push_str(&format!("sequence_len: {sequence_len}\n"));
-    out.push_str(&format!(
-        "learning_rate: {}\n",
-        s.plan.learning_rate.unwrap_or(0.0002)
-    ));
+    // The picked preference algorithm's own settings come before the stage's.
+    let options = s.plan.algorithm.as_ref().and_then(|a| a.options.as_ref());
+    let learning_rate = options
+        .and_then(|o| o.learning_rate)
+        .or(s.plan.learning_rate)
+        .unwrap_or(0.0002);
+    out.push_str(&format!("learning_rate: {learning_rate}\n"));
     out.push_str(&format!("num_epochs: {}\n", s.plan.epochs.unwrap_or(1)));
     out.push_str(
         "micro_batch_size: 1\ngradient_accumulation_steps: 1\noptimizer: adamw_torch\n\
@@ -135,8 +138,17 @@ pub(super) fn axolotl(plan: &Plan, s: &StageFiles<'_>) -> String {
     let algorithm = s.plan.algorithm.as_ref().map(|a| a.algorithm);
     if let Some(a) = algorithm {
         out.push_str(&format!("rl: {}\n", a.as_str()));
-        if a == Algorithm::Kto {
-            out.push_str("remove_unused_columns: false\n");
+        if let Some(beta) = options.and_then(|o| o.beta) {
+            out.push_str(&format!("rl_beta: {beta}\n"));
+        }
+        match a {
+            // Pure SimPO (no behaviour-cloning term), as TRL's `loss_type: simpo` sets it.
+            Algorithm::Simpo => out.push_str(&format!(
+                "simpo_gamma: {}\ncpo_alpha: 0.0\n",
+                options.and_then(|o| o.gamma).unwrap_or(0.5)
+            )),
+            Algorithm::Kto => out.push_str("remove_unused_columns: false\n"),
+            Algorithm::Dpo | Algorithm::Orpo => {}
         }
     }
     if s.format != Format::Text {
