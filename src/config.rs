@@ -21,6 +21,8 @@ pub struct Settings {
     pub idx: IdxConfig,
     /// Declared mappings (`configs/sources.toml`); the shipped ones unless replaced.
     pub mappings: Mappings,
+    /// Derive recipes (`configs/derive.toml`); the shipped ones unless replaced.
+    pub recipes: crate::derive::Recipes,
 }
 
 impl Settings {
@@ -30,6 +32,7 @@ impl Settings {
             classifier: Classifier::load(families)?,
             idx: IdxConfig::load(idx)?,
             mappings: Mappings::builtin(),
+            recipes: crate::derive::Recipes::builtin(),
         })
     }
 

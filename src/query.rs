@@ -148,6 +148,18 @@ pub struct RowAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<bool>,
     pub sources: Vec<SourceRef>,
+    /// For a derived row: the rows its places name as inputs, with their places (empty for
+    /// any other row).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub derived_from: Vec<InputRef>,
+}
+
+/// A row a derived row was made from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InputRef {
+    pub content_hash: String,
+    /// Its places (none when the row is gone; the next derive run drops what it made).
+    pub sources: Vec<SourceRef>,
 }
 
 fn parse_hash(hex: &str) -> Result<Hash128> {
@@ -209,8 +221,30 @@ pub fn row(view: &ReadView, hex: &str, policy: &Policy) -> Result<Option<RowAnsw
         messages: rep.conversation.messages,
         rejected: rep.conversation.rejected,
         label: rep.conversation.label,
+        derived_from: derived_from(view, hash)?,
         sources: source_refs(view, hash)?,
     }))
+}
+
+/// The input rows named by a row's derived places, each once, in the order first named.
+fn derived_from(view: &ReadView, hash: Hash128) -> Result<Vec<InputRef>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (id, line, record) in view.places(hash)? {
+        if keys::split_object_id(&id).0 != crate::source::derived::DERIVED_SOURCE {
+            continue;
+        }
+        let meta = view.place_meta(&id, line, record)?;
+        for input in crate::parse::derived::inputs_of(&meta) {
+            if seen.insert(input) {
+                out.push(InputRef {
+                    content_hash: input.to_hex(),
+                    sources: source_refs(view, input)?,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

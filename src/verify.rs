@@ -383,12 +383,19 @@ fn leakage(
             continue;
         }
         let id = crate::store::keys::object_id(&o.source, &o.key);
-        if !policy.holds_out(&o.families) {
+        let derived = o.source == crate::source::derived::DERIVED_SOURCE;
+        if !policy.holds_out(&o.families) && !derived {
             continue;
         }
         for (_, _, h, meta) in view.object_places(&id)? {
             if let Some(g) = policy.group_of(&o.source, &o.key, &o.families, meta.session) {
                 groups.entry(g).or_default().insert(h);
+            }
+            // A derived row is linked to the rows it was made from (not a holdout group).
+            for input in crate::parse::derived::inputs_of(&meta) {
+                if stored.contains_key(&input) {
+                    sets.union(h, input);
+                }
             }
         }
     }

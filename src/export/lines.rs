@@ -67,7 +67,7 @@ pub struct ProvenanceLine {
     pub content_hash: String,
     pub split: Split,
     pub family: String,
-    pub sources: Vec<Place>,
+    pub sources: Vec<ProvenancePlace>,
     /// Collapsed near-duplicates and their places.
     pub near_duplicates: Vec<NearDuplicateProvenance>,
 }
@@ -76,7 +76,32 @@ pub struct ProvenanceLine {
 #[serde(deny_unknown_fields)]
 pub struct NearDuplicateProvenance {
     pub content_hash: String,
-    pub sources: Vec<Place>,
+    pub sources: Vec<ProvenancePlace>,
+}
+
+/// One place in `provenance.jsonl`: where a row occurs, and what its mapping kept there (or,
+/// for a derived row, its recipe and input rows) as one JSON text (`{}` when nothing), so every
+/// line has the same columns whatever its sources keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenancePlace {
+    pub source: String,
+    pub key: String,
+    pub line: u64,
+    pub record: u32,
+    pub attributes: String,
+}
+
+impl From<Place> for ProvenancePlace {
+    fn from(p: Place) -> ProvenancePlace {
+        ProvenancePlace {
+            attributes: serde_json::Value::Object(p.attributes).to_string(),
+            source: p.source,
+            key: p.key,
+            line: p.line,
+            record: p.record,
+        }
+    }
 }
 
 /// The line of one row.

@@ -32,7 +32,9 @@ use lines::{line_of, public_refs};
 use out::{file_safe, OutFile};
 use target::Target;
 
-pub use lines::{ExportLine, LineMessage, LineMetadata, NearDuplicateProvenance, ProvenanceLine};
+pub use lines::{
+    ExportLine, LineMessage, LineMetadata, NearDuplicateProvenance, ProvenanceLine, ProvenancePlace,
+};
 pub use manifest::{verify_export, ExportCheck, Manifest};
 
 /// One occurrence of a row in an object (the same shape `idx query hash` prints).
@@ -248,10 +250,15 @@ fn write_export(
             for &n in near {
                 near_prov.push(NearDuplicateProvenance {
                     content_hash: n.to_hex(),
-                    sources: public_refs(view, n, &redactor)?,
+                    sources: public_refs(view, n, &redactor)?
+                        .into_iter()
+                        .map(ProvenancePlace::from)
+                        .collect(),
                 });
             }
             let mut counted: BTreeSet<&str> = BTreeSet::new();
+            let places: Vec<ProvenancePlace> =
+                places.into_iter().map(ProvenancePlace::from).collect();
             for p in places
                 .iter()
                 .chain(near_prov.iter().flat_map(|n| n.sources.iter()))

@@ -17,6 +17,7 @@ use crate::index::Index;
 use crate::model::ObjectVersion;
 use crate::parse;
 use crate::repair::Repairs;
+use crate::source::derived::{DerivedSource, DERIVED_SOURCE};
 use crate::source::inventory::Inventory;
 use crate::source::local::LocalSource;
 use crate::source::s3::{S3Client, S3Source, S3Url};
@@ -59,6 +60,11 @@ pub(super) fn scan_sources(
                 }
                 SourceArg::Local(path) => std::fs::read_to_string(&path)
                     .map_err(|source| crate::error::Error::Io { path, source })?,
+                SourceArg::Derived => {
+                    return Err(crate::error::Error::S3(format!(
+                        "{loc} is no inventory file"
+                    )))
+                }
             };
             let inv = Inventory::parse(&text, loc).map_err(crate::error::Error::S3)?;
             if !args.iter().any(SourceArg::is_remote) {
@@ -86,6 +92,9 @@ pub(super) fn scan_sources(
                 client: client()?,
                 url,
                 inventory: inventory.clone(),
+            }),
+            SourceArg::Derived => Arc::new(DerivedSource {
+                dir: index.data_dir.join("derived"),
             }),
         });
     }
@@ -281,6 +290,22 @@ impl Planned {
     }
 }
 
+/// The families of an object: by the family rules, or for a derived object its recipe's.
+fn classify(settings: &Settings, source: &str, key: &str) -> Classification {
+    if source != DERIVED_SOURCE {
+        return settings.classifier.classify(key);
+    }
+    match settings.recipes.family_of_key(key) {
+        Some(family) => Classification::Data {
+            primary: family.to_string(),
+            tags: vec![family.to_string()],
+        },
+        None => Classification::NotData {
+            reason: "made by a recipe the derive config no longer has".to_string(),
+        },
+    }
+}
+
 /// Scan the sources and decide, per object, whether it is new, changed, unchanged, deleted, not
 /// training data or failed; `poisoned` objects (set aside after breaking an earlier pass of this
 /// run) are failed without being read.
@@ -332,7 +357,7 @@ pub(super) fn plan(
         for found in &scan.objects {
             report.objects_scanned += 1;
             let old = stored.get(&found.key);
-            let (primary, families) = match classifier.classify(&found.key) {
+            let (primary, families) = match classify(settings, &scan.source, &found.key) {
                 Classification::NotData { reason } => {
                     let new =
                         plan_skip(&scan.source, found, &reason, classifier, old, &mut skipped);
@@ -341,8 +366,18 @@ pub(super) fn plan(
                 }
                 Classification::Data { primary, tags } => (primary, tags),
             };
-            let mapping = settings.mappings.for_key(&found.key);
-            let Some(format) = parse::file_format(&found.key, mapping.as_deref()) else {
+            let derived = scan.source == DERIVED_SOURCE;
+            let mapping = if derived {
+                None
+            } else {
+                settings.mappings.for_key(&found.key)
+            };
+            let format = if derived {
+                Some((parse::FileFormat::Derived, false))
+            } else {
+                parse::file_format(&found.key, mapping.as_deref())
+            };
+            let Some(format) = format else {
                 let ext = Path::new(&found.key)
                     .extension()
                     .map(|e| format!(".{}", e.to_string_lossy()))
@@ -412,7 +447,7 @@ pub(super) fn plan(
         }) {
             continue;
         }
-        let (primary, families) = match classifier.classify(&key) {
+        let (primary, families) = match classify(settings, &source, &key) {
             Classification::Data { primary, tags } => (primary, tags),
             Classification::NotData { .. } => continue,
         };

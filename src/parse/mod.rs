@@ -6,6 +6,7 @@
 
 mod columnar;
 mod delimited;
+pub mod derived;
 pub mod formats;
 pub mod mapping;
 
@@ -34,6 +35,8 @@ pub enum FileFormat {
     Parquet,
     /// Arrow IPC, stream (as Hugging Face `datasets` writes `.arrow`) or file format.
     Arrow,
+    /// idx's own derived objects ([`derived::DerivedLine`] per line).
+    Derived,
 }
 
 /// The format of an object from its key, and whether it is gzip-compressed; `None` when the
@@ -260,6 +263,7 @@ fn read_plain(
             }
         }
         FileFormat::Arrow => columnar::read_arrow_stream(reader, limits, mapping, sink),
+        FileFormat::Derived => derived::read_derived(&mut reader, sink),
         FileFormat::Parquet => {
             let why = "a compressed or streamed Parquet object is read whole";
             match read_whole(&mut reader, limits, why) {

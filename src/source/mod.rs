@@ -5,6 +5,7 @@
 //! source as a [`SourceArg`]. Adding a kind of source is one file here that implements the
 //! trait, and one arm in `SourceArg`. Sources never parse content.
 
+pub mod derived;
 pub mod inventory;
 pub mod local;
 pub mod s3;
@@ -60,10 +61,15 @@ impl From<Scan> for Found {
 pub enum SourceArg {
     Local(PathBuf),
     S3(S3Url),
+    /// `idx-derived:`, the rows idx's recipes wrote (`derived`).
+    Derived,
 }
 
 impl SourceArg {
     pub fn parse(arg: &Path) -> Result<SourceArg> {
+        if arg.to_str() == Some(derived::DERIVED_SOURCE) {
+            return Ok(SourceArg::Derived);
+        }
         match arg.to_str().filter(|s| s.starts_with("s3://")) {
             Some(url) => Ok(SourceArg::S3(S3Url::parse(url)?)),
             None => Ok(SourceArg::Local(arg.to_path_buf())),
@@ -84,6 +90,13 @@ pub fn open(
     skip: Option<PathBuf>,
 ) -> Result<std::sync::Arc<dyn Source>> {
     Ok(match arg {
+        SourceArg::Derived => {
+            return Err(crate::error::Error::Config {
+                path: derived::DERIVED_SOURCE.to_string(),
+                message: "the derived rows are idx's own: `idx derive` and `idx ingest` keep them"
+                    .to_string(),
+            })
+        }
         SourceArg::Local(path) => std::sync::Arc::new(local::LocalSource { path, skip }),
         SourceArg::S3(url) => std::sync::Arc::new(s3::S3Source {
             client: std::sync::Arc::new(s3::S3Client::connect(s3)?),

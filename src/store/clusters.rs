@@ -3,7 +3,10 @@
 //! A *cluster* is a connected component of the graph whose nodes are rows (content hashes) and
 //! whose edges are near-duplicate pairs (SimHash within `hamming` bits, found through the
 //! permuted `simhash_tables`, and confirmed by the Jaccard similarity of their word 3-shingle
-//! sets) plus, for rows of holdout families, shared holdout groups. Its id is its smallest
+//! sets) plus, for rows of holdout families, shared holdout groups, and for derived rows, a
+//! *link group* holding the derived row and the rows it was made from (so it shares their split).
+//! Both kinds of group live in `row_groups`/`group_rows`; a link membership's count carries
+//! [`LINK`], and only holdout groups make a cluster split by the holdout fractions. Its id is its smallest
 //! content hash and its split is `Policy::split_of` that id, so both are functions of the set of
 //! rows, never of the order they came in.
 //!
@@ -29,7 +32,9 @@ use redb::ReadableTable;
 use super::{codec, keys, WriteBatch};
 use crate::error::{Error, Result};
 use crate::fingerprint::{fingerprint_text, shingle_set, Hash128};
+use crate::model::RecordMeta;
 use crate::neardup::{BlockTables, MemoryTables, Policy, Split, UnionFind};
+use crate::source::derived::DERIVED_SOURCE;
 use crate::store::VariantRecord;
 
 /// Cluster work gathered during a batch.
@@ -41,13 +46,30 @@ pub(super) struct ClusterWork {
     pub removed: Vec<(Hash128, u64)>,
     /// Every row removed by this batch (short ones too: they may sit in holdout clusters).
     pub removed_all: Vec<Hash128>,
-    /// Place count changes per (row, holdout group).
-    pub group_deltas: BTreeMap<(Hash128, Hash128), i64>,
+    /// Place count changes per (row, group), and whether the group is a link group.
+    pub group_deltas: BTreeMap<(Hash128, Hash128), (i64, bool)>,
     /// The split each row had before this batch, when it cannot be read from the tables any
     /// more by the time it is compared (a full recompute clears them first).
     pub old_splits: HashMap<Hash128, Split>,
     /// Rows that did not exist before this batch (their split is not a move).
     pub new_rows: HashSet<Hash128>,
+}
+
+/// The flag on a `row_groups` count marking a link group (a derived row and its inputs), as
+/// opposed to a holdout group.
+pub(super) const LINK: u64 = 1 << 63;
+
+/// Whether a `row_groups` value is a holdout group membership.
+pub(super) fn is_holdout_membership(value: u64) -> bool {
+    value & LINK == 0
+}
+
+/// The link group of a derived row: it and every row its places name as inputs.
+fn link_group(row: Hash128) -> Hash128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(b"idx derived link\0");
+    h.update(&row.to_bytes());
+    Hash128(h.digest128())
 }
 
 /// A stored cluster entry: (cluster id, split, holdout).
@@ -163,19 +185,39 @@ pub(super) fn shingles_of(
 }
 
 impl<'t> WriteBatch<'t> {
-    /// Count one place of `row` in `object_id` (tagged `families`, in `session` when a mapping
-    /// declared one) into or out of its holdout group.
+    /// Count one place of `row` in `object_id` (tagged `families`, with its metadata: the
+    /// session a mapping declared, a derived place's inputs) into or out of its holdout group
+    /// and, for a derived place, its link group.
     pub(super) fn group_place(
         &mut self,
         object_id: &str,
         families: &[String],
-        session: Option<u64>,
+        meta: &RecordMeta,
         row: Hash128,
         sign: i64,
     ) {
         let (source, key) = keys::split_object_id(object_id);
-        if let Some(group) = self.policy.group_of(source, key, families, session) {
-            *self.clusters.group_deltas.entry((row, group)).or_default() += sign;
+        if let Some(group) = self.policy.group_of(source, key, families, meta.session) {
+            self.clusters
+                .group_deltas
+                .entry((row, group))
+                .or_default()
+                .0 += sign;
+        }
+        if source == DERIVED_SOURCE {
+            let inputs = crate::parse::derived::inputs_of(meta);
+            if !inputs.is_empty() {
+                let group = link_group(row);
+                for member in std::iter::once(row).chain(inputs) {
+                    let d = self
+                        .clusters
+                        .group_deltas
+                        .entry((member, group))
+                        .or_default();
+                    d.0 += sign;
+                    d.1 = true;
+                }
+            }
         }
     }
 
@@ -192,8 +234,25 @@ impl<'t> WriteBatch<'t> {
         Ok(out)
     }
 
+    /// Whether the row is in a holdout group (link groups do not count).
     fn has_groups(&self, row: Hash128) -> Result<bool> {
-        Ok(!Self::firsts(&self.row_groups, row)?.is_empty())
+        let start = row.to_bytes();
+        let end = keys::prefix_end(&start);
+        for entry in self
+            .row_groups
+            .range::<&[u8]>(start.as_slice()..end.as_slice())?
+        {
+            if is_holdout_membership(entry?.1.value()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether a row exists, committed or created by this batch.
+    fn exists(&self, row: Hash128) -> Result<bool> {
+        Ok(self.clusters.new_rows.contains(&row)
+            || self.rows.get(row.to_bytes().as_slice())?.is_some())
     }
 
     fn entry(&self, row: Hash128) -> Result<Option<(Hash128, Split, bool)>> {
@@ -279,6 +338,10 @@ impl<'t> WriteBatch<'t> {
         }
         for group in Self::firsts(&self.row_groups, row)? {
             for m in Self::firsts(&self.group_rows, group)? {
+                // A derived row's input may be gone until the next derive run drops the link.
+                if m != row && !self.exists(m)? {
+                    continue;
+                }
                 self.admit(sets, m)?;
                 sets.union(row, m);
             }
@@ -342,12 +405,15 @@ impl<'t> WriteBatch<'t> {
             }
         }
         let mut joined: BTreeSet<Hash128> = BTreeSet::new();
-        for ((row, group), d) in deltas {
+        for ((row, group), (d, link)) in deltas {
             if d == 0 {
                 continue;
             }
             let rk = pair_key(row, group);
-            let before = self.row_groups.get(rk.as_slice())?.map_or(0, |v| v.value());
+            let before = self
+                .row_groups
+                .get(rk.as_slice())?
+                .map_or(0, |v| v.value() & !LINK);
             let after = (before as i64 + d).max(0) as u64;
             if after == 0 {
                 self.row_groups.remove(rk.as_slice())?;
@@ -362,7 +428,8 @@ impl<'t> WriteBatch<'t> {
                     }
                 }
             } else {
-                self.row_groups.insert(rk.as_slice(), after)?;
+                let flag = if link { LINK } else { 0 };
+                self.row_groups.insert(rk.as_slice(), after | flag)?;
                 if before == 0 {
                     self.group_rows
                         .insert(pair_key(group, row).as_slice(), ())?;
@@ -543,7 +610,8 @@ impl<'t> WriteBatch<'t> {
             objects.push((k.value().to_string(), record.families));
         }
         for (id, families) in objects {
-            if !self.policy.holds_out(&families) {
+            let derived = keys::split_object_id(&id).0 == DERIVED_SOURCE;
+            if !self.policy.holds_out(&families) && !derived {
                 continue;
             }
             let prefix = keys::object_places_prefix(&id);
@@ -554,10 +622,10 @@ impl<'t> WriteBatch<'t> {
                 .range::<&[u8]>(prefix.as_slice()..end.as_slice())?
             {
                 let (h, _, meta) = codec::decode_place(entry?.1.value())?;
-                places.push((h, meta.session));
+                places.push((h, meta));
             }
-            for (h, session) in places {
-                self.group_place(&id, &families, session, h, 1);
+            for (h, meta) in places {
+                self.group_place(&id, &families, &meta, h, 1);
             }
         }
         self.clusters.created = fingerprinted;

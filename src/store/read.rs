@@ -205,7 +205,7 @@ impl ReadView {
                 holdout,
             });
         }
-        let holdout = !self.row_groups(row)?.is_empty();
+        let holdout = self.in_holdout_group(row)?;
         Ok(Assignment {
             cluster: row,
             split: policy.split_of(row, holdout),
@@ -260,21 +260,33 @@ impl ReadView {
         Ok(out)
     }
 
-    /// Rows that belong to at least one holdout group.
+    /// Rows that belong to at least one holdout group (link groups of derived rows aside).
     pub fn grouped_rows(&self) -> Result<std::collections::BTreeSet<Hash128>> {
         let t = self.txn.open_table(ROW_GROUPS)?;
         let mut out = std::collections::BTreeSet::new();
         for entry in t.iter()? {
-            if let Some(h) = Hash128::from_bytes(entry?.0.value()) {
+            let (k, v) = entry?;
+            if !clusters::is_holdout_membership(v.value()) {
+                continue;
+            }
+            if let Some(h) = k.value().get(..16).and_then(Hash128::from_bytes) {
                 out.insert(h);
             }
         }
         Ok(out)
     }
 
-    /// The holdout groups of a row.
-    pub fn row_groups(&self, row: Hash128) -> Result<Vec<Hash128>> {
-        self.second_hashes(ROW_GROUPS, row)
+    /// Whether a row is in a holdout group.
+    pub fn in_holdout_group(&self, row: Hash128) -> Result<bool> {
+        let t = self.txn.open_table(ROW_GROUPS)?;
+        let start = row.to_bytes();
+        let end = keys::prefix_end(&start);
+        for entry in t.range::<&[u8]>(start.as_slice()..end.as_slice())? {
+            if clusters::is_holdout_membership(entry?.1.value()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The members of a stored cluster (empty for a cluster of one).

@@ -165,16 +165,16 @@ impl<'t> WriteBatch<'t> {
     pub fn remove_places(&mut self, object_id: &str, families: &[String]) -> Result<u64> {
         let prefix = keys::object_places_prefix(object_id);
         let end = keys::prefix_end(&prefix);
-        let mut doomed: Vec<(Vec<u8>, Hash128, Hash128, Option<u64>)> = Vec::new();
+        let mut doomed: Vec<(Vec<u8>, Hash128, Hash128, RecordMeta)> = Vec::new();
         for entry in self
             .object_places
             .range::<&[u8]>(prefix.as_slice()..end.as_slice())?
         {
             let (k, v) = entry?;
             let (hash, variant, meta) = codec::decode_place(v.value())?;
-            doomed.push((k.value().to_vec(), hash, variant, meta.session));
+            doomed.push((k.value().to_vec(), hash, variant, meta));
         }
-        for (k, hash, variant, session) in &doomed {
+        for (k, hash, variant, meta) in &doomed {
             let (line, record) = keys::place_tail(k);
             self.row_places
                 .remove(keys::row_place(*hash, object_id, line, record).as_slice())?;
@@ -195,7 +195,7 @@ impl<'t> WriteBatch<'t> {
             for f in families {
                 *delta.families.entry(f.clone()).or_default() -= 1;
             }
-            self.group_place(object_id, families, *session, *hash, -1);
+            self.group_place(object_id, families, meta, *hash, -1);
         }
         let n = doomed.len() as u64;
         self.totals.rows = self.totals.rows.saturating_sub(n);
@@ -262,7 +262,7 @@ impl<'t> WriteBatch<'t> {
         for f in families {
             *delta.families.entry(f.clone()).or_default() += 1;
         }
-        self.group_place(object_id, families, meta.session, fp.content_hash, 1);
+        self.group_place(object_id, families, meta, fp.content_hash, 1);
         self.totals.rows += 1;
         Ok(())
     }

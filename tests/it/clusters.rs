@@ -430,6 +430,7 @@ fn changed_settings_recompute_clusters_once_and_record_the_moves() {
         classifier: idx::families::Classifier::load(None).unwrap(),
         idx: config,
         mappings: idx::parse::Mappings::builtin(),
+        recipes: idx::derive::Recipes::builtin(),
     };
     // Until the next ingest, verify says the index is stale.
     let v = verify(&f.index_dir, &changed);

@@ -46,6 +46,7 @@ fn settings(families: &str) -> Settings {
         classifier: Classifier::from_toml(families, "families.toml").unwrap(),
         idx: IdxConfig::load(None).unwrap(),
         mappings: idx::parse::Mappings::builtin(),
+        recipes: idx::derive::Recipes::builtin(),
     }
 }
 

@@ -156,6 +156,7 @@ fn reclassification_follows_a_config_change() {
         classifier: idx::families::Classifier::from_toml(&text, "test").unwrap(),
         idx: idx::config::IdxConfig::load(None).unwrap(),
         mappings: idx::parse::Mappings::builtin(),
+        recipes: idx::derive::Recipes::builtin(),
     };
     let mut index = idx::index::Index::open_write(&f.index_dir).unwrap();
     let r = idx::ingest::ingest(

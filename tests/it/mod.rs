@@ -6,6 +6,7 @@ mod curriculum;
 mod daemon;
 mod damage;
 mod dedup;
+mod derive;
 mod export;
 mod export_safety;
 mod formats;

@@ -89,6 +89,7 @@ prefixes = ["therapy/"]
         classifier: idx::families::Classifier::from_toml(families, "t").unwrap(),
         idx: IdxConfig::load(None).unwrap(),
         mappings: idx::parse::Mappings::builtin(),
+        recipes: idx::derive::Recipes::builtin(),
     };
     f.write(
         "therapy/a.jsonl",
@@ -124,6 +125,7 @@ fn changing_the_pii_settings_reads_every_object_again() {
         classifier: idx::families::Classifier::load(None).unwrap(),
         idx: config,
         mappings: idx::parse::Mappings::builtin(),
+        recipes: idx::derive::Recipes::builtin(),
     };
     let r = f.ingest();
     assert_eq!(r.objects_changed, 2);

@@ -15,21 +15,28 @@ fn real(rel: &str) -> Option<std::path::PathBuf> {
     p.exists().then_some(p)
 }
 
+/// A fixture holding these real files under the same relative paths; `None` (said on stderr)
+/// when the shared data is not beside the checkout.
+fn real_fixture(rels: &[&str]) -> Option<Fixture> {
+    let f = Fixture::new();
+    for rel in rels {
+        let Some(path) = real(rel) else {
+            eprintln!("../shared/data/real is not here: the real-data test has nothing to read");
+            return None;
+        };
+        f.write(rel, std::fs::read(path).unwrap());
+    }
+    Some(f)
+}
+
 #[test]
 fn counsel_chat_and_esconv_read_through_the_shipped_mappings() {
-    let (Some(counsel), Some(esconv)) = (
-        real("counsel-chat/20200325_counsel_chat.csv"),
-        real("esconv/FailedESConv.json"),
-    ) else {
-        eprintln!("../shared/data/real is not here: the real-data test has nothing to read");
+    let Some(f) = real_fixture(&[
+        "counsel-chat/20200325_counsel_chat.csv",
+        "esconv/FailedESConv.json",
+    ]) else {
         return;
     };
-    let f = Fixture::new();
-    f.write(
-        "counsel-chat/20200325_counsel_chat.csv",
-        std::fs::read(counsel).unwrap(),
-    );
-    f.write("esconv/FailedESConv.json", std::fs::read(esconv).unwrap());
     let r = f.ingest();
     assert_eq!(r.rejected_rows, 0, "{:?}", r.rejections);
     let store = Index::open_store_read(&f.index_dir).unwrap();
@@ -80,4 +87,41 @@ fn counsel_chat_and_esconv_read_through_the_shipped_mappings() {
                 .map(|r| u64::from(r.merged_turns))
                 .sum::<u64>()
     );
+}
+
+#[test]
+fn counsel_chat_upvotes_become_preference_pairs() {
+    let Some(f) = real_fixture(&["counsel-chat/20200325_counsel_chat.csv"]) else {
+        return;
+    };
+    f.ingest();
+    let mut index = Index::open_write(&f.index_dir).unwrap();
+    let report = idx::derive::run(&mut index, &f.settings, None, &f.options).unwrap();
+    drop(index);
+    let pairs = &report.recipes[0];
+    // 2,009 distinct answer rows (of 2,129: some answers repeat word for word); the best answer
+    // of 199 questions against up to three answers at least one upvote lower: 396 pairs.
+    assert_eq!((pairs.inputs, pairs.groups, pairs.rows), (2009, 199, 396));
+    assert_eq!(report.ingest.as_ref().unwrap().rows_added, 396);
+    // Every pair is in the split of the answers it was made from.
+    let store = Index::open_store_read(&f.index_dir).unwrap();
+    let view = store.read().unwrap();
+    let policy = f.settings.policy();
+    let assignments = view.assignments(&policy).unwrap();
+    for o in view
+        .objects_under(idx::source::derived::DERIVED_SOURCE)
+        .unwrap()
+    {
+        for (_, _, h, meta) in view
+            .object_places(&idx::store::keys::object_id(&o.source, &o.key))
+            .unwrap()
+        {
+            let inputs = idx::parse::derived::inputs_of(&meta);
+            assert_eq!(inputs.len(), 2);
+            for input in inputs {
+                assert_eq!(assignments[&input].split, assignments[&h].split);
+                assert_eq!(assignments[&input].cluster, assignments[&h].cluster);
+            }
+        }
+    }
 }

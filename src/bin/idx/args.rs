@@ -39,6 +39,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "IDX_SOURCES")]
     pub(crate) sources: Option<PathBuf>,
 
+    /// Derive recipes (preference pairs from ranked answers or KTO labels); default:
+    /// ./configs/derive.toml if present, else the built-in copy
+    #[arg(long, global = true, env = "IDX_DERIVE")]
+    pub(crate) derive: Option<PathBuf>,
+
     /// The training curriculum; default: ./configs/curriculum.toml if present, else the built-in
     /// copy (the original system's plan)
     #[arg(long, global = true, env = "IDX_CURRICULUM")]
@@ -80,6 +85,11 @@ pub(crate) enum Command {
     /// Index folders, files or s3://bucket/prefix incrementally: new and changed objects are
     /// read, unchanged ones skipped, objects gone from a scanned folder or prefix dropped
     Ingest(IngestArgs),
+    /// Run the derive recipes (configs/derive.toml) on the index as it is, and index what they
+    /// make: rows like any other, in the family each recipe names, linked to the rows they came
+    /// from (same split) and traceable to them (`idx query hash`). `idx ingest` and the daemon
+    /// run them after every read; this runs them by hand
+    Derive(DeriveArgs),
     /// Counts of objects, rows, rejections and tokens, per family
     Status,
     /// Look rows up by hash, by source object or by text
@@ -283,6 +293,17 @@ pub(crate) struct IngestArgs {
     /// Never draw the progress line (it is drawn only when stderr is a terminal)
     #[arg(long)]
     pub(crate) no_progress: bool,
+
+    /// Do not run the derive recipes after reading (`idx derive` runs them later)
+    #[arg(long)]
+    pub(crate) no_derive: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DeriveArgs {
+    /// Run only this recipe (its name in derive.toml)
+    #[arg(long, value_name = "NAME")]
+    pub(crate) recipe: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

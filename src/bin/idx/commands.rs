@@ -14,10 +14,12 @@ use idx::parse::Limits;
 use idx::query;
 
 use crate::args::{
-    Cli, CurriculumCommand, CurriculumSub, ExportCommand, ExportSub, IngestArgs, InitArgs,
-    PiiCommand, QueryCommand, ServeArgs, VerifyArgs,
+    Cli, CurriculumCommand, CurriculumSub, DeriveArgs, ExportCommand, ExportSub, IngestArgs,
+    InitArgs, PiiCommand, QueryCommand, ServeArgs, VerifyArgs,
 };
-use crate::render::{print_check, print_ingest, print_json, print_plan, print_verification};
+use crate::render::{
+    print_check, print_derive, print_ingest, print_json, print_plan, print_verification,
+};
 use crate::{config_path, gate_exit, last_panic, require_index, settings};
 
 /// `idx check`: redb's integrity check around the library's consistency check, plus whether the
@@ -505,10 +507,47 @@ pub(crate) fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
         ..IngestOptions::default()
     };
     let report = idx::ingest::ingest(&mut index, &settings, &args.paths, &options)?;
+    let derive = if !args.no_derive && idx::derive::needed(&index, &settings)? {
+        Some(idx::derive::run(&mut index, &settings, None, &options)?)
+    } else {
+        None
+    };
+    if cli.json {
+        print_json(&IngestOutput {
+            ingest: &report,
+            derive: derive.as_ref(),
+        })?;
+    } else {
+        print_ingest(&report)?;
+        if let Some(d) = &derive {
+            print_derive(d)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `idx ingest --json`: the ingest report, and what the derive recipes did after it.
+#[derive(serde::Serialize)]
+struct IngestOutput<'a> {
+    #[serde(flatten)]
+    ingest: &'a idx::ingest::IngestReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    derive: Option<&'a idx::derive::DeriveReport>,
+}
+
+pub(crate) fn derive(cli: &Cli, args: &DeriveArgs) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let mut index = Index::open_write(&cli.data_dir)
+        .with_context(|| format!("opening the index in {}", cli.data_dir.display()))?;
+    let options = IngestOptions {
+        progress: !cli.json && std::io::stderr().is_terminal(),
+        ..IngestOptions::default()
+    };
+    let report = idx::derive::run(&mut index, &settings, args.recipe.as_deref(), &options)?;
     if cli.json {
         print_json(&report)?;
     } else {
-        print_ingest(&report)?;
+        print_derive(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -560,7 +599,26 @@ pub(crate) fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                     }
                     outln!("sources:");
                     for s in &row.sources {
-                        outln!("  {}/{}:{}", s.source, s.key, s.line);
+                        outln!("  {}/{}:{}{}", s.source, s.key, s.line, attributes_text(s));
+                    }
+                    if !row.derived_from.is_empty() {
+                        outln!("derived from:");
+                        for input in &row.derived_from {
+                            let places: Vec<String> = input
+                                .sources
+                                .iter()
+                                .map(|s| format!("{}/{}:{}", s.source, s.key, s.line))
+                                .collect();
+                            outln!(
+                                "  {} {}",
+                                input.content_hash,
+                                if places.is_empty() {
+                                    "(gone: dropped at the next derive run)".to_string()
+                                } else {
+                                    places.join(", ")
+                                }
+                            );
+                        }
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -687,4 +745,20 @@ pub(crate) fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A place's attributes as ` {name=value, …}` (nothing when it has none).
+fn attributes_text(s: &query::SourceRef) -> String {
+    if s.attributes.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = s
+        .attributes
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(t) => format!("{k}={t}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    format!(" {{{}}}", parts.join(", "))
 }

@@ -150,6 +150,8 @@ fn settings(cli: &Cli) -> Result<Settings> {
     )?;
     s.mappings =
         idx::parse::Mappings::load(config_path(cli.sources.as_deref(), "configs/sources.toml"))?;
+    s.recipes =
+        idx::derive::Recipes::load(config_path(cli.derive.as_deref(), "configs/derive.toml"))?;
     if let Some(e) = &cli.s3_endpoint {
         s.idx.s3.endpoint = Some(e.clone());
     }
@@ -172,6 +174,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Init(args) => init(cli, args),
         Command::Ingest(args) => ingest(cli, args),
+        Command::Derive(args) => commands::derive(cli, args),
         Command::Status => {
             let settings = settings(cli)?;
             let store = Index::open_store_read(&cli.data_dir)?;

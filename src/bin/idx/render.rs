@@ -389,3 +389,41 @@ pub(crate) fn print_status(s: &query::Status, data_dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+pub(crate) fn print_derive(r: &idx::derive::DeriveReport) -> Result<()> {
+    for recipe in &r.recipes {
+        let skipped: Vec<String> = recipe
+            .skipped
+            .iter()
+            .map(|(why, n)| format!("{n} {why}"))
+            .collect();
+        outln!(
+            "derive {}: {} input rows, {} rows made in {} groups (family {}){}",
+            recipe.name,
+            recipe.inputs,
+            recipe.rows,
+            recipe.groups,
+            recipe.family,
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!("; skipped: {}", skipped.join(", "))
+            }
+        );
+    }
+    outln!(
+        "derived objects: {} written, {} unchanged, {} removed",
+        r.files_written,
+        r.files_unchanged,
+        r.files_removed
+    );
+    if let Some(i) = &r.ingest {
+        outln!(
+            "derived rows: {} added, {} removed; {} rejected",
+            i.rows_added,
+            i.rows_removed,
+            i.rejected_rows
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! Derived datasets: rows idx makes from the rows it has, by the recipes in
+//! `configs/derive.toml` (`recipes`) — preference pairs from ranked answers, pairs from KTO
+//! labels. A run reads one committed state of the index, computes every recipe's output as a
+//! pure function of its input rows (content, first place's attributes; never their split or the
+//! order they arrived in), writes it as idx's own objects under `DATA_DIR/derived/RECIPE/`
+//! (a file rewritten only when its bytes change), then ingests that folder as the source
+//! `idx-derived:`. So derived rows are rows like any other — hashed, fingerprinted, redacted,
+//! near-duplicate checked, searchable, counted and exported — and incremental for free: a group
+//! whose inputs changed is one changed object, a group whose inputs vanished a deleted one. Each
+//! derived place names its recipe and input hashes (`parse::derived`); the cluster tables link a
+//! derived row to its inputs, so it is in their split. Inputs are never rows a recipe derived.
+
+pub mod recipes;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::fingerprint::Hash128;
+use crate::index::Index;
+use crate::ingest::{IngestOptions, IngestReport};
+use crate::model::{Conversation, Message, RecordKind, Role};
+use crate::parse::derived::DerivedLine;
+use crate::source::derived::DERIVED_SOURCE;
+use crate::store::{ObjectStatus, ReadView};
+pub use recipes::{Kind, Recipe, Recipes, Select};
+
+/// What one recipe made.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecipeReport {
+    pub name: String,
+    pub kind: Option<Kind>,
+    pub family: String,
+    /// Rows the selection gave it.
+    pub inputs: u64,
+    /// Groups (rank_pairs) or prompts (label_pairs) that gave at least one row.
+    pub groups: u64,
+    /// Rows made.
+    pub rows: u64,
+    /// Why inputs gave nothing, counted.
+    pub skipped: BTreeMap<String, u64>,
+}
+
+/// What a derive run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeriveReport {
+    pub recipes: Vec<RecipeReport>,
+    /// Derived objects written (new or changed), left as they were, and removed.
+    pub files_written: u64,
+    pub files_unchanged: u64,
+    pub files_removed: u64,
+    /// The ingest of the derived objects (none when there was nothing to do).
+    pub ingest: Option<IngestReport>,
+}
+
+/// An input row: its hash, the object it was first seen in, and that place's attributes.
+struct Input {
+    hash: Hash128,
+    families: Vec<String>,
+    mapping: Option<String>,
+    attributes: Vec<(String, String)>,
+}
+
+/// Whether there is anything to derive or to clean up.
+pub fn needed(index: &Index, settings: &Settings) -> Result<bool> {
+    if !settings.recipes.derive.is_empty() || index.data_dir.join("derived").exists() {
+        return Ok(true);
+    }
+    Ok(!index
+        .store
+        .read()?
+        .objects_under(DERIVED_SOURCE)?
+        .is_empty())
+}
+
+/// Run the recipes (all, or the one named) against the committed index, and ingest what they
+/// made.
+pub fn run(
+    index: &mut Index,
+    settings: &Settings,
+    only: Option<&str>,
+    options: &IngestOptions,
+) -> Result<DeriveReport> {
+    let recipes = &settings.recipes;
+    if let Some(name) = only {
+        if recipes.get(name).is_none() {
+            return Err(Error::Query(format!(
+                "no recipe `{name}` (recipes: {})",
+                recipes
+                    .derive
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let dir = index.data_dir.join("derived");
+    let mut report = DeriveReport::default();
+    {
+        let view = index.store.read()?;
+        let inputs = inputs(&view)?;
+        for recipe in &recipes.derive {
+            if only.is_some_and(|n| n != recipe.name) {
+                continue;
+            }
+            let (files, r) = make(&view, recipe, &inputs)?;
+            report.recipes.push(r);
+            sync_folder(&dir.join(&recipe.name), &files, &mut report)?;
+        }
+    }
+    if only.is_none() && dir.is_dir() {
+        // Folders of recipes the config no longer has.
+        for entry in read_dir(&dir)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if recipes.get(&name).is_none() {
+                report.files_removed += count_files(&entry.path());
+                std::fs::remove_dir_all(entry.path()).map_err(|source| Error::Io {
+                    path: entry.path(),
+                    source,
+                })?;
+            }
+        }
+    }
+    let stored = !index
+        .store
+        .read()?
+        .objects_under(DERIVED_SOURCE)?
+        .is_empty();
+    if dir.is_dir() || stored {
+        let paths = [PathBuf::from(DERIVED_SOURCE)];
+        report.ingest = Some(crate::ingest::ingest(index, settings, &paths, options)?);
+    }
+    Ok(report)
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    let io = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        out.push(e.map_err(io)?);
+    }
+    out.sort_by_key(|e| e.file_name());
+    Ok(out)
+}
+
+fn count_files(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |d| d.count() as u64)
+}
+
+/// Make `dir` hold exactly `files` (name → bytes): write what is new or changed (to a temporary
+/// name, then renamed), leave equal files untouched (their mtime says "unchanged" to the
+/// ingest), remove the rest.
+fn sync_folder(
+    dir: &Path,
+    files: &BTreeMap<String, Vec<u8>>,
+    report: &mut DeriveReport,
+) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    if files.is_empty() && !dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    for entry in read_dir(dir)? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !files.contains_key(&name) {
+            std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            report.files_removed += 1;
+        }
+    }
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        if std::fs::read(&path).is_ok_and(|old| &old == bytes) {
+            report.files_unchanged += 1;
+            continue;
+        }
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        report.files_written += 1;
+    }
+    Ok(())
+}
+
+/// Every row outside the derived source, with the place it is first seen at (in source, key,
+/// line order, so the same rows give the same inputs whatever order they arrived in).
+fn inputs(view: &ReadView) -> Result<Vec<Input>> {
+    let mut objects = view.objects()?;
+    objects.retain(|o| o.source != DERIVED_SOURCE && o.status == ObjectStatus::Indexed);
+    objects.sort_by(|a, b| (&a.source, &a.key).cmp(&(&b.source, &b.key)));
+    let mut seen: BTreeSet<Hash128> = BTreeSet::new();
+    let mut out = Vec::new();
+    for o in objects {
+        let id = crate::store::keys::object_id(&o.source, &o.key);
+        for (_, _, hash, meta) in view.object_places(&id)? {
+            if seen.insert(hash) {
+                out.push(Input {
+                    hash,
+                    families: o.families.clone(),
+                    mapping: o.mapping.clone(),
+                    attributes: meta.attributes,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An attribute's value as text: a JSON string's content, anything else as JSON.
+fn attribute<'a>(input: &'a Input, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    let (_, raw) = input.attributes.iter().find(|(k, _)| k == name)?;
+    Some(match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::String(s)) => s.into(),
+        _ => raw.as_str().into(),
+    })
+}
+
+fn selected(select: &Select, input: &Input) -> bool {
+    (select.families.is_empty() || input.families.iter().any(|f| select.families.contains(f)))
+        && (select.mappings.is_empty()
+            || input
+                .mapping
+                .as_ref()
+                .is_some_and(|m| select.mappings.contains(m)))
+        && select
+            .attributes
+            .iter()
+            .all(|(k, v)| attribute(input, k).is_some_and(|a| a == v.as_str()))
+}
+
+/// A selected row with its conversation.
+struct Row<'a> {
+    input: &'a Input,
+    conversation: Conversation,
+}
+
+/// The prompt (every message before the last) and the answer of a conversation that ends on an
+/// assistant turn after a user turn.
+fn prompt_answer(c: &Conversation) -> Option<(&[Message], &Message)> {
+    let (answer, prompt) = c.messages.split_last()?;
+    (answer.role == Role::Assistant && prompt.last().is_some_and(|m| m.role == Role::User))
+        .then_some((prompt, answer))
+}
+
+/// A group's file name: the hash of what groups it (never the value itself, which may be
+/// anything a source holds).
+fn group_file(value: &str) -> String {
+    format!(
+        "{:016x}.jsonl",
+        xxhash_rust::xxh3::xxh3_64(value.as_bytes())
+    )
+}
+
+/// One recipe's objects (file name → bytes) and report.
+fn make(
+    view: &ReadView,
+    recipe: &Recipe,
+    inputs: &[Input],
+) -> Result<(BTreeMap<String, Vec<u8>>, RecipeReport)> {
+    let mut report = RecipeReport {
+        name: recipe.name.clone(),
+        kind: Some(recipe.kind),
+        family: recipe.family.clone(),
+        ..RecipeReport::default()
+    };
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    for input in inputs.iter().filter(|i| selected(&recipe.select, i)) {
+        let Some(v) = view.representative(input.hash)? else {
+            continue;
+        };
+        if !recipe.select.kinds.is_empty() && !recipe.select.kinds.contains(&v.conversation.kind) {
+            continue;
+        }
+        rows.push(Row {
+            input,
+            conversation: v.conversation,
+        });
+    }
+    report.inputs = rows.len() as u64;
+    let mut skip = |why: &str| *report.skipped.entry(why.to_string()).or_default() += 1;
+    // Group → lines, in the order the recipe makes them.
+    let mut groups: BTreeMap<String, Vec<DerivedLine>> = BTreeMap::new();
+    match recipe.kind {
+        Kind::RankPairs => {
+            let by = recipe.group_by.as_deref().unwrap_or_default();
+            let score_of = recipe.score.as_deref().unwrap_or_default();
+            let mut grouped: BTreeMap<String, Vec<(f64, &Row<'_>)>> = BTreeMap::new();
+            for row in &rows {
+                let Some(group) = attribute(row.input, by) else {
+                    skip("no group attribute");
+                    continue;
+                };
+                let Some(score) = attribute(row.input, score_of)
+                    .and_then(|s| s.trim().parse::<f64>().ok())
+                    .filter(|s| s.is_finite())
+                else {
+                    skip("no numeric score");
+                    continue;
+                };
+                if prompt_answer(&row.conversation).is_none() {
+                    skip("no answer after a user turn");
+                    continue;
+                }
+                grouped
+                    .entry(group.into_owned())
+                    .or_default()
+                    .push((score, row));
+            }
+            for (group, mut members) in grouped {
+                // Best first: highest score, ties by hash.
+                members.sort_by(|a, b| {
+                    b.0.total_cmp(&a.0)
+                        .then(a.1.input.hash.cmp(&b.1.input.hash))
+                });
+                let (best_score, best) = members[0];
+                let Some((prompt, _)) = prompt_answer(&best.conversation) else {
+                    continue;
+                };
+                // Rejected: a margin below the best, same prompt, lowest scores first.
+                let mut rest: Vec<&(f64, &Row<'_>)> = members[1..]
+                    .iter()
+                    .filter(|(s, _)| *s <= best_score - recipe.margin)
+                    .collect();
+                rest.sort_by(|a, b| {
+                    a.0.total_cmp(&b.0)
+                        .then(a.1.input.hash.cmp(&b.1.input.hash))
+                });
+                let mut lines = Vec::new();
+                for (_, other) in rest {
+                    if lines.len() as u32 >= recipe.max_pairs {
+                        skip("over max_pairs");
+                        continue;
+                    }
+                    let Some((other_prompt, answer)) = prompt_answer(&other.conversation) else {
+                        continue;
+                    };
+                    if other_prompt != prompt {
+                        skip("another prompt in the group");
+                        continue;
+                    }
+                    lines.push(pair(
+                        recipe,
+                        &best.conversation,
+                        answer,
+                        [best.input.hash, other.input.hash],
+                    ));
+                }
+                if lines.is_empty() {
+                    skip("group without a pair");
+                } else {
+                    groups.insert(group, lines);
+                }
+            }
+        }
+        Kind::LabelPairs => {
+            // Prompt → (desirable, undesirable) rows.
+            type Sides<'r> = (Vec<&'r Row<'r>>, Vec<&'r Row<'r>>);
+            let mut by_prompt: BTreeMap<String, Sides<'_>> = BTreeMap::new();
+            for row in &rows {
+                let (Some(label), Some((prompt, _))) =
+                    (row.conversation.label, prompt_answer(&row.conversation))
+                else {
+                    skip("not a labelled answer");
+                    continue;
+                };
+                let key = serde_json::to_string(prompt).unwrap_or_default();
+                let sides = by_prompt.entry(key).or_default();
+                if label {
+                    sides.0.push(row);
+                } else {
+                    sides.1.push(row);
+                }
+            }
+            for (prompt, (mut good, mut bad)) in by_prompt {
+                if good.is_empty() || bad.is_empty() {
+                    skip("prompt without both labels");
+                    continue;
+                }
+                good.sort_by_key(|r| r.input.hash);
+                bad.sort_by_key(|r| r.input.hash);
+                let mut lines = Vec::new();
+                'pairs: for g in &good {
+                    for b in &bad {
+                        if lines.len() as u32 >= recipe.max_pairs {
+                            break 'pairs;
+                        }
+                        let Some((_, answer)) = prompt_answer(&b.conversation) else {
+                            continue;
+                        };
+                        lines.push(pair(
+                            recipe,
+                            &g.conversation,
+                            answer,
+                            [g.input.hash, b.input.hash],
+                        ));
+                    }
+                }
+                groups.insert(prompt, lines);
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    for (group, lines) in groups {
+        report.groups += 1;
+        report.rows += lines.len() as u64;
+        let mut bytes = Vec::new();
+        for line in &lines {
+            serde_json::to_writer(&mut bytes, line).map_err(|e| Error::Query(e.to_string()))?;
+            bytes.push(b'\n');
+        }
+        files.insert(group_file(&group), bytes);
+    }
+    Ok((files, report))
+}
+
+/// A pair: the chosen conversation as it is (a KTO label dropped), the rejected answer.
+fn pair(
+    recipe: &Recipe,
+    chosen: &Conversation,
+    rejected: &Message,
+    inputs: [Hash128; 2],
+) -> DerivedLine {
+    DerivedLine {
+        conversation: Conversation {
+            kind: RecordKind::Preference,
+            messages: chosen.messages.clone(),
+            rejected: Some(vec![rejected.clone()]),
+            label: None,
+        },
+        recipe: recipe.name.clone(),
+        inputs: inputs.iter().map(|h| h.to_hex()).collect(),
+        generator: None,
+    }
+}

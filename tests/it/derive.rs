@@ -1,0 +1,310 @@
+//! Derived datasets (issue 15): preference pairs from ranked answers and from KTO labels, made
+//! by the recipes, indexed as rows of their family, linked to their inputs (same split),
+//! traceable through `query hash`, incremental and independent of the order inputs arrived in.
+
+use std::collections::BTreeMap;
+
+use super::common::*;
+use idx::derive::{self, Recipes};
+use idx::index::Index;
+use idx::source::derived::DERIVED_SOURCE;
+
+/// A CSV in counsel-chat's shape: (question id, question, answer, upvotes) rows.
+fn forum(rows: &[(u32, &str, &str, u32)]) -> String {
+    let mut s = String::from("questionID,questionTitle,questionText,answerText,topic,upvotes\n");
+    for (id, q, a, up) in rows {
+        s.push_str(&format!(
+            "{id},\"{q}\",\"Please help.\",\"{a}\",sleep,{up}\n"
+        ));
+    }
+    s
+}
+
+const ANSWERS: &[(u32, &str, &str, u32)] = &[
+    (
+        1,
+        "I cannot sleep at night",
+        "Keep a wind-down routine and a regular wake time every day of the week.",
+        9,
+    ),
+    (
+        1,
+        "I cannot sleep at night",
+        "Try to notice what thoughts keep you awake and write them down before bed.",
+        4,
+    ),
+    (
+        1,
+        "I cannot sleep at night",
+        "Sleep is overrated, just drink more coffee in the morning and push through.",
+        0,
+    ),
+    (
+        1,
+        "I cannot sleep at night",
+        "Talk to your doctor about whether anything medical could be behind this for you.",
+        8,
+    ),
+    (
+        2,
+        "My friend ignores my messages",
+        "It can hurt when someone goes quiet; ask them kindly whether everything is all right.",
+        3,
+    ),
+    (
+        2,
+        "My friend ignores my messages",
+        "Ignore them back and see how they like it, that will teach them a lesson.",
+        1,
+    ),
+    (
+        3,
+        "Is it normal to feel numb",
+        "Feeling numb after a loss is common and tends to ease as you let yourself grieve.",
+        2,
+    ),
+];
+
+fn derived_rows(index_dir: &std::path::Path) -> Vec<idx::query::RowAnswer> {
+    let store = Index::open_store_read(index_dir).unwrap();
+    let view = store.read().unwrap();
+    let mut out = Vec::new();
+    for o in view.objects_under(DERIVED_SOURCE).unwrap() {
+        for a in idx::query::source(&view, &format!("{DERIVED_SOURCE}/{}", o.key)).unwrap() {
+            for r in a.rows {
+                out.push(row(index_dir, &r.content_hash).unwrap());
+            }
+        }
+    }
+    out.sort_by(|a, b| a.content_hash.cmp(&b.content_hash));
+    out
+}
+
+fn run(f: &Fixture, index_dir: &std::path::Path) -> derive::DeriveReport {
+    let mut index = Index::open_write(index_dir).unwrap();
+    derive::run(&mut index, &f.settings, None, &f.options).unwrap()
+}
+
+#[test]
+fn ranked_answers_become_pairs_linked_to_their_inputs() {
+    let f = Fixture::new();
+    f.write("forum/counsel_chat_sleep.csv", forum(ANSWERS));
+    f.ingest();
+    let report = run(&f, &f.index_dir);
+    let pairs = &report.recipes[0];
+    assert_eq!(pairs.name, "counsel-chat-pairs");
+    assert_eq!(pairs.inputs, 7);
+    // Question 1: the 9-upvote answer against 0, 4 and 8 (one below at least): 3 pairs; question
+    // 2: 3 against 1; question 3 has one answer.
+    assert_eq!((pairs.rows, pairs.groups), (4, 2));
+    assert_eq!(pairs.skipped["group without a pair"], 1);
+
+    let rows = derived_rows(&f.index_dir);
+    assert_eq!(rows.len(), 4);
+    let by_rejected: BTreeMap<String, &idx::query::RowAnswer> = rows
+        .iter()
+        .map(|r| (r.rejected.as_ref().unwrap()[0].content.clone(), r))
+        .collect();
+    let coffee = by_rejected
+        .keys()
+        .find(|k| k.contains("coffee"))
+        .expect("the 0-upvote answer is rejected");
+    let pair = by_rejected[coffee];
+    assert!(
+        pair.messages[1].content.contains("wind-down"),
+        "chosen: the 9-upvote answer"
+    );
+    assert_eq!(pair.family, "dpo_preference");
+    assert_eq!(pair.kind, "preference");
+    // Traceable: the recipe and both inputs with their places.
+    assert_eq!(pair.sources[0].source, DERIVED_SOURCE);
+    assert_eq!(pair.sources[0].attributes["recipe"], "counsel-chat-pairs");
+    assert_eq!(pair.derived_from.len(), 2);
+    for input in &pair.derived_from {
+        assert_eq!(input.sources[0].key, "forum/counsel_chat_sleep.csv");
+        // Linked: a derived row is in its inputs' cluster, so in their split.
+        let i = row(&f.index_dir, &input.content_hash).unwrap();
+        assert_eq!(
+            (i.cluster.as_str(), i.split),
+            (pair.cluster.as_str(), pair.split)
+        );
+    }
+    // Every pair of question 1 and all its answers share one cluster.
+    let q1: Vec<_> = rows
+        .iter()
+        .filter(|r| r.messages[0].content.contains("sleep"))
+        .collect();
+    assert_eq!(q1.len(), 3);
+    assert!(q1.iter().all(|r| r.cluster == q1[0].cluster));
+    // The gates agree with the stored clusters, and the index is whole.
+    let store = Index::open_store_read(&f.index_dir).unwrap();
+    let v = idx::verify::verify(&store.read().unwrap(), &f.settings).unwrap();
+    assert!(v.gates.leakage.passed, "{:?}", v.gates.leakage);
+    assert_eq!(v.gates.leakage.disagreements, 0);
+    // A second run changes nothing.
+    let again = run(&f, &f.index_dir);
+    assert_eq!((again.files_written, again.files_removed), (0, 0));
+    let i = again.ingest.unwrap();
+    assert_eq!((i.rows_added, i.rows_removed), (0, 0));
+}
+
+#[test]
+fn derived_rows_follow_their_inputs_and_not_the_order_they_came_in() {
+    let f = Fixture::new();
+    // One index: everything at once.
+    f.write("forum/counsel_chat_sleep.csv", forum(ANSWERS));
+    f.ingest();
+    run(&f, &f.index_dir);
+    let whole = derived_rows(&f.index_dir);
+
+    // Another: questions arriving in two objects, a wrong answer first, derive in between.
+    let other = f.with_index("other");
+    let g = Fixture::new();
+    let (q1, rest): (Vec<_>, Vec<_>) = ANSWERS.iter().copied().partition(|a| a.0 == 1);
+    g.write("forum/counsel_chat_sleep.csv", forum(&rest));
+    g.ingest_into(&other, [&g.data]);
+    run(&g, &other);
+    let mut wrong = q1.clone();
+    wrong[0].3 = 1; // the best answer's upvotes, mistyped at first
+    g.write(
+        "forum/counsel_chat_sleep.csv",
+        forum(&[rest.clone(), wrong].concat()),
+    );
+    g.ingest_into(&other, [&g.data]);
+    run(&g, &other);
+    // Corrected: the file as the first index has it.
+    g.write("forum/counsel_chat_sleep.csv", forum(ANSWERS));
+    g.ingest_into(&other, [&g.data]);
+    run(&g, &other);
+    let stepwise = derived_rows(&other);
+    let key = |rows: &[idx::query::RowAnswer]| -> Vec<(String, idx::neardup::Split, String)> {
+        rows.iter()
+            .map(|r| (r.content_hash.clone(), r.split, r.cluster.clone()))
+            .collect()
+    };
+    assert_eq!(key(&whole), key(&stepwise));
+
+    // An input gone: the rows made from it go with it.
+    g.write(
+        "forum/counsel_chat_sleep.csv",
+        forum(
+            &ANSWERS
+                .iter()
+                .copied()
+                .filter(|a| !a.2.contains("coffee"))
+                .collect::<Vec<_>>(),
+        ),
+    );
+    g.ingest_into(&other, [&g.data]);
+    run(&g, &other);
+    let after = derived_rows(&other);
+    assert_eq!(after.len(), 3);
+    assert!(after
+        .iter()
+        .all(|r| !r.rejected.as_ref().unwrap()[0].content.contains("coffee")));
+    // The whole source gone: no derived row is left.
+    g.remove("forum/counsel_chat_sleep.csv");
+    g.ingest_into(&other, [&g.data]);
+    run(&g, &other);
+    assert!(derived_rows(&other).is_empty());
+    assert_eq!(status_of(&other).totals.rows, 0);
+}
+
+#[test]
+fn opposite_labels_on_one_prompt_become_pairs() {
+    let f = Fixture::new();
+    let kto = |p: &str, c: &str, l: bool| {
+        serde_json::json!({"prompt": p, "completion": c, "label": l}).to_string() + "\n"
+    };
+    f.write(
+        "datasets/huggingface/dpo_kto/labels.jsonl",
+        [
+            kto(
+                "Everything is too much today.",
+                "That sounds heavy. What is weighing on you most?",
+                true,
+            ),
+            kto("Everything is too much today.", "Just get over it.", false),
+            kto(
+                "Everything is too much today.",
+                "Stop complaining, others have it worse.",
+                false,
+            ),
+            kto(
+                "I got the job!",
+                "Congratulations, how are you feeling about it?",
+                true,
+            ),
+        ]
+        .concat(),
+    );
+    f.ingest();
+    let report = run(&f, &f.index_dir);
+    let labels = report
+        .recipes
+        .iter()
+        .find(|r| r.name == "kto-label-pairs")
+        .unwrap();
+    assert_eq!((labels.inputs, labels.rows, labels.groups), (4, 2, 1));
+    assert_eq!(labels.skipped["prompt without both labels"], 1);
+    let rows = derived_rows(&f.index_dir);
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r.label, None);
+        assert!(r.messages[1].content.starts_with("That sounds heavy"));
+        assert_eq!(r.derived_from.len(), 2);
+    }
+}
+
+#[test]
+fn recipes_come_from_the_config_and_a_removed_recipe_takes_its_rows() {
+    let mut f = Fixture::new();
+    f.write("forum/counsel_chat_sleep.csv", forum(ANSWERS));
+    f.ingest();
+    run(&f, &f.index_dir);
+    assert_eq!(derived_rows(&f.index_dir).len(), 4);
+    // A tighter margin, then no recipe at all.
+    let toml = |margin: u32| {
+        format!(
+            "[[derive]]\nname = \"counsel-chat-pairs\"\nkind = \"rank_pairs\"\nfamily = \"dpo_preference\"\n\
+             select = {{ mappings = [\"counsel-chat\"] }}\ngroup_by = \"questionID\"\nscore = \"upvotes\"\nmargin = {margin}\n"
+        )
+    };
+    f.settings.recipes = Recipes::from_toml(&toml(5), "t.toml").unwrap();
+    run(&f, &f.index_dir);
+    // Only 9 vs 4 and 9 vs 0 keep a margin of 5.
+    assert_eq!(derived_rows(&f.index_dir).len(), 2);
+    f.settings.recipes = Recipes::from_toml("", "empty.toml").unwrap();
+    let r = run(&f, &f.index_dir);
+    assert_eq!(r.files_removed, 1);
+    assert!(derived_rows(&f.index_dir).is_empty());
+    // Naming a recipe that does not exist is an error that lists the recipes.
+    let mut index = Index::open_write(&f.index_dir).unwrap();
+    let err = derive::run(&mut index, &f.settings, Some("nope"), &f.options).unwrap_err();
+    assert!(err.to_string().contains("no recipe `nope`"), "{err}");
+}
+
+#[test]
+fn the_cli_derives_after_ingest_and_by_hand() {
+    let f = Fixture::new();
+    f.write("forum/counsel_chat_sleep.csv", forum(ANSWERS));
+    let data = f.data.to_str().unwrap();
+    let out = run_idx(&f.index_dir, &["--json", "ingest", data]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json_of(&out);
+    assert_eq!(j["derive"]["recipes"][0]["rows"], 4);
+    assert_eq!(j["derive"]["ingest"]["rows_added"], 4);
+    let out = run_idx(&f.index_dir, &["derive", "--recipe", "counsel-chat-pairs"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("derive counsel-chat-pairs: 7 input rows, 4 rows made in 2 groups"),
+        "{text}"
+    );
+    let out = run_idx(&f.index_dir, &["--json", "ingest", "--no-derive", data]);
+    assert!(json_of(&out).get("derive").is_none());
+}
