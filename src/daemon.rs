@@ -465,8 +465,11 @@ fn writer_loop(
         *shared.ingest_started.lock().expect("ingest lock") = None;
         let mut status = shared.status.lock().expect("status lock");
         status.ingests += 1;
+        let mut rows_changed = false;
         match result {
             Ok(report) => {
+                rows_changed =
+                    report.objects_new + report.objects_changed + report.objects_deleted > 0;
                 status.rows_added += report.rows_added;
                 status.rows_removed += report.rows_removed;
                 if let Some(f) = report.failures.last().or(report.scan_errors.last()) {
@@ -497,10 +500,59 @@ fn writer_loop(
             }
         }
         drop(status);
+        // The derive recipes follow what was read (`derive`): their rows are indexed by the
+        // same writer, before the next batch.
+        if !shared.stop.load(Ordering::SeqCst) {
+            derive_after_ingest(index, settings, &ingest_options, rows_changed, shared);
+        }
         if shared.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
         shared.set_state("idle");
         shared.write_status(data_dir);
+    }
+}
+
+/// Run the derive recipes after an ingest when something changed; a failure is logged and
+/// shown as the daemon's last error, and retried after the next ingest.
+fn derive_after_ingest(
+    index: &mut Index,
+    settings: &Settings,
+    options: &IngestOptions,
+    rows_changed: bool,
+    shared: &Shared,
+) {
+    let outcome = crate::derive::needed(index, settings, rows_changed).and_then(|needed| {
+        if needed {
+            crate::derive::run(index, settings, None, options).map(Some)
+        } else {
+            Ok(None)
+        }
+    });
+    match outcome {
+        Ok(Some(report)) => {
+            let added = report.ingest.as_ref().map_or(0, |i| i.rows_added);
+            let removed = report.ingest.as_ref().map_or(0, |i| i.rows_removed);
+            let mut status = shared.status.lock().expect("status lock");
+            status.rows_added += added;
+            status.rows_removed += removed;
+            info!(
+                recipes = report.recipes.len(),
+                written = report.files_written,
+                removed_objects = report.files_removed,
+                rows_added = added,
+                rows_removed = removed,
+                "derive done"
+            );
+        }
+        Ok(None) => {}
+        Err(e) => {
+            error!(error = %e, "derive failed; retried after the next ingest");
+            shared.status.lock().expect("status lock").last_error = Some(LastError {
+                object: crate::source::derived::DERIVED_SOURCE.to_string(),
+                error: e.to_string(),
+                at: unix_now(),
+            });
+        }
     }
 }

@@ -42,8 +42,17 @@ pub struct Status {
     pub objects_with_rejections: BTreeMap<String, u64>,
     /// Objects read through each declared mapping (`sources.toml`).
     pub mappings: BTreeMap<String, u64>,
+    /// Per family, the rows derive recipes made (`configs/derive.toml`): the derived marker.
+    pub derived: BTreeMap<String, DerivedCount>,
     /// redb commits so far.
     pub commits: u64,
+}
+
+/// Rows a family holds from derive recipes, and the objects (groups) they are in.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DerivedCount {
+    pub rows: u64,
+    pub objects: u64,
 }
 
 /// Index-wide counts and per-family figures.
@@ -61,9 +70,15 @@ pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
     let mut failed_objects = Vec::new();
     let mut objects_with_rejections = BTreeMap::new();
     let mut mappings: BTreeMap<String, u64> = BTreeMap::new();
+    let mut derived: BTreeMap<String, DerivedCount> = BTreeMap::new();
     let mut repairs = Repairs::default();
     let mut repairs_by_family: BTreeMap<String, Repairs> = BTreeMap::new();
     for o in view.objects()? {
+        if o.source == crate::source::derived::DERIVED_SOURCE && o.rows > 0 {
+            let d = derived.entry(o.primary_family.clone()).or_default();
+            d.rows += o.rows;
+            d.objects += 1;
+        }
         if o.repairs.total() > 0 {
             repairs.add(o.repairs);
             for f in &o.families {
@@ -104,6 +119,7 @@ pub fn status(view: &ReadView, classifier: &Classifier) -> Result<Status> {
         repairs_by_family,
         objects_with_rejections,
         mappings,
+        derived,
         commits: view.seq()?,
     })
 }

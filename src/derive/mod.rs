@@ -56,16 +56,26 @@ pub struct DeriveReport {
     pub ingest: Option<IngestReport>,
 }
 
-/// An input row: its hash, the object it was first seen in, and that place's attributes.
+/// An input row: its hash and the attributes of the place it was first seen at.
+#[derive(Clone)]
 struct Input {
     hash: Hash128,
-    families: Vec<String>,
-    mapping: Option<String>,
     attributes: Vec<(String, String)>,
 }
 
-/// Whether there is anything to derive or to clean up.
-pub fn needed(index: &Index, settings: &Settings) -> Result<bool> {
+/// The digest of the recipes of the last complete run, kept beside the derived folder.
+fn digest_path(index: &Index) -> PathBuf {
+    index.data_dir.join("derived.digest")
+}
+
+/// Whether a run after an ingest has anything to do: the rows changed (`rows_changed`) or the
+/// recipes did since the last run, and there are recipes, or derived objects to clean up.
+pub fn needed(index: &Index, settings: &Settings, rows_changed: bool) -> Result<bool> {
+    let same_recipes = std::fs::read_to_string(digest_path(index))
+        .is_ok_and(|d| d.trim() == settings.recipes.digest());
+    if !rows_changed && same_recipes {
+        return Ok(false);
+    }
     if !settings.recipes.derive.is_empty() || index.data_dir.join("derived").exists() {
         return Ok(true);
     }
@@ -102,11 +112,12 @@ pub fn run(
     let mut report = DeriveReport::default();
     {
         let view = index.store.read()?;
-        let inputs = inputs(&view)?;
+        let mut objects = Objects::new(&view)?;
         for recipe in &recipes.derive {
             if only.is_some_and(|n| n != recipe.name) {
                 continue;
             }
+            let inputs = objects.inputs(&recipe.select)?;
             let (files, r) = make(&view, recipe, &inputs)?;
             report.recipes.push(r);
             sync_folder(&dir.join(&recipe.name), &files, &mut report)?;
@@ -133,6 +144,10 @@ pub fn run(
     if dir.is_dir() || stored {
         let paths = [PathBuf::from(DERIVED_SOURCE)];
         report.ingest = Some(crate::ingest::ingest(index, settings, &paths, options)?);
+    }
+    if only.is_none() {
+        let path = digest_path(index);
+        std::fs::write(&path, recipes.digest()).map_err(|source| Error::Io { path, source })?;
     }
     Ok(report)
 }
@@ -191,28 +206,63 @@ fn sync_folder(
     Ok(())
 }
 
-/// Every row outside the derived source, with the place it is first seen at (in source, key,
-/// line order, so the same rows give the same inputs whatever order they arrived in).
-fn inputs(view: &ReadView) -> Result<Vec<Input>> {
-    let mut objects = view.objects()?;
-    objects.retain(|o| o.source != DERIVED_SOURCE && o.status == ObjectStatus::Indexed);
-    objects.sort_by(|a, b| (&a.source, &a.key).cmp(&(&b.source, &b.key)));
-    let mut seen: BTreeSet<Hash128> = BTreeSet::new();
-    let mut out = Vec::new();
-    for o in objects {
-        let id = crate::store::keys::object_id(&o.source, &o.key);
-        for (_, _, hash, meta) in view.object_places(&id)? {
-            if seen.insert(hash) {
-                out.push(Input {
-                    hash,
-                    families: o.families.clone(),
-                    mapping: o.mapping.clone(),
-                    attributes: meta.attributes,
-                });
+/// The places of the objects outside the derived source, read once per run and shared by the
+/// recipes: per object (in source, key order) its families, mapping and places.
+struct Objects<'v> {
+    view: &'v ReadView,
+    objects: Vec<crate::store::ObjectRecord>,
+    places: BTreeMap<String, Vec<Input>>,
+}
+
+impl<'v> Objects<'v> {
+    fn new(view: &'v ReadView) -> Result<Objects<'v>> {
+        let mut objects = view.objects()?;
+        objects.retain(|o| o.source != DERIVED_SOURCE && o.status == ObjectStatus::Indexed);
+        objects.sort_by(|a, b| (&a.source, &a.key).cmp(&(&b.source, &b.key)));
+        Ok(Objects {
+            view,
+            objects,
+            places: BTreeMap::new(),
+        })
+    }
+
+    /// The rows of the objects a selection admits (by family and mapping), each with the first
+    /// of its places among them (in source, key, line order, so the same rows give the same
+    /// inputs whatever order they arrived in).
+    fn inputs(&mut self, select: &Select) -> Result<Vec<Input>> {
+        let mut seen: BTreeSet<Hash128> = BTreeSet::new();
+        let mut out = Vec::new();
+        for o in &self.objects {
+            let families_ok = select.families.is_empty()
+                || o.families.iter().any(|f| select.families.contains(f));
+            let mapping_ok = select.mappings.is_empty()
+                || o.mapping
+                    .as_ref()
+                    .is_some_and(|m| select.mappings.contains(m));
+            if !families_ok || !mapping_ok {
+                continue;
+            }
+            let id = crate::store::keys::object_id(&o.source, &o.key);
+            if !self.places.contains_key(&id) {
+                let places = self
+                    .view
+                    .object_places(&id)?
+                    .into_iter()
+                    .map(|(_, _, hash, meta)| Input {
+                        hash,
+                        attributes: meta.attributes,
+                    })
+                    .collect();
+                self.places.insert(id.clone(), places);
+            }
+            for input in &self.places[&id] {
+                if seen.insert(input.hash) {
+                    out.push(input.clone());
+                }
             }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// An attribute's value as text: a JSON string's content, anything else as JSON.
@@ -224,17 +274,12 @@ fn attribute<'a>(input: &'a Input, name: &str) -> Option<std::borrow::Cow<'a, st
     })
 }
 
+/// Whether an input has every attribute value the selection asks for.
 fn selected(select: &Select, input: &Input) -> bool {
-    (select.families.is_empty() || input.families.iter().any(|f| select.families.contains(f)))
-        && (select.mappings.is_empty()
-            || input
-                .mapping
-                .as_ref()
-                .is_some_and(|m| select.mappings.contains(m)))
-        && select
-            .attributes
-            .iter()
-            .all(|(k, v)| attribute(input, k).is_some_and(|a| a == v.as_str()))
+    select
+        .attributes
+        .iter()
+        .all(|(k, v)| attribute(input, k).is_some_and(|a| a == v.as_str()))
 }
 
 /// A selected row with its conversation.
@@ -274,12 +319,16 @@ fn make(
     };
     let mut rows: Vec<Row<'_>> = Vec::new();
     for input in inputs.iter().filter(|i| selected(&recipe.select, i)) {
+        if !recipe.select.kinds.is_empty() {
+            // The row's kind from its record, before its text is read.
+            let kind = view.row(input.hash)?.map(|r| r.kind);
+            if !kind.is_some_and(|k| recipe.select.kinds.contains(&k)) {
+                continue;
+            }
+        }
         let Some(v) = view.representative(input.hash)? else {
             continue;
         };
-        if !recipe.select.kinds.is_empty() && !recipe.select.kinds.contains(&v.conversation.kind) {
-            continue;
-        }
         rows.push(Row {
             input,
             conversation: v.conversation,

@@ -77,19 +77,25 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-#[test]
-fn a_dropped_file_is_queryable_from_another_process_and_sigterm_exits_cleanly() {
+/// A daemon watching a folder of one row (rescans an hour apart), after its first ingest.
+fn serving_one_row() -> (Fixture, Child) {
     let f = Fixture::new();
     f.write(
         "sarcasm/first.jsonl",
         chat("first words here", "first answer") + "\n",
     );
-    let mut child = serve(&f.index_dir, &f.data, &["--rescan-seconds", "3600"]);
+    let child = serve(&f.index_dir, &f.data, &["--rescan-seconds", "3600"]);
     wait_for(Duration::from_secs(30), "the daemon's first ingest", || {
         daemon(&f.index_dir).is_some_and(|d| {
             d["alive"] == true && d["state"] == "idle" && d["ingests"].as_u64() >= Some(1)
         })
     });
+    (f, child)
+}
+
+#[test]
+fn a_dropped_file_is_queryable_from_another_process_and_sigterm_exits_cleanly() {
+    let (f, mut child) = serving_one_row();
     // Dropped while the daemon runs: found by another process's query, through file events
     // (the periodic rescan is an hour away).
     f.write(
@@ -350,6 +356,29 @@ fn a_writer_that_dies_is_reported_failed_and_the_process_exits_non_zero() {
                     .is_ok_and(|s| s["rows"] == 1)
         },
     );
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn the_daemon_derives_after_reading_a_dropped_file() {
+    let (f, mut child) = serving_one_row();
+    // Ranked answers in counsel-chat's shape: the shipped recipe pairs the best against the rest.
+    f.write(
+        "forum/counsel_chat_drop.csv",
+        "questionID,questionTitle,questionText,answerText,topic,upvotes\n\
+         7,I feel stuck,Nothing moves.,Small steps count; pick one thing you can do today.,stuck,5\n\
+         7,I feel stuck,Nothing moves.,Everyone feels stuck so it does not matter at all.,stuck,1\n",
+    );
+    wait_for(Duration::from_secs(30), "the derived pair", || {
+        let out = idx(&f.index_dir, &["status", "--json"]);
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|s| s["unique_rows"] == 4)
+    });
+    let status = json(&idx(&f.index_dir, &["status", "--json"]));
+    assert_eq!(status["families"]["dpo_preference"]["unique_rows"], 1);
+    assert_eq!(status["derived"]["dpo_preference"]["rows"], 1, "{status}");
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }

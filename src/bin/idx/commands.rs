@@ -507,7 +507,8 @@ pub(crate) fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
         ..IngestOptions::default()
     };
     let report = idx::ingest::ingest(&mut index, &settings, &args.paths, &options)?;
-    let derive = if !args.no_derive && idx::derive::needed(&index, &settings)? {
+    let changed = report.objects_new + report.objects_changed + report.objects_deleted > 0;
+    let derive = if !args.no_derive && idx::derive::needed(&index, &settings, changed)? {
         Some(idx::derive::run(&mut index, &settings, None, &options)?)
     } else {
         None

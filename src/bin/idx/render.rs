@@ -335,13 +335,19 @@ pub(crate) fn print_status(s: &query::Status, data_dir: &Path) -> Result<()> {
         "flawed"
     );
     for (name, f) in &s.families {
+        let derived = s
+            .derived
+            .get(name)
+            .map(|d| format!("  (derived: {} rows)", d.rows))
+            .unwrap_or_default();
         outln!(
-            "{:<32} {:>10} {:>10} {:>12} {:>8}",
+            "{:<32} {:>10} {:>10} {:>12} {:>8}{}",
             name,
             f.rows,
             f.unique_rows,
             f.tokens,
-            f.flawed_rows
+            f.flawed_rows,
+            derived
         );
     }
     if !s.unassigned_objects.is_empty() {
