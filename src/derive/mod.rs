@@ -10,6 +10,7 @@
 //! derived place names its recipe and input hashes (`parse::derived`); the cluster tables link a
 //! derived row to its inputs, so it is in their split. Inputs are never rows a recipe derived.
 
+mod generate;
 pub mod recipes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +43,13 @@ pub struct RecipeReport {
     pub rows: u64,
     /// Why inputs gave nothing, counted.
     pub skipped: BTreeMap<String, u64>,
+    /// `generate`: rows sent to the generator, and rows whose output was cached.
+    pub sent: u64,
+    pub cached: u64,
+    /// `generate`: what went wrong (a failed or timed-out run with its stderr, unreadable
+    /// output lines); what was made before stands and the inputs are sent again next time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
 }
 
 /// What a derive run did.
@@ -118,7 +126,8 @@ pub fn run(
                 continue;
             }
             let inputs = objects.inputs(&recipe.select)?;
-            let (files, r) = make(&view, recipe, &inputs)?;
+            let folder = dir.join(&recipe.name);
+            let (files, r) = make(&view, recipe, &inputs, &folder)?;
             report.recipes.push(r);
             sync_folder(&dir.join(&recipe.name), &files, &mut report)?;
         }
@@ -310,6 +319,7 @@ fn make(
     view: &ReadView,
     recipe: &Recipe,
     inputs: &[Input],
+    folder: &Path,
 ) -> Result<(BTreeMap<String, Vec<u8>>, RecipeReport)> {
     let mut report = RecipeReport {
         name: recipe.name.clone(),
@@ -335,10 +345,21 @@ fn make(
         });
     }
     report.inputs = rows.len() as u64;
+
     let mut skip = |why: &str| *report.skipped.entry(why.to_string()).or_default() += 1;
     // Group → lines, in the order the recipe makes them.
     let mut groups: BTreeMap<String, Vec<DerivedLine>> = BTreeMap::new();
     match recipe.kind {
+        Kind::Generate => {
+            // One object per input row, made by the external command (`generate`).
+            let files = generate::make(recipe, &rows, folder, &mut report)?;
+            report.groups = files.values().filter(|b| !b.is_empty()).count() as u64;
+            report.rows = files
+                .values()
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+                .sum();
+            return Ok((files, report));
+        }
         Kind::RankPairs => {
             let by = recipe.group_by.as_deref().unwrap_or_default();
             let score_of = recipe.score.as_deref().unwrap_or_default();
@@ -410,6 +431,7 @@ fn make(
                 }
             }
         }
+
         Kind::LabelPairs => {
             // Prompt → (desirable, undesirable) rows.
             type Sides<'r> = (Vec<&'r Row<'r>>, Vec<&'r Row<'r>>);

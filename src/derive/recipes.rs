@@ -28,6 +28,8 @@ pub enum Kind {
     RankPairs,
     /// Preference pairs from KTO rows with the same prompt and opposite labels.
     LabelPairs,
+    /// Rows an external command makes from each selected row (`generate`).
+    Generate,
 }
 
 /// One `[[derive]]` entry.
@@ -51,6 +53,20 @@ pub struct Recipe {
     /// Pairs per group (`rank_pairs`) or per prompt (`label_pairs`).
     #[serde(default = "default_max_pairs")]
     pub max_pairs: u32,
+    /// `generate`: the command and its arguments (no shell), run from the current directory.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// `generate`: more files whose bytes are part of the generator digest (a prompt file, a
+    /// model config); files named on the command line always are.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// `generate`: seconds before a run of the command is stopped and counted as failed.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_timeout() -> u64 {
+    300
 }
 
 fn default_margin() -> f64 {
@@ -121,6 +137,14 @@ impl Recipes {
                 return Err(err(format!(
                     "{at}: rank_pairs needs `group_by` (the attribute grouping a prompt's answers) and `score` (the attribute ranking them)"
                 )));
+            }
+            if recipe.kind == Kind::Generate && recipe.command.is_empty() {
+                return Err(err(format!(
+                    "{at}: generate needs `command`, e.g. [\"python3\", \"gen.py\"]"
+                )));
+            }
+            if recipe.timeout_seconds == 0 {
+                return Err(err(format!("{at}: `timeout_seconds` is at least 1")));
             }
             if !recipe.margin.is_finite() || recipe.margin < 0.0 {
                 return Err(err(format!("{at}: `margin` is a number ≥ 0")));

@@ -71,6 +71,13 @@ pub(super) fn read_derived(reader: &mut impl BufRead, sink: &mut dyn FnMut(Item)
             continue;
         }
         match serde_json::from_str::<DerivedLine>(&text) {
+            Ok(d)
+                if d.conversation
+                    .all_messages()
+                    .all(|m| m.content.trim().is_empty()) =>
+            {
+                sink(reject(line_no, "empty conversation".to_string()))
+            }
             Ok(d) => sink(Item::Record(ParsedRecord {
                 line: line_no,
                 record: 0,
@@ -84,4 +91,10 @@ pub(super) fn read_derived(reader: &mut impl BufRead, sink: &mut dyn FnMut(Item)
             Err(e) => sink(reject(line_no, format!("not a derived row: {e}"))),
         }
     }
+}
+
+/// A record in any shape idx reads (a generator's output line), as the conversation ingest
+/// would make of it: detected, repaired, canonical, consecutive turns of one role merged.
+pub fn conversation_of(value: serde_json::Value) -> Result<Conversation, String> {
+    Ok(super::finish(super::shape(value, None)?)?.conversation)
 }

@@ -308,3 +308,159 @@ fn the_cli_derives_after_ingest_and_by_hand() {
     let out = run_idx(&f.index_dir, &["--json", "ingest", "--no-derive", data]);
     assert!(json_of(&out).get("derive").is_none());
 }
+
+/// The example generator, copied where a test may change it, and a recipe running it on the
+/// edge-case scenarios (`edge_case_synthetic`) to make `edge_case_resulting_chats` rows.
+fn generator_recipe(f: &Fixture, extra: &str) -> (std::path::PathBuf, Recipes) {
+    let script = f.data.with_file_name("resulting_chat.py");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/generators/resulting_chat.py"),
+        &script,
+    )
+    .unwrap();
+    let toml = format!(
+        "[[derive]]\nname = \"resulting-chats\"\nkind = \"generate\"\nfamily = \"edge_case_resulting_chats\"\n\
+         select = {{ families = [\"edge_case_synthetic\"] }}\ncommand = [\"python3\", {:?}]\ntimeout_seconds = 60\n{extra}",
+        script.to_str().unwrap()
+    );
+    (script, Recipes::from_toml(&toml, "t.toml").unwrap())
+}
+
+fn scenarios(lines: &[&str]) -> String {
+    lines
+        .iter()
+        .map(|s| serde_json::json!({"prompt": s, "response": "(scenario)"}).to_string() + "\n")
+        .collect()
+}
+
+#[test]
+fn a_generator_is_sent_each_row_once_and_again_when_it_changes() {
+    let mut f = Fixture::new();
+    let (script, recipes) = generator_recipe(&f, "");
+    f.settings.recipes = recipes;
+    f.write(
+        "edge_cases/synthetic_scenarios.jsonl",
+        scenarios(&[
+            "I don't see the point in anything anymore.",
+            "My heart racing at night and I can't breathe.",
+            "My new job starts on Monday.",
+        ]),
+    );
+    f.ingest();
+    let r = run(&f, &f.index_dir);
+    let g = &r.recipes[0];
+    assert!(g.failures.is_empty(), "{:?}", g.failures);
+    assert_eq!((g.inputs, g.sent, g.cached, g.rows), (3, 3, 0, 3));
+    let rows = derived_rows(&f.index_dir);
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(r.family, "edge_case_resulting_chats");
+        assert_eq!(r.messages.len(), 4, "a four-turn resulting chat");
+        assert_eq!(r.derived_from.len(), 1);
+        assert!(r.sources[0].attributes["generator"].is_string());
+        let input = row(&f.index_dir, &r.derived_from[0].content_hash).unwrap();
+        assert_eq!(input.messages[0].content, r.messages[0].content);
+        assert_eq!(
+            (input.cluster.as_str(), input.split),
+            (r.cluster.as_str(), r.split)
+        );
+    }
+    let crisis = rows
+        .iter()
+        .find(|r| r.messages[0].content.contains("point"))
+        .unwrap();
+    assert!(crisis.messages[1].content.contains("safe"));
+    // A re-run sends nothing.
+    let r = run(&f, &f.index_dir);
+    assert_eq!((r.recipes[0].sent, r.recipes[0].cached), (0, 3));
+    assert_eq!(r.files_written, 0);
+    // A new input row sends one row.
+    f.write(
+        "edge_cases/synthetic_more.jsonl",
+        scenarios(&["Everything is too much and I'm exhausted."]),
+    );
+    f.ingest();
+    let r = run(&f, &f.index_dir);
+    assert_eq!((r.recipes[0].sent, r.recipes[0].cached), (1, 3));
+    assert_eq!(derived_rows(&f.index_dir).len(), 4);
+    // A changed generator regenerates everything, and its old objects go.
+    let mut text = std::fs::read_to_string(&script).unwrap();
+    text = text.replace(
+        "I don't really know what to do.",
+        "I'm not sure where to start.",
+    );
+    std::fs::write(&script, text).unwrap();
+    let r = run(&f, &f.index_dir);
+    assert_eq!((r.recipes[0].sent, r.recipes[0].cached), (4, 0));
+    assert_eq!(r.files_removed, 4);
+    let rows = derived_rows(&f.index_dir);
+    assert_eq!(rows.len(), 4);
+    assert!(rows
+        .iter()
+        .all(|r| r.messages[2].content == "I'm not sure where to start."));
+}
+
+#[test]
+fn a_failing_or_hanging_generator_is_recorded_and_blocks_nothing() {
+    let mut f = Fixture::new();
+    f.write(
+        "edge_cases/synthetic_scenarios.jsonl",
+        scenarios(&["I can't cope with exams."]),
+    );
+    f.write("forum/counsel_chat_sleep.csv", forum(ANSWERS));
+    f.ingest();
+    let recipe = |name: &str, command: &str, timeout: u32| {
+        format!(
+            "[[derive]]\nname = \"{name}\"\nkind = \"generate\"\nfamily = \"edge_case_resulting_chats\"\n\
+             select = {{ families = [\"edge_case_synthetic\"] }}\ncommand = {command}\ntimeout_seconds = {timeout}\n"
+        )
+    };
+    let pairs = "[[derive]]\nname = \"pairs\"\nkind = \"rank_pairs\"\nfamily = \"dpo_preference\"\n\
+                 select = { mappings = [\"counsel-chat\"] }\ngroup_by = \"questionID\"\nscore = \"upvotes\"\n";
+    let toml = [
+        recipe(
+            "broken",
+            r#"["sh", "-c", "echo model unavailable >&2; exit 3"]"#,
+            30,
+        ),
+        recipe("hangs", r#"["sleep", "30"]"#, 1),
+        recipe(
+            "garbled",
+            r#"["sh", "-c", "echo 'not json'; echo '{\"input\": \"00\"}'"]"#,
+            30,
+        ),
+        pairs.to_string(),
+    ]
+    .concat();
+    f.settings.recipes = Recipes::from_toml(&toml, "t.toml").unwrap();
+    let started = std::time::Instant::now();
+    let r = run(&f, &f.index_dir);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let by: BTreeMap<&str, &derive::RecipeReport> =
+        r.recipes.iter().map(|x| (x.name.as_str(), x)).collect();
+    assert!(
+        by["broken"].failures[0].contains("model unavailable"),
+        "{:?}",
+        by["broken"].failures
+    );
+    assert!(
+        by["hangs"].failures[0].contains("timed out after 1 s"),
+        "{:?}",
+        by["hangs"].failures
+    );
+    assert_eq!(by["garbled"].skipped["unreadable generator output"], 2);
+    assert!(
+        by["garbled"].failures[0].contains("invalid JSON"),
+        "{:?}",
+        by["garbled"].failures
+    );
+    // The other recipe went on.
+    assert_eq!(by["pairs"].rows, 4);
+    assert_eq!(derived_rows(&f.index_dir).len(), 4);
+    // Fixed, the broken generator's input is sent again.
+    let (_, working) = generator_recipe(&f, "");
+    f.settings.recipes = working;
+    let r = run(&f, &f.index_dir);
+    assert_eq!((r.recipes[0].sent, r.recipes[0].rows), (1, 1));
+}

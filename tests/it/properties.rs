@@ -392,3 +392,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config(256, 0x1D_0004))]
+
+    /// A generator's output line of any shape, and a derived object damaged in any way, read
+    /// as a conversation or a reason — never a panic, never an empty row.
+    #[test]
+    fn generator_output_and_derived_objects_read_or_say_why(
+        v in json_value(),
+        c in conversation(),
+        m in mutation(),
+    ) {
+        if let Ok(c) = idx::parse::derived::conversation_of(v) {
+            assert!(!c.messages.is_empty());
+        }
+        let line = idx::parse::derived::DerivedLine {
+            conversation: c,
+            recipe: "r".into(),
+            inputs: vec!["0123456789abcdef0123456789abcdef".into()],
+            generator: None,
+        };
+        let mut data = serde_json::to_vec(&line).unwrap();
+        data.push(b'\n');
+        apply(&mut data, &m);
+        read_object(&data[..], idx::parse::FileFormat::Derived, false, Limits::default(), &mut |item| match item {
+            Item::Record(r) => assert!(r.conversation.all_messages().any(|m| !m.content.trim().is_empty())),
+            Item::Rejected(rej) => assert!(!rej.reason.is_empty()),
+        });
+    }
+}
