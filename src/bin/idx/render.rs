@@ -416,6 +416,16 @@ pub(crate) fn print_derive(r: &idx::derive::DeriveReport) -> Result<()> {
                 format!("; skipped: {}", skipped.join(", "))
             }
         );
+        if recipe.kind == Some(idx::derive::Kind::Generate) {
+            outln!(
+                "  generator: {} rows sent, {} cached",
+                recipe.sent,
+                recipe.cached
+            );
+        }
+        for failure in &recipe.failures {
+            outln!("  failed: {failure}");
+        }
     }
     outln!(
         "derived objects: {} written, {} unchanged, {} removed",
