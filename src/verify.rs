@@ -114,6 +114,9 @@ pub struct FamilyCoverage {
     pub failed_objects: Vec<String>,
     pub waiver: Option<String>,
     pub next_action: String,
+    /// Of its rows (places), those derive recipes made (`configs/derive.toml`): the derived
+    /// marker.
+    pub derived_rows: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -305,7 +308,11 @@ fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageGate> {
         let mut evidence = Vec::new();
         let mut count = 0u64;
         let mut failed_objects = Vec::new();
+        let mut derived_rows = 0u64;
         for o in objects.iter().filter(|o| o.families.contains(&f.name)) {
+            if o.source == crate::source::derived::DERIVED_SOURCE {
+                derived_rows += o.rows;
+            }
             match &o.status {
                 ObjectStatus::Indexed if o.rows > 0 => {
                     count += 1;
@@ -362,6 +369,7 @@ fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageGate> {
             failed_objects,
             waiver: f.waiver.clone(),
             next_action,
+            derived_rows,
         });
     }
     let passed = families.iter().all(|f| {
@@ -549,7 +557,11 @@ pub fn markdown(v: &Verification) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} |",
-            f.family,
+            if f.derived_rows > 0 {
+                format!("{} (derived: {} rows)", f.family, f.derived_rows)
+            } else {
+                f.family.clone()
+            },
             if f.required { "yes" } else { "no" },
             f.status.as_str(),
             f.rows,

@@ -141,6 +141,15 @@ fn ranked_answers_become_pairs_linked_to_their_inputs() {
     let v = idx::verify::verify(&store.read().unwrap(), &f.settings).unwrap();
     assert!(v.gates.leakage.passed, "{:?}", v.gates.leakage);
     assert_eq!(v.gates.leakage.disagreements, 0);
+    // Counted in their family, marked as derived.
+    let family = v
+        .gates
+        .coverage
+        .families
+        .iter()
+        .find(|x| x.family == "dpo_preference")
+        .unwrap();
+    assert_eq!((family.rows, family.derived_rows), (4, 4));
     // A second run changes nothing.
     let again = run(&f, &f.index_dir);
     assert_eq!((again.files_written, again.files_removed), (0, 0));
@@ -463,4 +472,58 @@ fn a_failing_or_hanging_generator_is_recorded_and_blocks_nothing() {
     f.settings.recipes = working;
     let r = run(&f, &f.index_dir);
     assert_eq!((r.recipes[0].sent, r.recipes[0].rows), (1, 1));
+}
+
+#[test]
+fn an_export_traces_derived_rows_to_their_recipe_and_inputs() {
+    let f = Fixture::new();
+    f.write("forum/counsel_chat_sleep.csv", forum(ANSWERS));
+    let data = f.data.to_str().unwrap();
+    assert!(run_idx(&f.index_dir, &["ingest", data]).status.success());
+    let out = f.index_dir.with_file_name("export");
+    let export = run_idx(
+        &f.index_dir,
+        &[
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--allow-failing-gates",
+        ],
+    );
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let provenance = std::fs::read_to_string(out.join("provenance.jsonl")).unwrap();
+    let derived: Vec<serde_json::Value> = provenance
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["sources"][0]["source"] == DERIVED_SOURCE)
+        .collect();
+    assert_eq!(derived.len(), 4);
+    for line in &derived {
+        assert_eq!(line["family"], "dpo_preference");
+        let attributes: serde_json::Value =
+            serde_json::from_str(line["sources"][0]["attributes"].as_str().unwrap()).unwrap();
+        assert_eq!(attributes["recipe"], "counsel-chat-pairs");
+        let inputs = attributes["inputs"].as_array().unwrap();
+        assert_eq!(inputs.len(), 2);
+        // The inputs are rows of the same export, in the same split.
+        for input in inputs {
+            let input_line = provenance
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .find(|l| &l["content_hash"] == input)
+                .expect("the input row is exported too");
+            assert_eq!(input_line["split"], line["split"]);
+        }
+    }
+    // The pairs are in the export's preference lines, with their rejected answer.
+    let lines = std::fs::read_to_string(out.join("final.chatml.jsonl")).unwrap();
+    let pairs = lines
+        .lines()
+        .filter(|l| l.contains("\"source_family\":\"dpo_preference\""))
+        .count();
+    assert_eq!(pairs, 4);
 }

@@ -143,7 +143,10 @@ pub(crate) fn print_verification(v: &idx::verify::Verification) -> Result<()> {
         "tokens"
     );
     for f in &c.families {
-        let mark = if f.required { "" } else { " (optional)" };
+        let mut mark = if f.required { "" } else { " (optional)" }.to_string();
+        if f.derived_rows > 0 {
+            mark.push_str(&format!(" (derived: {})", f.derived_rows));
+        }
         outln!(
             "  {:<30} {:>8} {:>9} {:>12}  {}",
             format!("{}{mark}", f.family),
