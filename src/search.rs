@@ -299,6 +299,31 @@ impl SearchIndex {
         Ok((hits, text_query))
     }
 
+    /// Every row the query matches (for a derive recipe's `query` selection; the caller keeps
+    /// only rows redb has).
+    pub fn matching(&self, query: &str) -> Result<std::collections::BTreeSet<Hash128>> {
+        let parser = QueryParser::for_index(&self.index, vec![self.f_text]);
+        let parsed = parser
+            .parse_query(query)
+            .map_err(|e| Error::Query(format!("`{query}`: {e}")))?;
+        let searcher = self.reader.searcher();
+        let docs = searcher
+            .search(&*parsed, &tantivy::collector::DocSetCollector)
+            .map_err(|e| self.err(e))?;
+        let mut out = std::collections::BTreeSet::new();
+        for address in docs {
+            let d: TantivyDocument = searcher.doc(address).map_err(|e| self.err(e))?;
+            if let Some(h) = d
+                .get_first(self.f_hash)
+                .and_then(|v| v.as_str())
+                .and_then(Hash128::from_hex)
+            {
+                out.insert(h);
+            }
+        }
+        Ok(out)
+    }
+
     /// A snippet of `text` around the query's terms, matches wrapped in `**`.
     pub fn snippet(&self, query: &dyn Query, text: &str) -> Result<String> {
         let searcher = self.reader.searcher();

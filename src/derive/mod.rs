@@ -125,7 +125,11 @@ pub fn run(
             if only.is_some_and(|n| n != recipe.name) {
                 continue;
             }
-            let inputs = objects.inputs(&recipe.select)?;
+            let mut inputs = objects.inputs(&recipe.select)?;
+            if let Some(q) = &recipe.select.query {
+                let matching = index.search.matching(q)?;
+                inputs.retain(|i| matching.contains(&i.hash));
+            }
             let folder = dir.join(&recipe.name);
             let (files, r) = make(&view, recipe, &inputs, &folder)?;
             report.recipes.push(r);

@@ -94,6 +94,8 @@ pub struct Select {
     /// Rows whose (first place's) attribute has this value, compared as text.
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// Rows the full-text index matches for this query (`idx query text` syntax).
+    pub query: Option<String>,
 }
 
 impl Recipes {

@@ -527,3 +527,29 @@ fn an_export_traces_derived_rows_to_their_recipe_and_inputs() {
         .count();
     assert_eq!(pairs, 4);
 }
+
+#[test]
+fn a_full_text_query_selects_a_recipes_rows() {
+    let mut f = Fixture::new();
+    let (_, recipes) = generator_recipe(&f, "");
+    let mut recipe = recipes.derive[0].clone();
+    recipe.select.query = Some("breathe OR exhausted".to_string());
+    f.settings.recipes = Recipes {
+        derive: vec![recipe],
+    };
+    f.write(
+        "edge_cases/synthetic_scenarios.jsonl",
+        scenarios(&[
+            "I don't see the point in anything anymore.",
+            "My heart racing at night and I can't breathe.",
+            "Everything is too much and I'm exhausted.",
+        ]),
+    );
+    f.ingest();
+    let r = run(&f, &f.index_dir);
+    assert_eq!((r.recipes[0].inputs, r.recipes[0].rows), (2, 2));
+    let rows = derived_rows(&f.index_dir);
+    assert!(rows
+        .iter()
+        .all(|r| !r.messages[0].content.contains("point")));
+}
