@@ -22,7 +22,7 @@ pub struct Settings {
     /// Declared mappings (`configs/sources.toml`); the shipped ones unless replaced.
     pub mappings: Mappings,
     /// Derive recipes (`configs/derive.toml`); the shipped ones unless replaced.
-    pub recipes: crate::derive::Recipes,
+    pub recipes: crate::recipes::Recipes,
 }
 
 impl Settings {
@@ -32,7 +32,7 @@ impl Settings {
             classifier: Classifier::load(families)?,
             idx: IdxConfig::load(idx)?,
             mappings: Mappings::builtin(),
-            recipes: crate::derive::Recipes::builtin(),
+            recipes: crate::recipes::Recipes::builtin(),
         })
     }
 

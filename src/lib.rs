@@ -25,6 +25,7 @@ pub mod normalize;
 pub mod parse;
 pub mod pii;
 pub mod query;
+pub mod recipes;
 pub mod repair;
 pub mod rng;
 pub mod search;

@@ -11,7 +11,6 @@
 //! derived row to its inputs, so it is in their split. Inputs are never rows a recipe derived.
 
 mod generate;
-pub mod recipes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,9 +24,9 @@ use crate::index::Index;
 use crate::ingest::{IngestOptions, IngestReport};
 use crate::model::{Conversation, Message, RecordKind, Role};
 use crate::parse::derived::DerivedLine;
+pub use crate::recipes::{Kind, Recipe, Recipes, Select};
 use crate::source::derived::DERIVED_SOURCE;
 use crate::store::{ObjectStatus, ReadView};
-pub use recipes::{Kind, Recipe, Recipes, Select};
 
 /// What one recipe made.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -1,5 +1,6 @@
-//! The recipes in `configs/derive.toml`: what each reads (a selection of rows) and what it
-//! makes. A file with no `[[derive]]` entry derives nothing.
+//! The derive recipes in `configs/derive.toml` (run by [`crate::derive`]): what each reads (a
+//! selection of rows) and what it makes, typed and checked. A config like the others, below the
+//! pipeline: a file with no `[[derive]]` entry derives nothing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::RecordKind;
 
 /// The shipped recipes (`configs/derive.toml`).
-pub const DEFAULT_DERIVE_TOML: &str = include_str!("../../configs/derive.toml");
+pub const DEFAULT_DERIVE_TOML: &str = include_str!("../configs/derive.toml");
 
 /// Every recipe of a derive config, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
