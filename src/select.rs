@@ -58,11 +58,13 @@ pub(crate) struct Candidate {
     pub(crate) words: u32,
     pub(crate) tokens: u64,
     pub(crate) excluded: bool,
+    /// The training phase its kind feeds: near-duplicates collapse within a phase only.
+    pub(crate) phase: &'static str,
 }
 
 /// Choose the rows of a snapshot: every unique, non-excluded row, and with `collapse`, one per
-/// group of near-duplicates (connected by confirmed near-duplicate pairs within a stored
-/// cluster): the one with the most tokens, ties to the smallest hash.
+/// group of near-duplicates (connected by confirmed near-duplicate pairs of one training phase
+/// within a stored cluster): the one with the most tokens, ties to the smallest hash.
 pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Selection> {
     let assignments = view.assignments(policy)?;
     let mut rows = Vec::new();
@@ -81,6 +83,7 @@ pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Select
                 words: row.words,
                 tokens: row.tokens,
                 excluded,
+                phase: row.kind.phase(),
             },
         );
         if pii_out {
@@ -127,7 +130,13 @@ pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Select
             for (i, &a) in usable.iter().enumerate() {
                 for &b in &usable[i + 1..] {
                     let d = (candidates[&a].simhash ^ candidates[&b].simhash).count_ones();
-                    if d > policy.hamming || sets.find(a) == sets.find(b) {
+                    // A preference pair and the conversation it was made from (or the same chat
+                    // in a DPO and an SFT file) train different phases: neither stands for the
+                    // other. Their cluster still gives them one split.
+                    if d > policy.hamming
+                        || candidates[&a].phase != candidates[&b].phase
+                        || sets.find(a) == sets.find(b)
+                    {
                         continue;
                     }
                     for h in [a, b] {

@@ -52,8 +52,10 @@ pub struct LineMetadata {
     pub kind: RecordKind,
     pub families: Vec<String>,
     pub tokens: u64,
-    /// Near-duplicates this row stands for (their provenance is in provenance.jsonl).
-    pub near_duplicates: Vec<String>,
+    /// How many near-duplicates this row stands for (not exported themselves; their hashes and
+    /// places are in provenance.jsonl). A count, not a list: an empty JSON list has no type, so
+    /// a file whose first lines stand for nothing could not be read in chunks.
+    pub near_duplicates: u64,
     /// Attributes its mapping kept at the row's first place (every place's are in
     /// provenance.jsonl); their keys differ by source, so they are one JSON text (`{}` when
     /// none) and every line has the same columns.
@@ -143,7 +145,7 @@ pub(crate) fn line_of(
             kind: row.kind,
             families: row.families.clone(),
             tokens: row.tokens,
-            near_duplicates: near_duplicates.iter().map(|h| h.to_hex()).collect(),
+            near_duplicates: near_duplicates.len() as u64,
             attributes: serde_json::Value::Object(
                 first_place
                     .map(|p| p.attributes.clone())
@@ -205,7 +207,7 @@ const METADATA_FEATURES: [(&str, &str); 12] = [
     ("kind", "string"),
     ("families", "list:string"),
     ("tokens", "uint64"),
-    ("near_duplicates", "list:string"),
+    ("near_duplicates", "uint64"),
     ("attributes", "string"),
 ];
 
@@ -231,7 +233,7 @@ mod tests {
                 kind: RecordKind::Chatml,
                 families: Vec::new(),
                 tokens: 0,
-                near_duplicates: Vec::new(),
+                near_duplicates: 0,
                 attributes: String::new(),
             },
         };

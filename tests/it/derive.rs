@@ -526,6 +526,12 @@ fn an_export_traces_derived_rows_to_their_recipe_and_inputs() {
         .filter(|l| l.contains("\"source_family\":\"dpo_preference\""))
         .count();
     assert_eq!(pairs, 4);
+    // Every answer still feeds SFT: a pair does not stand for the conversation it was made from.
+    let answers = lines
+        .lines()
+        .filter(|l| l.contains("\"phase\":\"sft\""))
+        .count();
+    assert_eq!(answers, ANSWERS.len());
 }
 
 #[test]
