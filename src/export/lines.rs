@@ -69,24 +69,19 @@ pub struct ProvenanceLine {
     pub content_hash: String,
     pub split: Split,
     pub family: String,
-    pub sources: Vec<ProvenancePlace>,
-    /// Collapsed near-duplicates and their places.
-    pub near_duplicates: Vec<NearDuplicateProvenance>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NearDuplicateProvenance {
-    pub content_hash: String,
+    /// Every place of the row and of the near-duplicates it stands for (never empty, so the
+    /// column always has its type), each naming the row it holds.
     pub sources: Vec<ProvenancePlace>,
 }
 
-/// One place in `provenance.jsonl`: where a row occurs, and what its mapping kept there (or,
-/// for a derived row, its recipe and input rows) as one JSON text (`{}` when nothing), so every
-/// line has the same columns whatever its sources keep.
+/// One place in `provenance.jsonl`: which row occurs where (the line's own row, or a
+/// near-duplicate it stands for), and what its mapping kept there (or, for a derived row, its
+/// recipe and input rows) as one JSON text (`{}` when nothing), so every line has the same
+/// columns whatever its sources keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvenancePlace {
+    pub content_hash: String,
     pub source: String,
     pub key: String,
     pub line: u64,
@@ -94,9 +89,11 @@ pub struct ProvenancePlace {
     pub attributes: String,
 }
 
-impl From<Place> for ProvenancePlace {
-    fn from(p: Place) -> ProvenancePlace {
+impl ProvenancePlace {
+    /// A place of the row `hash`.
+    pub(crate) fn of(hash: Hash128, p: Place) -> ProvenancePlace {
         ProvenancePlace {
+            content_hash: hash.to_hex(),
             attributes: serde_json::Value::Object(p.attributes).to_string(),
             source: p.source,
             key: p.key,

@@ -32,9 +32,7 @@ use lines::{line_of, public_refs};
 use out::{file_safe, OutFile};
 use target::Target;
 
-pub use lines::{
-    ExportLine, LineMessage, LineMetadata, NearDuplicateProvenance, ProvenanceLine, ProvenancePlace,
-};
+pub use lines::{ExportLine, LineMessage, LineMetadata, ProvenanceLine, ProvenancePlace};
 pub use manifest::{verify_export, ExportCheck, Manifest};
 
 /// One occurrence of a row in an object (the same shape `idx query hash` prints).
@@ -246,23 +244,17 @@ fn write_export(
                 .line(&text, r.tokens)?;
             finals.line(&text, r.tokens)?;
             // Provenance: every place of the row and of the near-duplicates it stands for.
-            let mut near_prov = Vec::new();
+            let mut all_places: Vec<ProvenancePlace> = places
+                .into_iter()
+                .map(|p| ProvenancePlace::of(r.hash, p))
+                .collect();
             for &n in near {
-                near_prov.push(NearDuplicateProvenance {
-                    content_hash: n.to_hex(),
-                    sources: public_refs(view, n, &redactor)?
-                        .into_iter()
-                        .map(ProvenancePlace::from)
-                        .collect(),
-                });
+                for p in public_refs(view, n, &redactor)? {
+                    all_places.push(ProvenancePlace::of(n, p));
+                }
             }
             let mut counted: BTreeSet<&str> = BTreeSet::new();
-            let places: Vec<ProvenancePlace> =
-                places.into_iter().map(ProvenancePlace::from).collect();
-            for p in places
-                .iter()
-                .chain(near_prov.iter().flat_map(|n| n.sources.iter()))
-            {
+            for p in &all_places {
                 let c = sources.entry(p.source.clone()).or_default();
                 c.places += 1;
                 if counted.insert(p.source.as_str()) {
@@ -273,8 +265,7 @@ fn write_export(
                 content_hash: r.hash.to_hex(),
                 split: r.split,
                 family: r.primary_family.clone(),
-                sources: places,
-                near_duplicates: near_prov,
+                sources: all_places,
             };
             let text = serde_json::to_string(&prov).map_err(|e| Error::Export(e.to_string()))?;
             provenance.line(&text, 0)?;
