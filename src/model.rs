@@ -122,6 +122,14 @@ impl Conversation {
     pub fn content_bytes(&self) -> usize {
         self.all_messages().map(|m| m.content.len()).sum()
     }
+
+    /// The prompt (every message before the last) and the answer, when the conversation ends
+    /// on an assistant answer to a user turn.
+    pub fn prompt_and_answer(&self) -> Option<(&[Message], &Message)> {
+        let (answer, prompt) = self.messages.split_last()?;
+        let asks = prompt.last().is_some_and(|m| m.role == Role::User);
+        (answer.role == Role::Assistant && asks).then_some((prompt, answer))
+    }
 }
 
 /// What identifies one version of an object: a change in any field means the object changed.

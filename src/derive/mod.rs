@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
 use crate::index::Index;
 use crate::ingest::{IngestOptions, IngestReport};
-use crate::model::{Conversation, Message, RecordKind, Role};
+use crate::model::{Conversation, Message, RecordKind};
 use crate::parse::derived::DerivedLine;
 pub use crate::recipes::{Kind, Recipe, Recipes, Select};
 use crate::source::derived::DERIVED_SOURCE;
@@ -300,14 +300,6 @@ struct Row<'a> {
     conversation: Conversation,
 }
 
-/// The prompt (every message before the last) and the answer of a conversation that ends on an
-/// assistant turn after a user turn.
-fn prompt_answer(c: &Conversation) -> Option<(&[Message], &Message)> {
-    let (answer, prompt) = c.messages.split_last()?;
-    (answer.role == Role::Assistant && prompt.last().is_some_and(|m| m.role == Role::User))
-        .then_some((prompt, answer))
-}
-
 /// A group's file name: the hash of what groups it (never the value itself, which may be
 /// anything a source holds).
 fn group_file(value: &str) -> String {
@@ -379,7 +371,7 @@ fn make(
                     skip("no numeric score");
                     continue;
                 };
-                if prompt_answer(&row.conversation).is_none() {
+                if row.conversation.prompt_and_answer().is_none() {
                     skip("no answer after a user turn");
                     continue;
                 }
@@ -395,7 +387,7 @@ fn make(
                         .then(a.1.input.hash.cmp(&b.1.input.hash))
                 });
                 let (best_score, best) = members[0];
-                let Some((prompt, _)) = prompt_answer(&best.conversation) else {
+                let Some((prompt, _)) = best.conversation.prompt_and_answer() else {
                     continue;
                 };
                 // Rejected: a margin below the best, same prompt, lowest scores first.
@@ -413,7 +405,8 @@ fn make(
                         skip("over max_pairs");
                         continue;
                     }
-                    let Some((other_prompt, answer)) = prompt_answer(&other.conversation) else {
+                    let Some((other_prompt, answer)) = other.conversation.prompt_and_answer()
+                    else {
                         continue;
                     };
                     if other_prompt != prompt {
@@ -441,7 +434,7 @@ fn make(
             let mut by_prompt: BTreeMap<String, Sides<'_>> = BTreeMap::new();
             for row in &rows {
                 let (Some(label), Some((prompt, _))) =
-                    (row.conversation.label, prompt_answer(&row.conversation))
+                    (row.conversation.label, row.conversation.prompt_and_answer())
                 else {
                     skip("not a labelled answer");
                     continue;
@@ -467,7 +460,7 @@ fn make(
                         if lines.len() as u32 >= recipe.max_pairs {
                             break 'pairs;
                         }
-                        let Some((_, answer)) = prompt_answer(&b.conversation) else {
+                        let Some((_, answer)) = b.conversation.prompt_and_answer() else {
                             continue;
                         };
                         lines.push(pair(

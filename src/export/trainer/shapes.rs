@@ -165,18 +165,10 @@ enum Example<'a> {
     },
 }
 
-/// The prompt before a final assistant answer, and that answer; `None` when the messages do
-/// not end on an assistant answer to a user turn.
-fn prompt_and_answer(messages: &[Message]) -> Option<(&[Message], &Message)> {
-    let (answer, prompt) = messages.split_last()?;
-    let asks = prompt.last().is_some_and(|m| m.role == Role::User);
-    (answer.role == Role::Assistant && asks).then_some((prompt, answer))
-}
-
 /// The preference examples of one row: a pair gives one pair (or, for KTO, a desirable and an
 /// undesirable example), a KTO row one labelled example; nothing when the row has no such shape.
 fn examples(c: &Conversation, format: Format) -> Vec<Example<'_>> {
-    let Some((prompt, answer)) = prompt_and_answer(&c.messages) else {
+    let Some((prompt, answer)) = c.prompt_and_answer() else {
         return Vec::new();
     };
     // The rejected side is the answer alone or a whole conversation: its last turn either way.
