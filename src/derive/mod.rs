@@ -132,7 +132,7 @@ pub fn run(
             let folder = dir.join(&recipe.name);
             let (files, r) = make(&view, recipe, &inputs, &folder)?;
             report.recipes.push(r);
-            sync_folder(&dir.join(&recipe.name), &files, &mut report)?;
+            sync_folder(&folder, &files, &mut report)?;
         }
     }
     if only.is_none() && dir.is_dir() {
