@@ -180,7 +180,7 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
     counter("flawed_rows", totals.flawed_rows, flawed);
     counter("merged_turns", totals.merged_turns, merged);
     // Clusters and splits: the leakage gate recomputes them from scratch and compares.
-    let verification = crate::verify::verify(view, settings)?;
+    let verification = crate::verify::verify(view, settings, None)?;
     let leakage = &verification.gates.leakage;
     if leakage.disagreements > 0 {
         report.problem(format!(

@@ -99,6 +99,8 @@ pub struct IdxConfig {
     #[serde(default)]
     pub structure: StructureConfig,
     #[serde(default)]
+    pub distribution: DistributionConfig,
+    #[serde(default)]
     pub s3: S3Config,
     #[serde(default)]
     pub serve: ServeConfig,
@@ -201,6 +203,52 @@ impl Default for StructureConfig {
             max_flawed_fraction: 0.10,
         }
     }
+}
+
+/// `[distribution]`: the distribution gate of `idx verify` (see [`crate::verify`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributionConfig {
+    /// How far (absolute) a family's share of rows in a split may stray from the configured
+    /// fraction, on top of three standard errors of a random split of its clusters.
+    pub split_tolerance: f64,
+    /// Families with fewer clusters (holdout groups included) are not judged on split fractions.
+    pub min_units: u64,
+    /// Every holdout family with at least `min_units` groups must have rows in test.
+    pub holdout_in_test: bool,
+    /// A curriculum stage whose mix the index cannot supply fails the gate (else it is reported).
+    pub curriculum_mix: bool,
+    /// Bounds on a family's share of one phase's tokens.
+    pub share: Vec<ShareBound>,
+}
+
+impl Default for DistributionConfig {
+    fn default() -> Self {
+        DistributionConfig {
+            split_tolerance: 0.05,
+            min_units: 20,
+            holdout_in_test: true,
+            curriculum_mix: false,
+            share: Vec::new(),
+        }
+    }
+}
+
+/// `[[distribution.share]]`: a family's (primary family's) share of a phase's tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareBound {
+    /// `pretraining`, `sft` or `preference`.
+    pub phase: String,
+    pub family: String,
+    #[serde(default)]
+    pub min: f64,
+    #[serde(default = "one")]
+    pub max: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// `[near_dup]`: candidate search and verification.
@@ -399,6 +447,32 @@ impl IdxConfig {
         }
         if self.pii.max_detections == 0 {
             return Err("`pii.max_detections` is 0: every row with PII would be excluded; use `exclude_kinds` for that".into());
+        }
+        let d = &self.distribution;
+        if !(0.0..=1.0).contains(&d.split_tolerance) {
+            return Err(format!(
+                "`distribution.split_tolerance` is {}, it must be between 0 and 1",
+                d.split_tolerance
+            ));
+        }
+        for (i, b) in d.share.iter().enumerate() {
+            if !["pretraining", "sft", "preference"].contains(&b.phase.as_str()) {
+                return Err(format!(
+                    "`distribution.share` entry {} has phase `{}`; phases are pretraining, sft and preference",
+                    i + 1,
+                    b.phase
+                ));
+            }
+            if !(0.0..=1.0).contains(&b.min) || !(0.0..=1.0).contains(&b.max) || b.min > b.max {
+                return Err(format!(
+                    "`distribution.share` entry {} (`{}` in {}): min {} and max {} must be in [0, 1] with min <= max",
+                    i + 1,
+                    b.family,
+                    b.phase,
+                    b.min,
+                    b.max
+                ));
+            }
         }
         check_fractions("splits", self.splits.fractions())?;
         check_fractions("holdout", self.holdout.fractions())?;

@@ -373,6 +373,7 @@ fn curriculum_toml(plan: &InitPlan) -> String {
             epochs: Some(1),
             learning_rate: None,
             context_length: None,
+            overlap_turns: None,
             tokens: None,
             algorithm: (phase == Phase::Preference).then_some(if pairs {
                 Algorithm::Dpo

@@ -317,6 +317,7 @@ fn new_stage(id: String, phase: Phase) -> Stage {
         epochs: None,
         learning_rate: None,
         context_length: None,
+        overlap_turns: None,
         tokens: None,
         algorithm: None,
         algorithm_options: BTreeMap::new(),

@@ -25,6 +25,9 @@ pub const DEFAULT_CURRICULUM_TOML: &str = include_str!("../../configs/curriculum
 
 const CURRICULUM_VERSION: u32 = 1;
 
+/// Turns the pieces of a long session share by default (one user/assistant exchange).
+pub const DEFAULT_OVERLAP_TURNS: u32 = 2;
+
 /// Weights of a stage must add up to 1 within this.
 const WEIGHT_TOLERANCE: f64 = 1e-6;
 
@@ -65,6 +68,11 @@ pub struct Stage {
     pub learning_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_length: Option<u32>,
+    /// A conversation longer than `context_length` is cut at turn boundaries into pieces;
+    /// each piece after the first repeats at least this many turns of the one before (whole
+    /// exchanges, from a user turn). Default 2: the last exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_turns: Option<u32>,
     /// Tokens the stage should draw; unset: as many as the mix allows without repeating rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u64>,
@@ -280,6 +288,8 @@ pub struct StagePlan {
     pub learning_rate: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context_length: Option<u32>,
+    /// Turns of overlap between the pieces of a long session.
+    pub overlap_turns: u32,
     /// Requested tokens, when the stage sets them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_tokens: Option<u64>,
@@ -542,6 +552,7 @@ fn plan_stage(
         epochs: stage.epochs,
         learning_rate: stage.learning_rate,
         context_length: stage.context_length,
+        overlap_turns: stage.overlap_turns.unwrap_or(DEFAULT_OVERLAP_TURNS),
         target_tokens: stage.tokens,
         max_tokens: max_tokens as u64,
         families: draws,
@@ -553,6 +564,34 @@ fn plan_stage(
         train,
         val: val.into_iter().map(|(_, h)| h).collect(),
     }
+}
+
+/// Where a plan falls short of its curriculum: a routed family with no train rows the stage
+/// can use, or a stage asking for more tokens than its mix can supply without repeating rows.
+pub fn shortfalls(curriculum: &Curriculum, plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    for (stage, planned) in curriculum.stages.iter().zip(&plan.stages) {
+        for d in planned.families.iter().filter(|d| d.weight > 0.0) {
+            if d.available_tokens == 0 {
+                out.push(format!(
+                    "stage `{}`: family `{}` (weight {}) has no train-split {} rows",
+                    stage.id,
+                    d.family,
+                    d.weight,
+                    stage.phase.as_str()
+                ));
+            }
+        }
+        if let Some(target) = stage.tokens {
+            if target > planned.max_tokens {
+                out.push(format!(
+                    "stage `{}` asks for {target} tokens; its mix supplies {} without repeating rows",
+                    stage.id, planned.max_tokens
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Pairs call for a pair algorithm (the configured one, ORPO by default); unpaired labels for

@@ -96,16 +96,11 @@ pub fn export(
         }
     }
     progress("running the gates");
-    let verification = verify::verify(view, settings)?;
+    let verification = verify::verify(view, settings, Some(curriculum))?;
     if !verification.passed && !options.allow_failing_gates {
-        let mut failed = Vec::new();
-        if !verification.gates.coverage.passed {
-            failed.push("coverage");
-        }
-        if !verification.gates.leakage.passed {
-            failed.push("leakage");
-        }
-        return Err(Error::GatesFailed(failed.join(" and ")));
+        return Err(Error::GatesFailed(
+            verification.gates.failed().join(" and "),
+        ));
     }
     progress("selecting rows");
     let selection = select(view, &policy, options.collapse_near_duplicates)?;

@@ -116,7 +116,7 @@ fn policy() -> Policy {
 
 fn verify(dir: &Path, settings: &Settings) -> idx::verify::Verification {
     let store = idx::index::Index::open_store_read(dir).unwrap();
-    idx::verify::verify(&store.read().unwrap(), settings).unwrap()
+    idx::verify::verify(&store.read().unwrap(), settings, None).unwrap()
 }
 
 fn assert_leak_free(dir: &Path, settings: &Settings) {

@@ -138,7 +138,7 @@ fn ranked_answers_become_pairs_linked_to_their_inputs() {
     assert!(q1.iter().all(|r| r.cluster == q1[0].cluster));
     // The gates agree with the stored clusters, and the index is whole.
     let store = Index::open_store_read(&f.index_dir).unwrap();
-    let v = idx::verify::verify(&store.read().unwrap(), &f.settings).unwrap();
+    let v = idx::verify::verify(&store.read().unwrap(), &f.settings, None).unwrap();
     assert!(v.gates.leakage.passed, "{:?}", v.gates.leakage);
     assert_eq!(v.gates.leakage.disagreements, 0);
     // Counted in their family, marked as derived.

@@ -153,7 +153,7 @@ pub fn export_index(
 }
 
 /// Every file of an export (relative path → bytes), except the one with the wall-clock time.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -56,7 +56,7 @@ fn lines(ts: &[Text]) -> String {
 
 fn verify(f: &Fixture) -> idx::verify::Verification {
     let store = idx::index::Index::open_store_read(&f.index_dir).unwrap();
-    idx::verify::verify(&store.read().unwrap(), &f.settings).unwrap()
+    idx::verify::verify(&store.read().unwrap(), &f.settings, None).unwrap()
 }
 
 fn family<'a>(v: &'a idx::verify::Verification, name: &str) -> &'a idx::verify::FamilyCoverage {

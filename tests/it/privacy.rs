@@ -97,7 +97,7 @@ prefixes = ["therapy/"]
     );
     f.ingest();
     let store = idx::index::Index::open_store_read(&f.index_dir).unwrap();
-    let v = idx::verify::verify(&store.read().unwrap(), &f.settings).unwrap();
+    let v = idx::verify::verify(&store.read().unwrap(), &f.settings, None).unwrap();
     let therapy = &v.gates.coverage.families[0];
     assert_eq!(therapy.rows, 0);
     assert!(!v.gates.coverage.passed);

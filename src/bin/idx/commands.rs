@@ -168,7 +168,8 @@ fn tempfile_dir(data_dir: &std::path::Path) -> Result<PathBuf> {
 pub(crate) fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
     let settings = settings(cli)?;
     let store = Index::open_store_read(&cli.data_dir)?;
-    let v = idx::verify::verify(&store.read()?, &settings)?;
+    let curriculum = load_curriculum(cli)?;
+    let v = idx::verify::verify(&store.read()?, &settings, Some(&curriculum))?;
     if let Some(path) = &args.markdown {
         std::fs::write(path, idx::verify::markdown(&v))
             .with_context(|| format!("writing {}", path.display()))?;

@@ -218,6 +218,22 @@ pub(crate) fn print_verification(v: &idx::verify::Verification) -> Result<()> {
             f.examples.first().map(String::as_str).unwrap_or("")
         );
     }
+    let d = &v.gates.distribution;
+    outln!(
+        "distribution: {} ({} families judged on split fractions, {} holdout families, {} share bounds)",
+        verdict(d.passed),
+        d.splits.iter().filter(|s| s.judged).count(),
+        d.holdout_in_test.len(),
+        d.shares.len()
+    );
+    for f in &d.failures {
+        outln!("  {f}");
+    }
+    if let Some(m) = d.curriculum_mix.as_ref().filter(|m| !m.gate) {
+        for s in &m.shortfalls {
+            outln!("  curriculum mix (reported, not gated): {s}");
+        }
+    }
     for w in &v.warnings {
         outln!("warning: {w}");
     }
@@ -241,6 +257,30 @@ pub(crate) fn print_verification(v: &idx::verify::Verification) -> Result<()> {
             p,
             n.rows,
             n.tokens
+        );
+    }
+    outln!(
+        "  {:<30} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "family lengths",
+        "rows",
+        "tok p50",
+        "p90",
+        "p99",
+        "max",
+        "turns50"
+    );
+    for (f, l) in &r.lengths {
+        outln!(
+            "  {:<30} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            f,
+            l.tokens.rows,
+            l.tokens.p50,
+            l.tokens.p90,
+            l.tokens.p99,
+            l.tokens.max,
+            l.turns
+                .as_ref()
+                .map_or("-".to_string(), |t| t.p50.to_string())
         );
     }
     outln!("verify: {}", if v.passed { "passed" } else { "FAILED" });

@@ -7,6 +7,7 @@
 //! it out.
 
 mod configs;
+mod pieces;
 mod shapes;
 
 use std::collections::BTreeMap;
@@ -19,8 +20,10 @@ use super::out::{FileEntry, OutFile};
 use crate::curriculum::{Plan, StagePlan};
 use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
+use crate::model::Conversation;
 use crate::select::Selection;
 use crate::store::ReadView;
+use crate::verify::Lengths;
 use shapes::{Format, Reader, Shape};
 
 /// A stage's train and val file for one reader (each `null` when it would be empty).
@@ -48,6 +51,10 @@ struct StageFiles<'a> {
     /// Drawn rows that have no line in the stage's format (a preference row whose answers do
     /// not follow a user turn, say): counted, never silently lost.
     rows_without_shape: u64,
+    /// Sessions longer than the stage's context, cut into pieces (absent without a context
+    /// length).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    long_sessions: Option<LongSessions>,
     /// Why a file is missing, if one is.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
@@ -65,35 +72,34 @@ impl StageFiles<'_> {
     }
 }
 
-/// Token counts of the rows of one file.
-#[derive(Debug, Clone, Serialize)]
-struct Lengths {
-    rows: u64,
-    min: u64,
-    mean: u64,
-    p50: u64,
-    p95: u64,
-    p99: u64,
-    max: u64,
+/// What a stage with a context length did with sessions longer than it (train and val files).
+#[derive(Debug, Clone, Default, Serialize)]
+struct LongSessions {
+    context_length: u64,
+    overlap_turns: u32,
+    /// Tokens a chat template adds per message, counted in every piece.
+    template_tokens_per_message: u64,
+    /// Sessions cut into pieces, and the pieces they gave.
+    sessions_split: u64,
+    pieces: u64,
+    /// Pieces still longer than the context (an exchange or a message that cannot be cut):
+    /// written whole; the trainer truncates them.
+    oversized_pieces: u64,
+    /// Rows longer than the context that cannot be cut at a turn (plain text, preference
+    /// examples): written whole.
+    over_context_uncut: u64,
+    /// Per file, the pieces of each cut session: `{content_hash, part, of, line, tokens,
+    /// oversized}`, one line per piece (the trainer files themselves keep the trainers' shapes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    parts_files: Vec<String>,
 }
 
-impl Lengths {
-    fn of(mut tokens: Vec<u64>) -> Option<Lengths> {
-        if tokens.is_empty() {
-            return None;
-        }
-        tokens.sort_unstable();
-        let n = tokens.len();
-        let at = |q: f64| tokens[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
-        Some(Lengths {
-            rows: n as u64,
-            min: tokens[0],
-            mean: tokens.iter().sum::<u64>() / n as u64,
-            p50: at(0.5),
-            p95: at(0.95),
-            p99: at(0.99),
-            max: tokens[n - 1],
-        })
+impl LongSessions {
+    fn add(&mut self, other: &LongSessions) {
+        self.sessions_split += other.sessions_split;
+        self.pieces += other.pieces;
+        self.oversized_pieces += other.oversized_pieces;
+        self.over_context_uncut += other.over_context_uncut;
     }
 }
 
@@ -115,35 +121,45 @@ pub(super) fn write(
         let mut pairs = BTreeMap::new();
         let mut lengths = Vec::new();
         let mut rows_without_shape = 0;
+        let cut = stage
+            .context_length
+            .map(|context| (u64::from(context), stage.overlap_turns as usize));
+        let mut long_sessions = cut.map(|(context, overlap)| LongSessions {
+            context_length: context,
+            overlap_turns: overlap as u32,
+            template_tokens_per_message: pieces::TEMPLATE_TOKENS_PER_MESSAGE,
+            ..LongSessions::default()
+        });
         for (reader, shape) in readers {
             let dir = match reader.folder() {
                 Some(folder) => format!("curriculum/{folder}/{name}"),
                 None => format!("curriculum/{name}"),
             };
-            let train = write_rows(
-                out,
-                &format!("{dir}.train.jsonl"),
-                view,
-                &stage.train,
+            let file = |part: &str, rows| StageFile {
+                rel: format!("{dir}.{part}.jsonl"),
+                rows,
                 format,
                 shape,
-                selection,
-            )?;
-            let val = write_rows(
-                out,
-                &format!("{dir}.val.jsonl"),
-                view,
-                &stage.val,
-                format,
-                shape,
-                selection,
-            )?;
+                cut,
+            };
+            let train = write_rows(out, view, selection, &file("train", &stage.train))?;
+            let val = write_rows(out, view, selection, &file("val", &stage.val))?;
             if reader == Reader::All {
-                lengths = train.lengths;
+                lengths = train.lengths.clone();
                 rows_without_shape = train.without_shape + val.without_shape;
+                if let Some(l) = &mut long_sessions {
+                    for w in [&train, &val] {
+                        l.add(&w.long_sessions);
+                        if let Some(parts) = &w.parts {
+                            l.parts_files.push(parts.path.clone());
+                        }
+                    }
+                }
             }
-            entries.extend(train.file.iter().cloned());
-            entries.extend(val.file.iter().cloned());
+            for w in [&train, &val] {
+                entries.extend(w.file.iter().cloned());
+                entries.extend(w.parts.iter().cloned());
+            }
             pairs.insert(
                 reader,
                 FilePair {
@@ -186,6 +202,7 @@ pub(super) fn write(
             trainer_files: pairs,
             train_lengths: Lengths::of(lengths),
             rows_without_shape,
+            long_sessions,
             notes,
         });
     }
@@ -224,6 +241,16 @@ fn write_text(out: &Path, rel: &str, text: &str) -> Result<FileEntry> {
     f.finish()
 }
 
+/// One stage file to write: its path, rows, shape, and the context its sessions are cut to.
+struct StageFile<'a> {
+    rel: String,
+    rows: &'a [Hash128],
+    format: Format,
+    shape: Shape,
+    /// (context length, overlap turns) when the stage has a context length.
+    cut: Option<(u64, usize)>,
+}
+
 /// One stage file as written.
 struct Written {
     /// `None` (and no file) when no line would be in it.
@@ -232,22 +259,26 @@ struct Written {
     lengths: Vec<u64>,
     /// Rows that gave no line.
     without_shape: u64,
+    /// What was cut (counts only; `parts_files` stays empty here).
+    long_sessions: LongSessions,
+    /// The parts file, when a session was cut.
+    parts: Option<FileEntry>,
 }
 
-/// Write a stage file in one shape.
+/// Write a stage file in one shape; sessions longer than the context become pieces, listed in
+/// a `.parts.jsonl` file beside it.
 fn write_rows(
     out: &Path,
-    rel: &str,
     view: &ReadView,
-    rows: &[Hash128],
-    format: Format,
-    shape: Shape,
     selection: &Selection,
+    spec: &StageFile<'_>,
 ) -> Result<Written> {
     let mut f: Option<OutFile> = None;
+    let mut parts: Option<OutFile> = None;
     let mut lengths = Vec::new();
     let mut without_shape = 0;
-    for &h in rows {
+    let mut long = LongSessions::default();
+    for &h in spec.rows {
         let Some(row) = selection.get(h) else {
             continue;
         };
@@ -255,23 +286,74 @@ fn write_rows(
             .representative(h)?
             .ok_or_else(|| Error::Export(format!("row {} has no stored text", h.to_hex())))?
             .conversation;
-        let lines = shapes::render(&c, format, shape);
-        if lines.is_empty() {
-            without_shape += 1;
+        let cut = match spec.cut {
+            Some((context, overlap)) if matches!(spec.format, Format::Text | Format::Messages) => {
+                pieces::split(&c, context, overlap)
+            }
+            _ => None,
+        };
+        if cut.is_none()
+            && spec
+                .cut
+                .is_some_and(|(context, _)| pieces::templated_tokens(&c) > context)
+        {
+            long.over_context_uncut += 1;
         }
-        for line in lines {
-            let text = serde_json::to_string(&line).map_err(|e| Error::Export(e.to_string()))?;
-            let file = match &mut f {
-                Some(file) => file,
-                None => f.insert(OutFile::create(out, rel)?),
-            };
-            file.line(&text, row.tokens)?;
-            lengths.push(row.tokens);
+        let pieces: Vec<(Conversation, u64, bool)> = match cut {
+            Some(ps) => {
+                long.sessions_split += 1;
+                long.pieces += ps.len() as u64;
+                ps.into_iter()
+                    .map(|p| {
+                        long.oversized_pieces += u64::from(p.oversized);
+                        (p.conversation, p.tokens, p.oversized)
+                    })
+                    .collect()
+            }
+            None => vec![(c, row.tokens, false)],
+        };
+        let of = pieces.len();
+        let mut wrote = false;
+        for (i, (c, tokens, oversized)) in pieces.iter().enumerate() {
+            for line in shapes::render(c, spec.format, spec.shape) {
+                let text =
+                    serde_json::to_string(&line).map_err(|e| Error::Export(e.to_string()))?;
+                let file = match &mut f {
+                    Some(file) => file,
+                    None => f.insert(OutFile::create(out, &spec.rel)?),
+                };
+                file.line(&text, *tokens)?;
+                lengths.push(*tokens);
+                wrote = true;
+                if of > 1 {
+                    let part = json!({
+                        "content_hash": h.to_hex(),
+                        "part": i + 1,
+                        "of": of,
+                        "line": file.rows,
+                        "tokens": tokens,
+                        "oversized": oversized,
+                    });
+                    let parts = match &mut parts {
+                        Some(p) => p,
+                        None => parts.insert(OutFile::create(
+                            out,
+                            &spec.rel.replace(".jsonl", ".parts.jsonl"),
+                        )?),
+                    };
+                    parts.line(&part.to_string(), 0)?;
+                }
+            }
+        }
+        if !wrote {
+            without_shape += 1;
         }
     }
     Ok(Written {
         file: f.map(OutFile::finish).transpose()?,
         lengths,
         without_shape,
+        long_sessions: long,
+        parts: parts.map(OutFile::finish).transpose()?,
     })
 }

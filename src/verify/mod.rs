@@ -1,0 +1,106 @@
+//! The verification gates behind `idx verify`, and the dataset report.
+//!
+//! - *Coverage*: every required family has at least its `min_rows` indexed unique rows (rows,
+//!   not object names: READMEs and notebooks never count), or a waiver; a family whose objects
+//!   failed to index, or that has some rows but fewer than required, is `partial`.
+//! - *Leakage*: recomputed from scratch, in memory and independently of the incremental state in
+//!   `store::clusters`: candidate pairs from in-memory permuted block tables (hash maps probed
+//!   the way the redb tables are; `neardup::candidate_pairs`), confirmed by Jaccard, and holdout groups, joined with a union-find. The gate
+//!   passes when no near-duplicate pair sits in two stored splits and every row's stored cluster
+//!   and split equal the recomputed ones.
+//! - *Report*: unique rows and tokens by primary family, split and phase.
+//!
+//! Everything is read from one redb snapshot; nothing is written.
+
+mod coverage;
+mod distribution;
+mod leakage;
+mod report;
+mod structure;
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::curriculum::Curriculum;
+use crate::error::Result;
+use crate::store::ReadView;
+use coverage::coverage;
+use leakage::leakage;
+use report::report;
+use structure::structure;
+
+pub use coverage::{CoverageGate, CoverageStatus, FamilyCoverage};
+pub use distribution::DistributionGate;
+pub use distribution::{FamilySplits, HoldoutInTest, MixCheck, PhaseShare};
+pub use leakage::{CrossSplitPair, Disagreement, LeakageGate};
+pub use report::{markdown, Count, FamilyLengths, Lengths, Report};
+pub use structure::{holdout_warnings, FamilyStructure, StructureGate};
+
+/// How many examples each finding lists.
+const EXAMPLES: usize = 10;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub passed: bool,
+    pub gates: Gates,
+    pub report: Report,
+    /// What does not fail a gate but deserves a look (a holdout family that is one group).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gates {
+    pub coverage: CoverageGate,
+    pub leakage: LeakageGate,
+    pub structure: StructureGate,
+    pub distribution: DistributionGate,
+}
+
+impl Gates {
+    /// The names of the gates that failed.
+    pub fn failed(&self) -> Vec<&'static str> {
+        [
+            ("coverage", self.coverage.passed),
+            ("leakage", self.leakage.passed),
+            ("structure", self.structure.passed),
+            ("distribution", self.distribution.passed),
+        ]
+        .into_iter()
+        .filter(|(_, passed)| !passed)
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
+/// Run every gate and build the report. With a curriculum, the distribution gate also checks
+/// that each stage's mix can be supplied.
+pub fn verify(
+    view: &ReadView,
+    settings: &Settings,
+    curriculum: Option<&Curriculum>,
+) -> Result<Verification> {
+    let policy = settings.policy();
+    let stored_policy = view.policy()?;
+    let assignments = view.assignments(&policy)?;
+    let coverage = coverage(view, settings)?;
+    let mut leakage = leakage(view, &policy, &assignments)?;
+    leakage.settings_current = stored_policy.as_ref().is_none_or(|p| *p == policy);
+    leakage.passed =
+        leakage.cross_split_pairs == 0 && leakage.disagreements == 0 && leakage.settings_current;
+    let report = report(view, &assignments)?;
+    let structure = structure(view, settings.idx.structure.max_flawed_fraction)?;
+    let warnings = holdout_warnings(view, &policy)?;
+    let distribution =
+        distribution::distribution(view, settings, &assignments, &report, curriculum)?;
+    Ok(Verification {
+        passed: coverage.passed && leakage.passed && structure.passed && distribution.passed,
+        gates: Gates {
+            coverage,
+            leakage,
+            structure,
+            distribution,
+        },
+        report,
+        warnings,
+    })
+}
