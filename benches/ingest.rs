@@ -8,7 +8,10 @@
 //!   (`IDX_BENCH_WORKERS=N` sets the fingerprint pool size);
 //! - `export`: `idx export` of that index into a fresh folder per iteration (the gates, the
 //!   selection with near-duplicate representatives, shards, final file, provenance, the default
-//!   curriculum's trainer files and the manifest); criterion reports exported rows/s.
+//!   curriculum's trainer files and the manifest); criterion reports exported rows/s;
+//! - `decontaminate`: every row of that index checked against a generated benchmark set of
+//!   ~10 MB (IDX_BENCH_BENCHMARK_MB) of question/answer items, one in 500 copied from a corpus
+//!   row; the checks are cleared before each iteration; criterion reports rows/s.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -304,20 +307,25 @@ fn bench_ingest(c: &mut Criterion) {
     group.finish();
 }
 
+/// The corpus in `data`, ingested into `tmp/index` with the built-in settings.
+fn indexed(tmp: &Path, data: &Path, settings: &Settings) -> Index {
+    let mut index = Index::open_write(&tmp.join("index")).unwrap();
+    ingest(
+        &mut index,
+        settings,
+        &[data.to_path_buf()],
+        &IngestOptions::default(),
+    )
+    .unwrap();
+    index
+}
+
 fn bench_export(c: &mut Criterion) {
     let (mb, tmp, data) = corpus_place();
     generate(&data, mb << 20);
     let settings = Settings::builtin();
     let index_dir = tmp.path().join("index");
-    let mut index = Index::open_write(&index_dir).unwrap();
-    ingest(
-        &mut index,
-        &settings,
-        std::slice::from_ref(&data),
-        &IngestOptions::default(),
-    )
-    .unwrap();
-    drop(index);
+    drop(indexed(tmp.path(), &data, &settings));
     let store = Index::open_store_read(&index_dir).unwrap();
     let curriculum = Curriculum::load(None).unwrap();
     let options = ExportOptions {
@@ -360,5 +368,96 @@ fn bench_export(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_ingest, bench_export);
+/// A benchmark set of question/answer items drawn from the same vocabulary (another seed), one
+/// item in 500 a corpus row's first message; returns its bytes.
+fn generate_benchmark(path: &Path, corpus: &Path, target_bytes: u64) -> u64 {
+    let mut planted = Vec::new();
+    for entry in std::fs::read_dir(corpus.join("datasets/consolidated")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines().step_by(997).take(200) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            planted.push(v["messages"][0]["content"].as_str().unwrap().to_string());
+        }
+    }
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let vocabulary = Vocabulary::new(&mut rng);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let (mut bytes, mut n) = (0u64, 0usize);
+    while bytes < target_bytes {
+        let topic: Vec<String> = (0..8)
+            .map(|_| vocabulary.words[rng.below(vocabulary.words.len())].clone())
+            .collect();
+        let question = if n % 500 == 0 && !planted.is_empty() {
+            planted[(n / 500) % planted.len()].clone()
+        } else {
+            let len = 20 + rng.below(60);
+            sentence(&mut rng, &vocabulary, &topic, len)
+        };
+        let len = 5 + rng.below(20);
+        let answer = sentence(&mut rng, &vocabulary, &topic, len);
+        let line = serde_json::json!({"question": question, "answer": answer}).to_string();
+        writeln!(out, "{line}").unwrap();
+        bytes += line.len() as u64 + 1;
+        n += 1;
+    }
+    out.flush().unwrap();
+    bytes
+}
+
+fn bench_decontaminate(c: &mut Criterion) {
+    let (mb, tmp, data) = corpus_place();
+    let (_, rows) = generate(&data, mb << 20);
+    let benchmark_mb: u64 = std::env::var("IDX_BENCH_BENCHMARK_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let bench_file = tmp.path().join("benchmark.jsonl");
+    let bench_bytes = generate_benchmark(&bench_file, &data, benchmark_mb << 20);
+    let settings = Settings::builtin();
+    let index = indexed(tmp.path(), &data, &settings);
+    let started = std::time::Instant::now();
+    let loaded = idx::decontaminate::load(
+        &index,
+        &settings,
+        &bench_file,
+        Some("generated"),
+        idx::parse::Limits::default(),
+    )
+    .unwrap();
+    eprintln!(
+        "benchmark: {:.1} MB, {} items, {} n-grams; loaded and every row checked in {:.1} s \
+         ({} rows, {} matching)",
+        bench_bytes as f64 / 1e6,
+        loaded.benchmark.items,
+        loaded.benchmark.ngrams,
+        started.elapsed().as_secs_f64(),
+        loaded.refresh.checked,
+        loaded.refresh.matched
+    );
+    let mut group = c.benchmark_group("decontaminate");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Elements(rows));
+    group.bench_function(format!("generated_{mb}MB_against_{benchmark_mb}MB"), |b| {
+        b.iter_batched(
+            || {
+                index
+                    .store
+                    .update_contamination(&idx::store::ContaminationUpdate {
+                        clear: true,
+                        ..Default::default()
+                    })
+                    .unwrap()
+            },
+            |()| {
+                let r = idx::decontaminate::refresh(&index.store, &settings).unwrap();
+                assert!(r.checked > 0 && r.matched > 0);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_ingest, bench_export, bench_decontaminate);
 criterion_main!(benches);

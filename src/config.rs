@@ -101,6 +101,8 @@ pub struct IdxConfig {
     #[serde(default)]
     pub distribution: DistributionConfig,
     #[serde(default)]
+    pub decontamination: DecontaminationConfig,
+    #[serde(default)]
     pub s3: S3Config,
     #[serde(default)]
     pub serve: ServeConfig,
@@ -201,6 +203,54 @@ impl Default for StructureConfig {
     fn default() -> Self {
         StructureConfig {
             max_flawed_fraction: 0.10,
+        }
+    }
+}
+
+/// `[decontamination]`: checking rows against benchmark sets (`idx decontaminate`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecontaminationConfig {
+    /// Words per n-gram.
+    pub ngram: u32,
+    /// An n-gram found in more benchmark items than this is boilerplate ("Answer with the
+    /// letter only") and never matches.
+    pub max_items_per_ngram: u32,
+    /// What an export does with a row that shares an n-gram with a benchmark.
+    pub action: ContaminationAction,
+    /// A row counts as contaminated when at least this share of its n-grams matched (0: any).
+    pub min_share: f64,
+}
+
+impl Default for DecontaminationConfig {
+    fn default() -> Self {
+        DecontaminationConfig {
+            ngram: 13,
+            max_items_per_ngram: 10,
+            action: ContaminationAction::Exclude,
+            min_share: 0.0,
+        }
+    }
+}
+
+/// What an export does with a contaminated row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContaminationAction {
+    /// Keep it; `idx query contamination` and the manifest report it.
+    Report,
+    /// Leave it (and the near-duplicates it stands for) out of every export file.
+    Exclude,
+    /// Leave it out of the dataset and write it to `quarantine/contaminated.chatml.jsonl`.
+    Quarantine,
+}
+
+impl ContaminationAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContaminationAction::Report => "report",
+            ContaminationAction::Exclude => "exclude",
+            ContaminationAction::Quarantine => "quarantine",
         }
     }
 }
@@ -447,6 +497,22 @@ impl IdxConfig {
         }
         if self.pii.max_detections == 0 {
             return Err("`pii.max_detections` is 0: every row with PII would be excluded; use `exclude_kinds` for that".into());
+        }
+        let dc = &self.decontamination;
+        if !(1..=64).contains(&dc.ngram) {
+            return Err(format!(
+                "`decontamination.ngram` is {}, it must be 1 to 64 words",
+                dc.ngram
+            ));
+        }
+        if dc.max_items_per_ngram == 0 {
+            return Err("`decontamination.max_items_per_ngram` is 0: nothing would match".into());
+        }
+        if !(0.0..=1.0).contains(&dc.min_share) {
+            return Err(format!(
+                "`decontamination.min_share` is {}, it must be between 0 and 1",
+                dc.min_share
+            ));
         }
         let d = &self.distribution;
         if !(0.0..=1.0).contains(&d.split_tolerance) {

@@ -505,6 +505,26 @@ fn writer_loop(
         if !shared.stop.load(Ordering::SeqCst) {
             derive_after_ingest(index, settings, &ingest_options, rows_changed, shared);
         }
+        // New rows are checked against the benchmark sets before the next batch.
+        if rows_changed && !shared.stop.load(Ordering::SeqCst) {
+            match crate::decontaminate::refresh(&index.store, settings) {
+                Ok(r) if r.checked + r.removed > 0 => info!(
+                    checked = r.checked,
+                    matched = r.matched,
+                    removed = r.removed,
+                    "decontamination checks updated"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "decontamination checks failed; retried after the next ingest");
+                    shared.status.lock().expect("status lock").last_error = Some(LastError {
+                        object: "decontamination".to_string(),
+                        error: e.to_string(),
+                        at: unix_now(),
+                    });
+                }
+            }
+        }
         if shared.stop.load(Ordering::SeqCst) {
             return Ok(());
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod config_file;
 pub mod curriculum;
 pub mod daemon;
+pub mod decontaminate;
 pub mod derive;
 pub mod error;
 pub mod export;

@@ -41,6 +41,9 @@ pub struct Selection {
     pub held_back: BTreeMap<String, BTreeMap<&'static str, u64>>,
     /// Unique rows held back by the structure checks.
     pub structure_held_back: u64,
+    /// Unique rows withheld by the caller (decontamination), with the near-duplicates they
+    /// would have stood for.
+    pub withheld: Vec<Hash128>,
 }
 
 impl Selection {
@@ -64,18 +67,26 @@ pub(crate) struct Candidate {
 
 /// Choose the rows of a snapshot: every unique, non-excluded row, and with `collapse`, one per
 /// group of near-duplicates (connected by confirmed near-duplicate pairs of one training phase
-/// within a stored cluster): the one with the most tokens, ties to the smallest hash.
-pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Selection> {
+/// within a stored cluster): the one with the most tokens, ties to the smallest hash. Rows in
+/// `withheld` (contaminated ones) never go out and never represent a group.
+pub fn select(
+    view: &ReadView,
+    policy: &Policy,
+    collapse: bool,
+    withheld: &BTreeSet<Hash128>,
+) -> Result<Selection> {
     let assignments = view.assignments(policy)?;
     let mut rows = Vec::new();
     let mut candidates: HashMap<Hash128, Candidate> = HashMap::new();
     let mut pii_excluded = 0;
     let mut held_back: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
     let mut structure_held_back = 0;
+    let mut withheld_rows = Vec::new();
     view.for_each_row(|h, row| {
         let pii_out = row.pii.status == PiiStatus::Excluded;
+        let contaminated = withheld.contains(&h);
         // A held-back row never represents its near-duplicates.
-        let excluded = pii_out || !row.flaws.is_empty();
+        let excluded = pii_out || !row.flaws.is_empty() || contaminated;
         candidates.insert(
             h,
             Candidate {
@@ -88,6 +99,10 @@ pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Select
         );
         if pii_out {
             pii_excluded += 1;
+            return Ok(());
+        }
+        if contaminated {
+            withheld_rows.push(h);
             return Ok(());
         }
         if excluded {
@@ -177,5 +192,6 @@ pub fn select(view: &ReadView, policy: &Policy, collapse: bool) -> Result<Select
         pii_excluded,
         held_back,
         structure_held_back,
+        withheld: withheld_rows,
     })
 }

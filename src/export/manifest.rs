@@ -40,6 +40,9 @@ pub struct Manifest {
     /// Changes since the export given with `--previous`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Changes>,
+    /// The benchmark set rows were checked against (absent when none is loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decontamination: Option<DecontaminationRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +74,45 @@ pub struct GatesRecord {
     pub passed: bool,
     pub coverage: bool,
     pub leakage: bool,
+    #[serde(default = "passed")]
+    pub structure: bool,
+    #[serde(default = "passed")]
+    pub distribution: bool,
+}
+
+/// Gates a manifest written before they existed did not check: passed then.
+fn passed() -> bool {
+    true
+}
+
+/// The benchmark set the export was checked against and what it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecontaminationRecord {
+    /// Digest of the benchmark set and settings.
+    pub set: String,
+    /// `report`, `exclude` or `quarantine`.
+    pub action: String,
+    pub ngram: u32,
+    pub benchmarks: Vec<BenchmarkCount>,
+    /// Unique rows matching any benchmark, and those left out of the dataset.
+    pub rows_matched: u64,
+    pub rows_removed: u64,
+    /// `quarantine/contaminated.chatml.jsonl` when the action is quarantine and a row matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_file: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkCount {
+    pub name: String,
+    pub origin: String,
+    pub digest: String,
+    pub items: u64,
+    /// Rows matching it (a row matching two benchmarks counts under both), and those removed.
+    pub rows_matched: u64,
+    pub rows_removed: u64,
 }
 
 /// The rows the structure checks ([`crate::structure`]) kept out of the export.

@@ -103,7 +103,20 @@ pub fn export(
         ));
     }
     progress("selecting rows");
-    let selection = select(view, &policy, options.collapse_near_duplicates)?;
+    let verdicts = crate::decontaminate::verdicts(view, settings)?;
+    if verdicts.unchecked > 0 {
+        return Err(Error::Export(format!(
+            "{} rows have not been checked against the current benchmark set; run `idx \
+             decontaminate` (`idx ingest` and the daemon do it after each ingest), then export",
+            verdicts.unchecked
+        )));
+    }
+    let selection = select(
+        view,
+        &policy,
+        options.collapse_near_duplicates,
+        &verdicts.withheld(),
+    )?;
     let plan = curriculum::plan(curriculum, &settings.classifier, &selection);
     if !plan.passed {
         return Err(Error::Export(format!(
@@ -121,6 +134,7 @@ pub fn export(
         selection,
         plan,
         previous,
+        verdicts,
     };
     let mut summary = write_export(
         view,
@@ -144,6 +158,7 @@ struct Decided {
     selection: Selection,
     plan: curriculum::Plan,
     previous: Option<manifest::PreviousExport>,
+    verdicts: crate::decontaminate::Verdicts,
 }
 
 /// Write every file of the export into `out` (the staging folder), the manifest last.
@@ -161,6 +176,7 @@ fn write_export(
         selection,
         plan,
         previous,
+        verdicts,
     } = decided;
     let selection = &selection;
     let redactor = settings.redactor();
@@ -278,6 +294,15 @@ fn write_export(
     files.push(dataset_card(out, &shards, totals.rows)?);
     progress("writing the curriculum");
     files.extend(trainer::write(out, view, &plan, selection)?);
+    let decontamination =
+        decontamination_record(out, view, settings, &verdicts, selection, &licenses)?;
+    if let Some(f) = decontamination
+        .as_ref()
+        .and_then(|d| d.quarantine_file.as_ref())
+    {
+        files.push(f.1.clone());
+    }
+    let decontamination = decontamination.map(|d| d.record);
     let moves = previous.map(|p| p.changes(selection));
     let collapsed: u64 = selection.collapsed.values().map(|v| v.len() as u64).sum();
     let manifest = Manifest {
@@ -300,6 +325,8 @@ fn write_export(
             passed: verification.passed,
             coverage: verification.gates.coverage.passed,
             leakage: verification.gates.leakage.passed,
+            structure: verification.gates.structure.passed,
+            distribution: verification.gates.distribution.passed,
         },
         totals,
         pii: manifest::PiiRecordCounts {
@@ -316,6 +343,7 @@ fn write_export(
         shards,
         files,
         previous: moves,
+        decontamination,
     };
     progress("writing the manifest");
     let manifest_entry = manifest.write(out)?;
@@ -379,6 +407,91 @@ fn dataset_card(out: &Path, shards: &[manifest::Shard], rows: u64) -> Result<out
     let mut f = OutFile::create(out, "README.md")?;
     f.write(card.as_bytes())?;
     f.finish()
+}
+
+/// The manifest's decontamination record, with the quarantine file written when the action
+/// asks for it.
+struct Decontaminated {
+    record: manifest::DecontaminationRecord,
+    quarantine_file: Option<(String, out::FileEntry)>,
+}
+
+fn decontamination_record(
+    out: &Path,
+    view: &ReadView,
+    settings: &Settings,
+    verdicts: &crate::decontaminate::Verdicts,
+    selection: &Selection,
+    licenses: &BTreeMap<&str, &str>,
+) -> Result<Option<Decontaminated>> {
+    let Some(action) = verdicts.action else {
+        return Ok(None);
+    };
+    let config = &settings.idx.decontamination;
+    let removed: BTreeSet<crate::fingerprint::Hash128> =
+        selection.withheld.iter().copied().collect();
+    let mut benchmarks = Vec::new();
+    for b in view.benchmarks()? {
+        let matching = verdicts
+            .rows
+            .iter()
+            .filter(|(_, names)| names.contains(&b.name));
+        let (mut matched, mut gone) = (0, 0);
+        for (h, _) in matching {
+            matched += 1;
+            gone += u64::from(removed.contains(h));
+        }
+        benchmarks.push(manifest::BenchmarkCount {
+            name: b.name,
+            origin: b.origin,
+            digest: b.digest,
+            items: b.items,
+            rows_matched: matched,
+            rows_removed: gone,
+        });
+    }
+    let mut quarantine_file = None;
+    if action == crate::config::ContaminationAction::Quarantine && !selection.withheld.is_empty() {
+        let policy = settings.policy();
+        let redactor = settings.redactor();
+        let rel = "quarantine/contaminated.chatml.jsonl";
+        let mut f = OutFile::create(out, rel)?;
+        for &h in &selection.withheld {
+            let (Some(row), Some(v)) = (view.row(h)?, view.representative(h)?) else {
+                continue;
+            };
+            let selected = SelectedRow {
+                hash: h,
+                split: view.assignment(h, &policy)?.split,
+                primary_family: row.primary_family,
+                families: row.families.into_iter().map(|(f, _)| f).collect(),
+                tokens: row.tokens,
+                kind: row.kind,
+                pii: row.pii.status,
+            };
+            let places = public_refs(view, h, &redactor)?;
+            let license = licenses
+                .get(selected.primary_family.as_str())
+                .copied()
+                .unwrap_or("unspecified");
+            let line = line_of(&selected, &v.conversation, places.first(), license, &[]);
+            let text = serde_json::to_string(&line).map_err(|e| Error::Export(e.to_string()))?;
+            f.line(&text, selected.tokens)?;
+        }
+        quarantine_file = Some((rel.to_string(), f.finish()?));
+    }
+    Ok(Some(Decontaminated {
+        record: manifest::DecontaminationRecord {
+            set: verdicts.set.clone(),
+            action: action.as_str().to_string(),
+            ngram: config.ngram,
+            benchmarks,
+            rows_matched: verdicts.rows.len() as u64,
+            rows_removed: selection.withheld.len() as u64,
+            quarantine_file: quarantine_file.as_ref().map(|(p, _)| p.clone()),
+        },
+        quarantine_file,
+    }))
 }
 
 fn structure_counts(selection: &crate::select::Selection) -> manifest::StructureCounts {

@@ -27,11 +27,15 @@
 //! | row_groups     | hash ‖ holdout group              | places of the row in the group |
 //! | group_rows     | holdout group ‖ hash              | ()                             |
 //! | split_moves    | seq ‖ hash                        | from split, to split           |
+//! | benchmarks     | benchmark name                    | BenchmarkRecord                |
+//! | benchmark_items| name \0 item number               | BenchmarkItem (place, n-grams) |
+//! | contamination  | hash                              | Contamination (set, hits)      |
 //!
 //! The near-duplicate tables are maintained by `clusters` under the [`Policy`] stored in `meta`.
 
 mod clusters;
 mod codec;
+mod contamination;
 pub mod keys;
 mod read;
 mod records;
@@ -41,9 +45,11 @@ mod write;
 use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
 use crate::neardup::Policy;
+pub use contamination::ContaminationUpdate;
 pub use read::ReadView;
 pub use records::{
-    FamilyStats, ObjectRecord, ObjectStatus, RowRecord, Totals, VariantRecord, KEPT_REJECTIONS,
+    BenchmarkItem, BenchmarkRecord, Contamination, ContaminationHit, FamilyStats, ObjectRecord,
+    ObjectStatus, RowRecord, Totals, VariantRecord, KEPT_REJECTIONS,
 };
 use redb::{
     Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
@@ -174,6 +180,9 @@ impl Store {
             txn.open_table(ROW_GROUPS)?;
             txn.open_table(GROUP_ROWS)?;
             txn.open_table(SPLIT_MOVES)?;
+            txn.open_table(BENCHMARKS)?;
+            txn.open_table(BENCHMARK_ITEMS)?;
+            txn.open_table(CONTAMINATION)?;
         }
         txn.commit()?;
         Ok(())

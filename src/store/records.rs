@@ -111,3 +111,56 @@ pub struct Totals {
     /// Consecutive same-role turns merged while reading, over all objects.
     pub merged_turns: u64,
 }
+
+/// A benchmark set decontamination checks against, as last loaded by `idx decontaminate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchmarkRecord {
+    pub name: String,
+    /// What it was read from (a path or `s3://` URL).
+    pub origin: String,
+    /// sha256 over its items' places and n-grams: changes when its content does.
+    pub digest: String,
+    /// Objects read, items (records) indexed, and items too short to give an n-gram.
+    pub objects: u64,
+    pub items: u64,
+    pub short_items: u64,
+    /// Records the reader rejected (file:line and reason of the first few).
+    pub rejected: u64,
+    pub rejections: Vec<String>,
+    /// Distinct n-grams.
+    pub ngrams: u64,
+    /// The n-gram length it was indexed with.
+    pub n: u32,
+}
+
+/// One benchmark item: where it is, and its distinct n-grams (sorted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchmarkItem {
+    pub key: String,
+    pub line: u64,
+    pub record: u32,
+    pub ngrams: Vec<u64>,
+}
+
+/// One row's check against the benchmark set whose digest is `set`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contamination {
+    pub set: String,
+    /// n-grams of the row, and those found in a benchmark item.
+    pub ngrams: u32,
+    pub matched: u32,
+    pub hits: Vec<ContaminationHit>,
+}
+
+/// A stretch of one message of a row shared with a benchmark item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContaminationHit {
+    pub benchmark: String,
+    pub item: u32,
+    /// Message index (a preference pair's rejected answer follows the messages).
+    pub message: u32,
+    /// Byte range in the message text.
+    pub start: u32,
+    pub end: u32,
+    pub ngrams: u32,
+}

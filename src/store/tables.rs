@@ -41,6 +41,18 @@ pub(super) const GROUP_ROWS: TableDefinition<&[u8], ()> = TableDefinition::new("
 
 pub(super) const SPLIT_MOVES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("split_moves");
 
+/// Benchmark name → `BenchmarkRecord`.
+pub(super) const BENCHMARKS: TableDefinition<&str, &[u8]> = TableDefinition::new("benchmarks");
+
+/// Benchmark name \0 item number (u32 BE) → `BenchmarkItem` (its place and its n-grams).
+pub(super) const BENCHMARK_ITEMS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("benchmark_items");
+
+/// Row hash → `Contamination`: every row checked against the current benchmark set (a clean
+/// row has no hits).
+pub(super) const CONTAMINATION: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("contamination");
+
 pub(super) const META_VERSION: &str = "format_version";
 
 pub(super) const META_SEQ: &str = "seq";

@@ -242,8 +242,13 @@ pub(super) fn distribution(
     }
     let curriculum_mix = match curriculum {
         Some(c) => {
-            let selection =
-                crate::select::select(view, &policy, settings.idx.export.collapse_near_duplicates)?;
+            let withheld = crate::decontaminate::verdicts(view, settings)?.withheld();
+            let selection = crate::select::select(
+                view,
+                &policy,
+                settings.idx.export.collapse_near_duplicates,
+                &withheld,
+            )?;
             let plan = crate::curriculum::plan(c, &settings.classifier, &selection);
             let shortfalls = crate::curriculum::shortfalls(c, &plan);
             let passed = !config.curriculum_mix || shortfalls.is_empty();

@@ -142,7 +142,7 @@ fn static_errors_name_the_file_and_the_stage() {
 fn selection_of(f: &Fixture) -> idx::export::Selection {
     let store = Index::open_store_read(&f.index_dir).unwrap();
     let view = store.read().unwrap();
-    select(&view, &f.settings.policy(), true).unwrap()
+    select(&view, &f.settings.policy(), true, &Default::default()).unwrap()
 }
 
 #[test]

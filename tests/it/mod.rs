@@ -5,6 +5,7 @@ mod crash;
 mod curriculum;
 mod daemon;
 mod damage;
+mod decontaminate;
 mod dedup;
 mod derive;
 mod distribution;

@@ -422,3 +422,51 @@ proptest! {
         });
     }
 }
+
+proptest! {
+    #![proptest_config(config(512, 0x1D_0003))]
+
+    /// The decontamination matcher on hostile text: the corpus's own records are the
+    /// benchmark, mutated corpus files the rows. Nothing panics, every span lies on character
+    /// boundaries inside its message, and the matched n-grams never exceed the row's.
+    #[test]
+    fn mutated_text_checked_against_a_benchmark_gives_valid_spans(
+        seed in any::<proptest::sample::Index>(),
+        mutations in proptest::collection::vec(mutation(), 0..8),
+        n in 1usize..8,
+    ) {
+        use idx::decontaminate::ngrams::{text_ngrams, Matcher};
+        let files = corpus();
+        let mut matcher = Matcher::new(n, 4);
+        let mut item = 0u32;
+        for (name, data) in files {
+            let (format, gzip) = detect_file_format(name).expect("known formats");
+            read_object(&data[..], format, gzip, Limits::default(), &mut |i| {
+                if let Item::Record(rec) = i {
+                    for m in &rec.conversation.messages {
+                        matcher.add(item, &text_ngrams(&m.content, n));
+                    }
+                    item += 1;
+                }
+            });
+        }
+        let (name, original) = &files[seed.index(files.len())];
+        let mut data = original.clone();
+        for m in &mutations {
+            apply(&mut data, m);
+        }
+        let (format, gzip) = detect_file_format(name).expect("known formats");
+        read_object(&data[..], format, gzip, Limits::default(), &mut |i| {
+            if let Item::Record(rec) = i {
+                let texts: Vec<&str> = rec.conversation.messages.iter().map(|m| m.content.as_str()).collect();
+                let c = matcher.check(texts.iter().copied());
+                assert!(c.matched <= c.ngrams);
+                for h in &c.hits {
+                    let t = texts[h.message as usize];
+                    assert!(h.span.start < h.span.end && h.span.end <= t.len());
+                    assert!(t.is_char_boundary(h.span.start) && t.is_char_boundary(h.span.end));
+                }
+            }
+        });
+    }
+}

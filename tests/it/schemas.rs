@@ -114,6 +114,52 @@ fn every_json_output_matches_its_schema() {
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     check("curriculum-plan", "idx curriculum --json", &plan);
 
+    // A benchmark sharing a 13-word run with an example row: the checks, the query and the
+    // manifest's decontamination record.
+    let bench = f.data.with_file_name("bench.jsonl");
+    let planted = "I feel like my chest is tight and I can't breathe when I think about work tomorrow morning";
+    std::fs::write(
+        &bench,
+        serde_json::json!({"question": planted, "answer": "a"}).to_string() + "\n",
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("datasets/gdrive/processed/safety/planted.jsonl"),
+        super::common::chat(planted, "Let's slow down together.") + "\n",
+    )
+    .unwrap();
+    let report = json(&f, &["ingest", data_arg, "--json"]);
+    check("ingest-report", "idx ingest --json (no benchmark)", &report);
+    let loaded = json(
+        &f,
+        &[
+            "decontaminate",
+            "--against",
+            bench.to_str().unwrap(),
+            "--splits",
+            "--json",
+        ],
+    );
+    check("decontaminate", "idx decontaminate --json", &loaded);
+    assert_eq!(loaded["summary"]["rows"], 1);
+    check(
+        "contamination",
+        "idx query contamination --json",
+        &json(&f, &["query", "contamination", "--json"]),
+    );
+    std::fs::write(
+        data.join("datasets/gdrive/processed/safety/planted2.jsonl"),
+        super::common::chat("hello", planted) + "\n",
+    )
+    .unwrap();
+    let report = json(&f, &["ingest", data_arg, "--json"]);
+    check(
+        "ingest-report",
+        "idx ingest --json (a benchmark loaded)",
+        &report,
+    );
+    assert_eq!(report["decontamination"]["matched"], 1);
+
     let out: PathBuf = f.data.with_file_name("export");
     let export = run_idx(
         &f.index_dir,

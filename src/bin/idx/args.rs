@@ -107,10 +107,18 @@ pub(crate) enum Command {
     /// command (ingest, serve) does the same on its own
     Recover,
     /// Run the gates: coverage (every required family has its minimum of indexed rows, or a
-    /// waiver) and leakage (recomputed from scratch: no near-duplicate pair across splits, stored
-    /// clusters and splits as they should be), plus a report of rows and tokens by family,
-    /// split and phase. Exits 0 when every gate passes, 4 when one fails
+    /// waiver), leakage (recomputed from scratch: no near-duplicate pair across splits, stored
+    /// clusters and splits as they should be), structure (conversations a trainer cannot use)
+    /// and distribution (split fractions, holdout families in test, phase shares, the
+    /// curriculum mix), plus a report of rows, tokens, lengths and turns by family, split and
+    /// phase. Exits 0 when every gate passes, 4 when one fails
     Verify(VerifyArgs),
+    /// Check the rows against benchmark sets: `--against FILE|DIR|s3://…` reads a benchmark
+    /// (JSONL, Parquet, CSV… through the declared mappings) and keeps its exact word n-grams;
+    /// every row is checked, and new rows after each ingest. The export excludes, quarantines
+    /// or reports matching rows ([decontamination] in idx.toml); `idx query contamination`
+    /// lists them. Without options: bring the checks up to date and summarise
+    Decontaminate(DecontaminateArgs),
     /// PII detection: try the redactor on text, or measure it against labelled text
     #[command(subcommand)]
     Pii(PiiCommand),
@@ -129,6 +137,24 @@ pub(crate) enum Command {
     /// (rows and tokens per family, the preference algorithm and why); exits 4 on errors.
     /// `idx curriculum import FILE.json` converts the original system's plan
     Curriculum(CurriculumCommand),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DecontaminateArgs {
+    /// A benchmark set to load (a file, a folder, or s3://bucket/prefix); replaces a set of
+    /// the same name
+    #[arg(long, value_name = "PATH|S3_URL")]
+    pub(crate) against: Option<PathBuf>,
+    /// The benchmark's name (default: the file or folder name without extensions)
+    #[arg(long, requires = "against")]
+    pub(crate) name: Option<String>,
+    /// Forget a benchmark set by name
+    #[arg(long, value_name = "NAME", conflicts_with = "against")]
+    pub(crate) remove: Option<String>,
+    /// Also check the index's own val and test rows against train at n-gram level (a report:
+    /// what near-duplicate detection does not call a duplicate)
+    #[arg(long)]
+    pub(crate) splits: bool,
 }
 
 #[derive(Args, Debug)]
@@ -325,6 +351,16 @@ pub(crate) enum QueryCommand {
         /// Only moves made by commits after this one (see `idx status`: commits)
         #[arg(long, default_value_t = 0)]
         since: u64,
+    },
+    /// Rows sharing an n-gram run with a benchmark (`idx decontaminate`): the benchmark item,
+    /// the message and span, the share matched, and where the row came from
+    Contamination {
+        /// Only matches of this benchmark
+        #[arg(long)]
+        benchmark: Option<String>,
+        /// At most this many rows listed (the counts cover all)
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Full-text search over row text
     Text {

@@ -14,11 +14,12 @@ use idx::parse::Limits;
 use idx::query;
 
 use crate::args::{
-    Cli, CurriculumCommand, CurriculumSub, DeriveArgs, ExportCommand, ExportSub, IngestArgs,
-    InitArgs, PiiCommand, QueryCommand, ServeArgs, VerifyArgs,
+    Cli, CurriculumCommand, CurriculumSub, DecontaminateArgs, DeriveArgs, ExportCommand, ExportSub,
+    IngestArgs, InitArgs, PiiCommand, QueryCommand, ServeArgs, VerifyArgs,
 };
 use crate::render::{
-    print_check, print_derive, print_ingest, print_json, print_plan, print_verification,
+    print_check, print_contamination, print_derive, print_ingest, print_json, print_plan,
+    print_refresh, print_verification,
 };
 use crate::{config_path, gate_exit, last_panic, require_index, settings};
 
@@ -389,8 +390,12 @@ pub(crate) fn curriculum(cli: &Cli, command: &CurriculumCommand) -> Result<ExitC
     let store = Index::open_store_read(&cli.data_dir)?;
     let view = store.read()?;
     let policy = query::effective_policy(&view, settings.policy())?;
-    let selection =
-        idx::export::select(&view, &policy, settings.idx.export.collapse_near_duplicates)?;
+    let selection = idx::export::select(
+        &view,
+        &policy,
+        settings.idx.export.collapse_near_duplicates,
+        &idx::decontaminate::verdicts(&view, &settings)?.withheld(),
+    )?;
     let plan = idx::curriculum::plan(&curriculum, &settings.classifier, &selection);
     if cli.json {
         print_json(&plan)?;
@@ -514,15 +519,20 @@ pub(crate) fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let decontamination = idx::decontaminate::refresh(&index.store, &settings)?;
     if cli.json {
         print_json(&IngestOutput {
             ingest: &report,
             derive: derive.as_ref(),
+            decontamination: (decontamination.benchmarks > 0).then_some(&decontamination),
         })?;
     } else {
         print_ingest(&report)?;
         if let Some(d) = &derive {
             print_derive(d)?;
+        }
+        if decontamination.benchmarks > 0 {
+            print_refresh(&decontamination)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -535,6 +545,105 @@ struct IngestOutput<'a> {
     ingest: &'a idx::ingest::IngestReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     derive: Option<&'a idx::derive::DeriveReport>,
+    /// The rows checked against the benchmark sets after it (absent without a benchmark).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decontamination: Option<&'a idx::decontaminate::RefreshReport>,
+}
+
+pub(crate) fn decontaminate(cli: &Cli, args: &DecontaminateArgs) -> Result<ExitCode> {
+    let settings = settings(cli)?;
+    let index = Index::open_write(&cli.data_dir)
+        .with_context(|| format!("opening the index in {}", cli.data_dir.display()))?;
+    let mut out = serde_json::Map::new();
+    if let Some(path) = &args.against {
+        let loaded = idx::decontaminate::load(
+            &index,
+            &settings,
+            path,
+            args.name.as_deref(),
+            Limits::default(),
+        )?;
+        if !cli.json {
+            let b = &loaded.benchmark;
+            outln!(
+                "benchmark {}: {} items ({} too short for a {}-word n-gram), {} distinct n-grams, {} objects, {} records rejected",
+                b.name,
+                b.items,
+                b.short_items,
+                b.n,
+                b.ngrams,
+                b.objects,
+                b.rejected
+            );
+            for r in &b.rejections {
+                outln!("  rejected: {r}");
+            }
+            print_refresh(&loaded.refresh)?;
+        }
+        out.insert("loaded".into(), serde_json::to_value(&loaded)?);
+    } else if let Some(name) = &args.remove {
+        let refresh = idx::decontaminate::remove(&index, &settings, name)?;
+        if !cli.json {
+            outln!("benchmark {name} removed");
+            print_refresh(&refresh)?;
+        }
+        out.insert("removed".into(), serde_json::to_value(&refresh)?);
+    } else {
+        let refresh = idx::decontaminate::refresh(&index.store, &settings)?;
+        if !cli.json {
+            print_refresh(&refresh)?;
+        }
+        out.insert("refresh".into(), serde_json::to_value(&refresh)?);
+    }
+    let view = index.store.read()?;
+    let summary = idx::decontaminate::query(&view, &settings, None, 0)?;
+    if !cli.json {
+        for b in &summary.benchmarks {
+            outln!(
+                "  {:<24} {:>8} items  {:>8} rows matching   ({})",
+                b.name,
+                b.items,
+                summary.rows_by_benchmark.get(&b.name).copied().unwrap_or(0),
+                b.origin
+            );
+        }
+        outln!(
+            "{} rows match a benchmark; the export will {} them (`idx query contamination` lists them)",
+            summary.rows,
+            summary.action
+        );
+    }
+    out.insert("summary".into(), serde_json::to_value(&summary)?);
+    if args.splits {
+        let overlap = idx::decontaminate::split_overlap(&view, &settings)?;
+        if !cli.json {
+            outln!(
+                "splits: {} train rows; {}-word n-grams shared with train:",
+                overlap.train_rows,
+                overlap.ngram
+            );
+            for (split, n) in &overlap.checked {
+                outln!(
+                    "  {split}: {} of {n} rows",
+                    overlap.matched.get(split).copied().unwrap_or(0)
+                );
+            }
+            for e in &overlap.examples {
+                outln!(
+                    "  {} ({}) shares {:.0}% of its n-grams with train row {}",
+                    e.content_hash,
+                    e.split,
+                    e.share * 100.0,
+                    e.train_row
+                );
+            }
+        }
+        out.insert("splits".into(), serde_json::to_value(&overlap)?);
+    }
+    if cli.json {
+        print_json(&out)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn derive(cli: &Cli, args: &DeriveArgs) -> Result<ExitCode> {
@@ -743,6 +852,18 @@ pub(crate) fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                     outln!("{}  {}  {}:{}", h.content_hash, h.family, h.key, h.line);
                     outln!("    {}", h.snippet);
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueryCommand::Contamination { benchmark, limit } => {
+            let settings = settings(cli)?;
+            let store = Index::open_store_read(&cli.data_dir)?;
+            let answer =
+                idx::decontaminate::query(&store.read()?, &settings, benchmark.as_deref(), *limit)?;
+            if cli.json {
+                print_json(&answer)?;
+            } else {
+                print_contamination(&answer)?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -196,6 +196,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Query(q) => run_query(cli, q),
         Command::Verify(args) => verify(cli, args),
+        Command::Decontaminate(args) => commands::decontaminate(cli, args),
         Command::Pii(p) => pii(cli, p),
         Command::Export(e) => export(cli, e),
         Command::Serve(s) => serve(cli, s),

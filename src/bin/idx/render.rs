@@ -486,3 +486,68 @@ pub(crate) fn print_derive(r: &idx::derive::DeriveReport) -> Result<()> {
     }
     Ok(())
 }
+
+pub(crate) fn print_refresh(r: &idx::decontaminate::RefreshReport) -> Result<()> {
+    if r.benchmarks == 0 {
+        outln!("decontamination: no benchmark loaded (`idx decontaminate --against PATH`)");
+    } else {
+        outln!(
+            "decontamination: {} rows checked against {} benchmark(s), {} matching, {} checks of deleted rows dropped ({:.2}s)",
+            r.checked,
+            r.benchmarks,
+            r.matched,
+            r.removed,
+            r.seconds
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn print_contamination(a: &idx::decontaminate::ContaminationAnswer) -> Result<()> {
+    if a.benchmarks.is_empty() {
+        outln!("no benchmark loaded (`idx decontaminate --against PATH`)");
+        return Ok(());
+    }
+    outln!(
+        "{} rows match a benchmark (action: {}){}",
+        a.rows,
+        a.action,
+        if a.unchecked > 0 {
+            format!(
+                "; {} rows not checked yet: run `idx decontaminate`",
+                a.unchecked
+            )
+        } else {
+            String::new()
+        }
+    );
+    for (b, n) in &a.rows_by_benchmark {
+        outln!("  {b}: {n} rows");
+    }
+    for m in &a.matches {
+        outln!(
+            "{}  {:.0}% of its n-grams{}  {}",
+            m.content_hash,
+            m.share * 100.0,
+            if m.contaminated {
+                ""
+            } else {
+                " (below min_share)"
+            },
+            m.place.as_deref().unwrap_or("")
+        );
+        for h in &m.hits {
+            outln!(
+                "    {} {}  message {} bytes {}..{} ({} n-grams): {}",
+                h.benchmark,
+                h.item,
+                h.message,
+                h.start,
+                h.end,
+                h.ngrams,
+                h.text
+            );
+        }
+    }
+    Ok(())
+}
