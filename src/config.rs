@@ -53,6 +53,11 @@ impl Settings {
     }
 
     /// The PII redactor these settings define.
+    /// The compiled `[objects]` policy (validated when the config was loaded).
+    pub fn keep(&self) -> crate::keep::Keep {
+        crate::keep::Keep::new(&self.idx.objects).unwrap_or_default()
+    }
+
     pub fn redactor(&self) -> Redactor {
         Redactor::new(&self.idx.pii)
     }
@@ -102,6 +107,8 @@ pub struct IdxConfig {
     pub distribution: DistributionConfig,
     #[serde(default)]
     pub decontamination: DecontaminationConfig,
+    #[serde(default)]
+    pub objects: ObjectsConfig,
     #[serde(default)]
     pub s3: S3Config,
     #[serde(default)]
@@ -203,6 +210,45 @@ impl Default for StructureConfig {
     fn default() -> Self {
         StructureConfig {
             max_flawed_fraction: 0.10,
+        }
+    }
+}
+
+/// `[objects]`: objects that repeat others, the source priority, and which copy of a
+/// near-duplicate group an export keeps (see [`crate::keep`]).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectsConfig {
+    /// Globs over object keys: objects indexed and traceable whose places never count toward a
+    /// family's rows or coverage and never give a row its primary family.
+    pub redundant: Vec<String>,
+    /// Globs over object keys, most trusted first: a row's primary place is its place in the
+    /// first matching object (then key order) when `keep = "source_priority"`.
+    pub priority: Vec<String>,
+    pub keep: KeepPolicy,
+}
+
+/// Which row of a near-duplicate group stands for it, and which place is a row's primary one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepPolicy {
+    /// The row with the most tokens (ties: the smallest content hash); primary place first in
+    /// (source, key, line) order.
+    #[default]
+    Longest,
+    /// The row whose primary place is in the highest-priority object (`priority`), then the
+    /// longest; primary place by priority, then key.
+    SourcePriority,
+    /// The row whose primary place has the smallest key (then line); primary place by key.
+    EarliestKey,
+}
+
+impl KeepPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepPolicy::Longest => "longest",
+            KeepPolicy::SourcePriority => "source_priority",
+            KeepPolicy::EarliestKey => "earliest_key",
         }
     }
 }
@@ -498,6 +544,7 @@ impl IdxConfig {
         if self.pii.max_detections == 0 {
             return Err("`pii.max_detections` is 0: every row with PII would be excluded; use `exclude_kinds` for that".into());
         }
+        crate::keep::Keep::new(&self.objects)?;
         let dc = &self.decontamination;
         if !(1..=64).contains(&dc.ngram) {
             return Err(format!(

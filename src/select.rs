@@ -7,8 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::config::KeepPolicy;
 use crate::error::Result;
 use crate::fingerprint::Hash128;
+use crate::keep::{Keep, Resolver};
 use crate::model::RecordKind;
 use crate::neardup::{Policy, Split, UnionFind};
 use crate::pii::PiiStatus;
@@ -25,6 +27,9 @@ pub struct SelectedRow {
     pub tokens: u64,
     pub kind: RecordKind,
     pub pii: PiiStatus,
+    /// The primary place (key, line) chosen by `[objects]` when that policy is active; `None`:
+    /// the first place in (source, key, line) order.
+    pub primary_place: Option<(String, u64)>,
 }
 
 /// The exportable rows of a snapshot.
@@ -63,18 +68,58 @@ pub(crate) struct Candidate {
     pub(crate) excluded: bool,
     /// The training phase its kind feeds: near-duplicates collapse within a phase only.
     pub(crate) phase: &'static str,
+    /// Its primary place's priority rank, key and line (for the keep policy).
+    pub(crate) rank: usize,
+    pub(crate) place: (String, u64),
+}
+
+/// How to select.
+#[derive(Debug, Clone, Copy)]
+pub struct SelectOptions<'a> {
+    /// One row per near-duplicate group.
+    pub collapse: bool,
+    /// Rows that never go out and never represent a group (contaminated ones).
+    pub withheld: &'a BTreeSet<Hash128>,
+    /// Redundant objects, source priority and the keep policy (`[objects]`).
+    pub keep: &'a Keep,
+}
+
+/// The member of a near-duplicate group that stands for it under `policy`; every tie broken
+/// by the smallest content hash, so the choice is a function of the group.
+fn representative(
+    group: &[Hash128],
+    candidates: &HashMap<Hash128, Candidate>,
+    policy: KeepPolicy,
+) -> Hash128 {
+    let key = |h: &Hash128| {
+        let c = &candidates[h];
+        match policy {
+            KeepPolicy::Longest => (0, String::new(), 0, std::cmp::Reverse(c.tokens), *h),
+            KeepPolicy::SourcePriority => {
+                (c.rank, String::new(), 0, std::cmp::Reverse(c.tokens), *h)
+            }
+            KeepPolicy::EarliestKey => (0, c.place.0.clone(), c.place.1, std::cmp::Reverse(0), *h),
+        }
+    };
+    *group
+        .iter()
+        .min_by_key(|h| key(h))
+        .expect("groups are not empty")
 }
 
 /// Choose the rows of a snapshot: every unique, non-excluded row, and with `collapse`, one per
 /// group of near-duplicates (connected by confirmed near-duplicate pairs of one training phase
-/// within a stored cluster): the one with the most tokens, ties to the smallest hash. Rows in
-/// `withheld` (contaminated ones) never go out and never represent a group.
-pub fn select(
-    view: &ReadView,
-    policy: &Policy,
-    collapse: bool,
-    withheld: &BTreeSet<Hash128>,
-) -> Result<Selection> {
+/// within a stored cluster): the one the keep policy names (by default the one with the most
+/// tokens, ties to the smallest hash). Rows in `withheld` (contaminated ones) never go out and
+/// never represent a group. Each row's primary family and tags follow its placement
+/// ([`crate::keep`]).
+pub fn select(view: &ReadView, policy: &Policy, options: &SelectOptions<'_>) -> Result<Selection> {
+    let SelectOptions {
+        collapse,
+        withheld,
+        keep,
+    } = *options;
+    let mut resolver = Resolver::new(view, keep);
     let assignments = view.assignments(policy)?;
     let mut rows = Vec::new();
     let mut candidates: HashMap<Hash128, Candidate> = HashMap::new();
@@ -87,6 +132,7 @@ pub fn select(
         let contaminated = withheld.contains(&h);
         // A held-back row never represents its near-duplicates.
         let excluded = pii_out || !row.flaws.is_empty() || contaminated;
+        let placement = resolver.placement(h, &row)?;
         candidates.insert(
             h,
             Candidate {
@@ -95,6 +141,8 @@ pub fn select(
                 tokens: row.tokens,
                 excluded,
                 phase: row.kind.phase(),
+                rank: placement.rank,
+                place: (placement.key.clone(), placement.line),
             },
         );
         if pii_out {
@@ -107,7 +155,9 @@ pub fn select(
         }
         if excluded {
             structure_held_back += 1;
-            let family = held_back.entry(row.primary_family.clone()).or_default();
+            let family = held_back
+                .entry(placement.primary_family.clone())
+                .or_default();
             for check in row.flaws.names() {
                 *family.entry(check).or_default() += 1;
             }
@@ -116,8 +166,9 @@ pub fn select(
         rows.push(SelectedRow {
             hash: h,
             split: assignments.get(&h).map_or(Split::Train, |a| a.split),
-            primary_family: row.primary_family,
-            families: row.families.into_iter().map(|(f, _)| f).collect(),
+            primary_place: keep.is_active().then_some((placement.key, placement.line)),
+            primary_family: placement.primary_family,
+            families: placement.families,
             tokens: row.tokens,
             kind: row.kind,
             pii: row.pii.status,
@@ -169,15 +220,7 @@ pub fn select(
                 groups.entry(sets.find(h)).or_default().push(h);
             }
             for group in groups.into_values().filter(|g| g.len() > 1) {
-                let rep = *group
-                    .iter()
-                    .max_by(|a, b| {
-                        candidates[a]
-                            .tokens
-                            .cmp(&candidates[b].tokens)
-                            .then(b.cmp(a))
-                    })
-                    .expect("groups are not empty");
+                let rep = representative(&group, &candidates, keep.policy);
                 let mut others: Vec<Hash128> = group.into_iter().filter(|h| *h != rep).collect();
                 others.sort();
                 collapsed.insert(rep, others);

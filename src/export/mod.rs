@@ -111,11 +111,15 @@ pub fn export(
             verdicts.unchecked
         )));
     }
+    let keep = settings.keep();
     let selection = select(
         view,
         &policy,
-        options.collapse_near_duplicates,
-        &verdicts.withheld(),
+        &crate::select::SelectOptions {
+            collapse: options.collapse_near_duplicates,
+            withheld: &verdicts.withheld(),
+            keep: &keep,
+        },
     )?;
     let plan = curriculum::plan(curriculum, &settings.classifier, &selection);
     if !plan.passed {
@@ -219,7 +223,14 @@ fn write_export(
                     message: format!("row {} has no stored text", r.hash.to_hex()),
                 })?
                 .conversation;
-            let places = public_refs(view, r.hash, &redactor)?;
+            let mut places = public_refs(view, r.hash, &redactor)?;
+            // The primary place the keep policy chose leads (the line's `source_key`).
+            if let Some((key, line)) = &r.primary_place {
+                if let Some(i) = places.iter().position(|p| &p.key == key && p.line == *line) {
+                    let p = places.remove(i);
+                    places.insert(0, p);
+                }
+            }
 
             let near = selection
                 .collapsed
@@ -468,6 +479,7 @@ fn decontamination_record(
                 tokens: row.tokens,
                 kind: row.kind,
                 pii: row.pii.status,
+                primary_place: None,
             };
             let places = public_refs(view, h, &redactor)?;
             let license = licenses

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::error::Result;
+use crate::keep::Resolver;
 use crate::pii::PiiStatus;
 use crate::store::{ObjectStatus, ReadView};
 
@@ -65,11 +66,19 @@ pub struct FamilyCoverage {
 pub(super) fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageGate> {
     // Unique rows per family tag that can reach the dataset (PII-excluded rows and rows held
     // back by the structure checks never do).
+    // Places in redundant objects do not count (`[objects]`, see `keep`).
+    let keep = settings.keep();
+    let mut resolver = Resolver::new(view, &keep);
     let mut stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    view.for_each_row(|_, row| {
+    view.for_each_row(|h, row| {
         if row.pii.status != PiiStatus::Excluded && row.flaws.is_empty() {
-            for (f, _) in &row.families {
-                let s = stats.entry(f.clone()).or_default();
+            let families = if keep.is_active() {
+                resolver.placement(h, &row)?.families
+            } else {
+                row.families.iter().map(|(f, _)| f.clone()).collect()
+            };
+            for f in families {
+                let s = stats.entry(f).or_default();
                 s.0 += 1;
                 s.1 += row.tokens;
             }
@@ -84,7 +93,10 @@ pub(super) fn coverage(view: &ReadView, settings: &Settings) -> Result<CoverageG
         let mut count = 0u64;
         let mut failed_objects = Vec::new();
         let mut derived_rows = 0u64;
-        for o in objects.iter().filter(|o| o.families.contains(&f.name)) {
+        for o in objects
+            .iter()
+            .filter(|o| o.families.contains(&f.name) && !keep.is_redundant(&o.key))
+        {
             if o.source == crate::source::derived::DERIVED_SOURCE {
                 derived_rows += o.rows;
             }

@@ -243,11 +243,15 @@ pub(super) fn distribution(
     let curriculum_mix = match curriculum {
         Some(c) => {
             let withheld = crate::decontaminate::verdicts(view, settings)?.withheld();
+            let keep = settings.keep();
             let selection = crate::select::select(
                 view,
                 &policy,
-                settings.idx.export.collapse_near_duplicates,
-                &withheld,
+                &crate::select::SelectOptions {
+                    collapse: settings.idx.export.collapse_near_duplicates,
+                    withheld: &withheld,
+                    keep: &keep,
+                },
             )?;
             let plan = crate::curriculum::plan(c, &settings.classifier, &selection);
             let shortfalls = crate::curriculum::shortfalls(c, &plan);

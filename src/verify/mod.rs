@@ -33,7 +33,7 @@ pub use coverage::{CoverageGate, CoverageStatus, FamilyCoverage};
 pub use distribution::DistributionGate;
 pub use distribution::{FamilySplits, HoldoutInTest, MixCheck, PhaseShare};
 pub use leakage::{CrossSplitPair, Disagreement, LeakageGate};
-pub use report::{markdown, Count, FamilyLengths, Lengths, Report};
+pub use report::{markdown, ContainedObject, Count, FamilyLengths, Lengths, Report};
 pub use structure::{holdout_warnings, FamilyStructure, StructureGate};
 
 /// How many examples each finding lists.
@@ -87,9 +87,33 @@ pub fn verify(
     leakage.settings_current = stored_policy.as_ref().is_none_or(|p| *p == policy);
     leakage.passed =
         leakage.cross_split_pairs == 0 && leakage.disagreements == 0 && leakage.settings_current;
-    let report = report(view, &assignments)?;
+    let keep = settings.keep();
+    let mut report = report(view, &assignments, &keep)?;
+    let overlaps = crate::overlap::overlap(view, None, &|k| keep.is_redundant(k))?;
+    let mut warnings = holdout_warnings(view, &policy)?;
+    for o in overlaps.iter().filter(|o| o.contained) {
+        if !o.redundant {
+            warnings.push(format!(
+                "object {} holds no row of its own: all its {} rows are also in {}; mark it \
+                 (or the objects it repeats) `redundant` in [objects] of idx.toml so its rows \
+                 are not counted twice",
+                o.key,
+                o.rows,
+                o.others
+                    .iter()
+                    .map(|x| x.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        report.contained_objects.push(ContainedObject {
+            key: o.key.clone(),
+            rows: o.rows,
+            redundant: o.redundant,
+            within: o.others.iter().map(|x| x.key.clone()).collect(),
+        });
+    }
     let structure = structure(view, settings.idx.structure.max_flawed_fraction)?;
-    let warnings = holdout_warnings(view, &policy)?;
     let distribution =
         distribution::distribution(view, settings, &assignments, &report, curriculum)?;
     Ok(Verification {

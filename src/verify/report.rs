@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::Verification;
 use crate::error::Result;
 use crate::fingerprint::Hash128;
+use crate::keep::{Keep, Resolver};
 use crate::model::{RecordKind, Role};
 use crate::neardup::Split;
 use crate::pii::{PiiKind, PiiStatus};
@@ -38,6 +39,9 @@ pub struct Report {
     pub by_family_split: BTreeMap<String, BTreeMap<Split, Count>>,
     /// By primary family and training phase.
     pub by_family_phase: BTreeMap<String, BTreeMap<String, Count>>,
+    /// Objects every row of which is also in other objects (`idx query overlap KEY` says
+    /// which share what).
+    pub contained_objects: Vec<ContainedObject>,
     /// Per primary family: tokens per row and turns (user and assistant messages) per
     /// conversation.
     pub lengths: BTreeMap<String, FamilyLengths>,
@@ -45,6 +49,17 @@ pub struct Report {
     pub by_pii_status: BTreeMap<PiiStatus, Count>,
     /// Placeholders per PII kind, over all unique rows.
     pub pii_kinds: BTreeMap<PiiKind, u64>,
+}
+
+/// An object that repeats others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainedObject {
+    pub key: String,
+    pub rows: u64,
+    /// Marked redundant in `[objects]` (then its places do not count).
+    pub redundant: bool,
+    /// The objects sharing its rows, most first (the first ten).
+    pub within: Vec<String>,
 }
 
 /// Token and turn distributions of one family.
@@ -93,8 +108,10 @@ impl Lengths {
 pub(super) fn report(
     view: &ReadView,
     assignments: &BTreeMap<Hash128, Assignment>,
+    keep: &Keep,
 ) -> Result<Report> {
     let mut r = Report::default();
+    let mut resolver = Resolver::new(view, keep);
     let mut lengths: BTreeMap<String, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
     view.for_each_row(|h, row| {
         r.by_pii_status
@@ -109,6 +126,10 @@ pub(super) fn report(
             return Ok(());
         }
         let split = assignments.get(&h).map_or(Split::Train, |a| a.split);
+        let mut row = row;
+        if keep.is_active() {
+            row.primary_family = resolver.placement(h, &row)?.primary_family;
+        }
         r.total.add(row.tokens);
         r.by_family
             .entry(row.primary_family.clone())
@@ -331,6 +352,22 @@ pub fn markdown(v: &Verification) -> String {
         );
         for s in &m.shortfalls {
             let _ = writeln!(out, "- {s}");
+        }
+    }
+    if !v.report.contained_objects.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Objects that repeat others\n\n| object | rows | redundant | rows also in |\n|---|---:|---|---|"
+        );
+        for c in &v.report.contained_objects {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                c.key,
+                c.rows,
+                if c.redundant { "yes" } else { "no" },
+                c.within.join(", ")
+            );
         }
     }
     if !v.warnings.is_empty() {

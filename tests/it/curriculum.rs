@@ -142,7 +142,13 @@ fn static_errors_name_the_file_and_the_stage() {
 fn selection_of(f: &Fixture) -> idx::export::Selection {
     let store = Index::open_store_read(&f.index_dir).unwrap();
     let view = store.read().unwrap();
-    select(&view, &f.settings.policy(), true, &Default::default()).unwrap()
+    let keep = f.settings.keep();
+    let options = idx::select::SelectOptions {
+        collapse: true,
+        withheld: &Default::default(),
+        keep: &keep,
+    };
+    select(&view, &f.settings.policy(), &options).unwrap()
 }
 
 #[test]

@@ -382,3 +382,56 @@ fn the_daemon_derives_after_reading_a_dropped_file() {
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
+
+#[test]
+fn the_daemon_checks_dropped_rows_against_the_loaded_benchmarks() {
+    let f = Fixture::new();
+    f.write(
+        "sarcasm/first.jsonl",
+        chat("first words here", "first answer") + "\n",
+    );
+    let question = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.";
+    let bench = f.data.with_file_name("gsm8k.jsonl");
+    std::fs::write(
+        &bench,
+        serde_json::json!({"question": question, "answer": "72"}).to_string() + "\n",
+    )
+    .unwrap();
+    assert!(idx(&f.index_dir, &["ingest", f.data.to_str().unwrap()])
+        .status
+        .success());
+    let loaded = idx(
+        &f.index_dir,
+        &["decontaminate", "--against", bench.to_str().unwrap()],
+    );
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let mut child = serve(&f.index_dir, &f.data, &["--rescan-seconds", "3600"]);
+    wait_for(Duration::from_secs(30), "the daemon's first ingest", || {
+        daemon(&f.index_dir).is_some_and(|d| d["alive"] == true && d["state"] == "idle")
+    });
+    f.write(
+        "sarcasm/dropped.jsonl",
+        chat(
+            "homework",
+            &format!("My worksheet says: {question} I am lost."),
+        ) + "\n",
+    );
+    wait_for(Duration::from_secs(30), "the dropped row's check", || {
+        let out = idx(&f.index_dir, &["query", "contamination", "--json"]);
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|a| a["rows"] == 1 && a["unchecked"] == 0)
+    });
+    let a = json(&idx(&f.index_dir, &["query", "contamination", "--json"]));
+    assert_eq!(a["matches"][0]["hits"][0]["item"], "gsm8k.jsonl:1");
+    assert!(a["matches"][0]["place"]
+        .as_str()
+        .unwrap()
+        .ends_with("sarcasm/dropped.jsonl:1"));
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}

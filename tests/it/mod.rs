@@ -17,6 +17,7 @@ mod hardening;
 mod house;
 mod incremental;
 mod init;
+mod keep;
 mod leaks;
 mod long_sessions;
 mod own_data;

@@ -143,6 +143,11 @@ fn every_json_output_matches_its_schema() {
     check("decontaminate", "idx decontaminate --json", &loaded);
     assert_eq!(loaded["summary"]["rows"], 1);
     check(
+        "overlap",
+        "idx query overlap --json",
+        &json(&f, &["query", "overlap", "--json"]),
+    );
+    check(
         "contamination",
         "idx query contamination --json",
         &json(&f, &["query", "contamination", "--json"]),

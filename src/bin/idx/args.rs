@@ -362,6 +362,15 @@ pub(crate) enum QueryCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Which objects hold the same rows: per object, the share of its rows also found in
+    /// other objects and which (a consolidated file that repeats others shows as contained)
+    Overlap {
+        /// Only this object (its key, or its full `file:///…/key` URI); default: every object
+        key: Option<String>,
+        /// Only objects sharing at least this share of their rows (0 to 1)
+        #[arg(long, default_value_t = 0.0)]
+        min_share: f64,
+    },
     /// Full-text search over row text
     Text {
         /// tantivy query syntax: words, "phrases", AND/OR/NOT, -excluded

@@ -18,8 +18,8 @@ use crate::args::{
     IngestArgs, InitArgs, PiiCommand, QueryCommand, ServeArgs, VerifyArgs,
 };
 use crate::render::{
-    print_check, print_contamination, print_derive, print_ingest, print_json, print_plan,
-    print_refresh, print_verification,
+    print_check, print_contamination, print_derive, print_ingest, print_json, print_overlap,
+    print_plan, print_refresh, print_verification,
 };
 use crate::{config_path, gate_exit, last_panic, require_index, settings};
 
@@ -393,8 +393,11 @@ pub(crate) fn curriculum(cli: &Cli, command: &CurriculumCommand) -> Result<ExitC
     let selection = idx::export::select(
         &view,
         &policy,
-        settings.idx.export.collapse_near_duplicates,
-        &idx::decontaminate::verdicts(&view, &settings)?.withheld(),
+        &idx::select::SelectOptions {
+            collapse: settings.idx.export.collapse_near_duplicates,
+            withheld: &idx::decontaminate::verdicts(&view, &settings)?.withheld(),
+            keep: &settings.keep(),
+        },
     )?;
     let plan = idx::curriculum::plan(&curriculum, &settings.classifier, &selection);
     if cli.json {
@@ -852,6 +855,20 @@ pub(crate) fn run_query(cli: &Cli, q: &QueryCommand) -> Result<ExitCode> {
                     outln!("{}  {}  {}:{}", h.content_hash, h.family, h.key, h.line);
                     outln!("    {}", h.snippet);
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueryCommand::Overlap { key, min_share } => {
+            let settings = settings(cli)?;
+            let keep = settings.keep();
+            let store = Index::open_store_read(&cli.data_dir)?;
+            let mut objects =
+                idx::overlap::overlap(&store.read()?, key.as_deref(), &|k| keep.is_redundant(k))?;
+            objects.retain(|o| o.share >= *min_share);
+            if cli.json {
+                print_json(&objects)?;
+            } else {
+                print_overlap(&objects)?;
             }
             Ok(ExitCode::SUCCESS)
         }

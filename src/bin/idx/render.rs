@@ -551,3 +551,34 @@ pub(crate) fn print_contamination(a: &idx::decontaminate::ContaminationAnswer) -
     }
     Ok(())
 }
+
+pub(crate) fn print_overlap(objects: &[idx::overlap::ObjectOverlap]) -> Result<()> {
+    if objects.is_empty() {
+        outln!("no object shares rows with another");
+    }
+    for o in objects {
+        outln!(
+            "{}  {} rows, {} ({:.1}%) also elsewhere{}{}",
+            o.key,
+            o.rows,
+            o.shared_rows,
+            o.share * 100.0,
+            if o.contained { ", contained" } else { "" },
+            if o.redundant {
+                ", marked redundant"
+            } else {
+                ""
+            }
+        );
+        for x in &o.others {
+            outln!(
+                "    {} rows with {} ({:.1}% of this, {:.1}% of that)",
+                x.rows,
+                x.key,
+                x.share * 100.0,
+                x.share_of_other * 100.0
+            );
+        }
+    }
+    Ok(())
+}
