@@ -315,6 +315,17 @@ fn write_export(
     }
     let decontamination = decontamination.map(|d| d.record);
     let moves = previous.map(|p| p.changes(selection));
+    // The report a person signs off, beside the manifest that lists it.
+    let mut report = OutFile::create(out, "report.html")?;
+    report.write(
+        verify::html(
+            &verification,
+            "idx dataset report",
+            moves.as_ref().map(|m| m.moved),
+        )
+        .as_bytes(),
+    )?;
+    files.push(report.finish()?);
     let collapsed: u64 = selection.collapsed.values().map(|v| v.len() as u64).sum();
     let manifest = Manifest {
         format: "idx-export".to_string(),

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::Report;
 use crate::config::Settings;
-use crate::curriculum::Curriculum;
+use crate::curriculum::{Curriculum, Plan};
 use crate::error::Result;
 use crate::fingerprint::Hash128;
 use crate::neardup::{Fractions, Split};
@@ -96,6 +96,32 @@ pub struct MixCheck {
     pub gate: bool,
     pub passed: bool,
     pub shortfalls: Vec<String>,
+    /// Per stage, in training order: the planned weights against what the index supplies.
+    pub stages: Vec<StageMix>,
+    /// The plan's warnings.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageMix {
+    pub id: String,
+    pub phase: &'static str,
+    pub context_length: Option<u32>,
+    /// Rows and tokens drawn.
+    pub rows: u64,
+    pub tokens: u64,
+    pub families: Vec<FamilyMix>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyMix {
+    pub family: String,
+    /// Planned weight, and the share of the stage's tokens it got.
+    pub weight: f64,
+    pub effective_weight: f64,
+    /// Train-split tokens of the family suiting the stage, and those drawn.
+    pub available_tokens: u64,
+    pub tokens: u64,
 }
 
 /// Run the distribution checks; `report` is the verification's report of the same snapshot.
@@ -104,7 +130,7 @@ pub(super) fn distribution(
     settings: &Settings,
     assignments: &BTreeMap<Hash128, Assignment>,
     report: &Report,
-    curriculum: Option<&Curriculum>,
+    curriculum: Option<(&Curriculum, &Plan)>,
 ) -> Result<DistributionGate> {
     let config = &settings.idx.distribution;
     let policy = settings.policy();
@@ -241,20 +267,8 @@ pub(super) fn distribution(
         });
     }
     let curriculum_mix = match curriculum {
-        Some(c) => {
-            let withheld = crate::decontaminate::verdicts(view, settings)?.withheld();
-            let keep = settings.keep();
-            let selection = crate::select::select(
-                view,
-                &policy,
-                &crate::select::SelectOptions {
-                    collapse: settings.idx.export.collapse_near_duplicates,
-                    withheld: &withheld,
-                    keep: &keep,
-                },
-            )?;
-            let plan = crate::curriculum::plan(c, &settings.classifier, &selection);
-            let shortfalls = crate::curriculum::shortfalls(c, &plan);
+        Some((c, plan)) => {
+            let shortfalls = crate::curriculum::shortfalls(c, plan);
             let passed = !config.curriculum_mix || shortfalls.is_empty();
             if !passed {
                 failures.extend(shortfalls.iter().map(|s| format!("curriculum mix: {s}")));
@@ -263,6 +277,29 @@ pub(super) fn distribution(
                 gate: config.curriculum_mix,
                 passed,
                 shortfalls,
+                stages: plan
+                    .stages
+                    .iter()
+                    .map(|st| StageMix {
+                        id: st.id.clone(),
+                        phase: st.phase.as_str(),
+                        context_length: st.context_length,
+                        rows: st.rows,
+                        tokens: st.tokens,
+                        families: st
+                            .families
+                            .iter()
+                            .map(|f| FamilyMix {
+                                family: f.family.clone(),
+                                weight: f.weight,
+                                effective_weight: f.effective_weight,
+                                available_tokens: f.available_tokens,
+                                tokens: f.tokens,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                warnings: plan.warnings.clone(),
             })
         }
         None => None,

@@ -28,6 +28,8 @@ pub struct LeakageGate {
     pub rows_in_clusters: u64,
     pub holdout_groups: u64,
     pub candidate_pairs: u64,
+    /// Clusters of 2+ rows by size (size → clusters).
+    pub cluster_sizes: BTreeMap<u64, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -161,6 +163,10 @@ pub(super) fn leakage(
         }
     }
     let multi: Vec<&(u64, bool)> = components.values().filter(|c| c.0 > 1).collect();
+    let mut cluster_sizes: BTreeMap<u64, u64> = BTreeMap::new();
+    for c in &multi {
+        *cluster_sizes.entry(c.0).or_default() += 1;
+    }
     Ok(LeakageGate {
         passed: false,
         cross_split_pairs,
@@ -173,5 +179,6 @@ pub(super) fn leakage(
         rows_in_clusters: multi.iter().map(|c| c.0).sum(),
         holdout_groups: groups.len() as u64,
         candidate_pairs: pairs.len() as u64,
+        cluster_sizes,
     })
 }

@@ -14,9 +14,12 @@
 
 mod coverage;
 mod distribution;
+mod html;
 mod leakage;
+mod markdown;
 mod report;
 mod structure;
+mod svg;
 
 use serde::Serialize;
 
@@ -31,9 +34,14 @@ use structure::structure;
 
 pub use coverage::{CoverageGate, CoverageStatus, FamilyCoverage};
 pub use distribution::DistributionGate;
-pub use distribution::{FamilySplits, HoldoutInTest, MixCheck, PhaseShare};
+pub use distribution::{FamilyMix, FamilySplits, HoldoutInTest, MixCheck, PhaseShare, StageMix};
+pub use html::html;
 pub use leakage::{CrossSplitPair, Disagreement, LeakageGate};
-pub use report::{markdown, ContainedObject, Count, FamilyLengths, Lengths, Report};
+pub use markdown::markdown;
+pub use report::{
+    ContainedObject, Count, FamilyLengths, FamilyRejections, Histogram, Lengths, Report,
+    TOKEN_BOUNDS, TURN_BOUNDS,
+};
 pub use structure::{holdout_warnings, FamilyStructure, StructureGate};
 
 /// How many examples each finding lists.
@@ -46,6 +54,9 @@ pub struct Verification {
     pub report: Report,
     /// What does not fail a gate but deserves a look (a holdout family that is one group).
     pub warnings: Vec<String>,
+    /// The benchmark sets rows are checked against (absent when none is loaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decontamination: Option<DecontaminationSummary>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,8 +125,43 @@ pub fn verify(
         });
     }
     let structure = structure(view, settings.idx.structure.max_flawed_fraction)?;
-    let distribution =
-        distribution::distribution(view, settings, &assignments, &report, curriculum)?;
+    // With a curriculum, the dataset as an export would select it: the plan's mix and the
+    // near-duplicates collapsed per family.
+    let plan = match curriculum {
+        Some(c) => {
+            let withheld = crate::decontaminate::verdicts(view, settings)?.withheld();
+            let selection = crate::select::select(
+                view,
+                &policy,
+                &crate::select::SelectOptions {
+                    collapse: settings.idx.export.collapse_near_duplicates,
+                    withheld: &withheld,
+                    keep: &keep,
+                },
+            )?;
+            for r in &selection.rows {
+                if let Some(n) = selection.collapsed.get(&r.hash) {
+                    *report
+                        .near_duplicates_collapsed
+                        .entry(r.primary_family.clone())
+                        .or_default() += n.len() as u64;
+                }
+            }
+            Some((
+                c,
+                crate::curriculum::plan(c, &settings.classifier, &selection),
+            ))
+        }
+        None => None,
+    };
+    let distribution = distribution::distribution(
+        view,
+        settings,
+        &assignments,
+        &report,
+        plan.as_ref().map(|(c, p)| (*c, p)),
+    )?;
+    let decontamination = decontamination_summary(view, settings)?;
     Ok(Verification {
         passed: coverage.passed && leakage.passed && structure.passed && distribution.passed,
         gates: Gates {
@@ -126,5 +172,48 @@ pub fn verify(
         },
         report,
         warnings,
+        decontamination,
     })
+}
+
+/// The benchmark sets and what matched, for the report.
+fn decontamination_summary(
+    view: &ReadView,
+    settings: &Settings,
+) -> Result<Option<DecontaminationSummary>> {
+    let answer = crate::decontaminate::query(view, settings, None, 0)?;
+    if answer.benchmarks.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(DecontaminationSummary {
+        action: answer.action,
+        rows_matched: answer.rows,
+        unchecked: answer.unchecked,
+        benchmarks: answer
+            .benchmarks
+            .iter()
+            .map(|b| BenchmarkSummary {
+                name: b.name.clone(),
+                items: b.items,
+                rows_matched: answer.rows_by_benchmark.get(&b.name).copied().unwrap_or(0),
+            })
+            .collect(),
+    }))
+}
+
+/// Decontamination at a glance (`idx query contamination` has the rows).
+#[derive(Debug, Clone, Serialize)]
+pub struct DecontaminationSummary {
+    pub action: &'static str,
+    pub rows_matched: u64,
+    /// Rows not yet checked against the current set.
+    pub unchecked: u64,
+    pub benchmarks: Vec<BenchmarkSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchmarkSummary {
+    pub name: String,
+    pub items: u64,
+    pub rows_matched: u64,
 }

@@ -25,6 +25,7 @@ mod privacy;
 mod properties;
 mod real_data;
 mod rejections;
+mod report_html;
 mod robustness;
 mod s3;
 mod s3server;

@@ -281,6 +281,10 @@ pub(crate) struct VerifyArgs {
     /// Also write the result as a Markdown document to this file
     #[arg(long, value_name = "FILE")]
     pub(crate) markdown: Option<PathBuf>,
+    /// Also write a self-contained HTML report with charts to this file (no script, no
+    /// network: open it in any browser; `idx export` writes the same as report.html)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -175,6 +175,10 @@ pub(crate) fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
         std::fs::write(path, idx::verify::markdown(&v))
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Some(path) = &args.html {
+        std::fs::write(path, idx::verify::html(&v, "idx verify", None))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if cli.json {
         print_json(&v)?;
     } else {
