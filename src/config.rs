@@ -108,7 +108,7 @@ pub struct IdxConfig {
     #[serde(default)]
     pub decontamination: DecontaminationConfig,
     #[serde(default)]
-    pub objects: ObjectsConfig,
+    pub objects: crate::keep::ObjectsConfig,
     #[serde(default)]
     pub s3: S3Config,
     #[serde(default)]
@@ -210,45 +210,6 @@ impl Default for StructureConfig {
     fn default() -> Self {
         StructureConfig {
             max_flawed_fraction: 0.10,
-        }
-    }
-}
-
-/// `[objects]`: objects that repeat others, the source priority, and which copy of a
-/// near-duplicate group an export keeps (see [`crate::keep`]).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ObjectsConfig {
-    /// Globs over object keys: objects indexed and traceable whose places never count toward a
-    /// family's rows or coverage and never give a row its primary family.
-    pub redundant: Vec<String>,
-    /// Globs over object keys, most trusted first: a row's primary place is its place in the
-    /// first matching object (then key order) when `keep = "source_priority"`.
-    pub priority: Vec<String>,
-    pub keep: KeepPolicy,
-}
-
-/// Which row of a near-duplicate group stands for it, and which place is a row's primary one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeepPolicy {
-    /// The row with the most tokens (ties: the smallest content hash); primary place first in
-    /// (source, key, line) order.
-    #[default]
-    Longest,
-    /// The row whose primary place is in the highest-priority object (`priority`), then the
-    /// longest; primary place by priority, then key.
-    SourcePriority,
-    /// The row whose primary place has the smallest key (then line); primary place by key.
-    EarliestKey,
-}
-
-impl KeepPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeepPolicy::Longest => "longest",
-            KeepPolicy::SourcePriority => "source_priority",
-            KeepPolicy::EarliestKey => "earliest_key",
         }
     }
 }

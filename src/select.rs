@@ -7,10 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::KeepPolicy;
 use crate::error::Result;
 use crate::fingerprint::Hash128;
-use crate::keep::{Keep, Resolver};
+use crate::keep::{Keep, KeepPolicy, Resolver};
 use crate::model::RecordKind;
 use crate::neardup::{Policy, Split, UnionFind};
 use crate::pii::PiiStatus;

@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use idx::config::{IdxConfig, KeepPolicy, Settings};
+use idx::config::{IdxConfig, Settings};
 use idx::families::Classifier;
 use idx::index::Index;
+use idx::keep::KeepPolicy;
 use serde_json::Value;
 
 use super::clusters::{base, edited};
