@@ -79,6 +79,11 @@ mod tests {
         let bytes = encode(&v);
         let (tokens, kind): (u64, RecordKind) = decode_prefix("variants", &bytes).unwrap();
         assert_eq!((tokens, kind), (1234, RecordKind::Kto));
+        // The message count and the first role are the next fields (the sequence length, then
+        // the first message's role): `ReadView::message_count` reads only those.
+        let (_, _, n, role): (u64, RecordKind, u64, Role) =
+            decode_prefix("variants", &bytes).unwrap();
+        assert_eq!((n, role), (1, Role::User));
         assert_eq!(decode::<VariantRecord>("variants", &bytes).unwrap(), v);
         assert!(decode::<VariantRecord>("variants", &bytes[..3]).is_err());
     }

@@ -11,7 +11,7 @@ use super::write::{Assignment, SplitMove};
 use super::{clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
-use crate::model::RecordMeta;
+use crate::model::{RecordKind, RecordMeta, Role};
 use crate::neardup::{Policy, Split};
 
 /// A read transaction with typed accessors. Every answer comes from one committed state.
@@ -84,6 +84,23 @@ impl ReadView {
         first
             .map(|value| codec::decode("variants", value.value()))
             .transpose()
+    }
+
+    /// How many messages the representative spelling of a row has, and the first one's role,
+    /// read from the head of the stored value (the text is not decoded).
+    pub fn message_count(&self, hash: Hash128) -> Result<Option<(u64, Option<Role>)>> {
+        let t = self.txn.open_table(VARIANTS)?;
+        let Some(value) = super::first_variant(&t, hash)? else {
+            return Ok(None);
+        };
+        let bytes = value.value();
+        let (_, _, n): (u64, RecordKind, u64) = codec::decode_prefix("variants", bytes)?;
+        if n == 0 {
+            return Ok(Some((0, None)));
+        }
+        let (_, _, _, role): (u64, RecordKind, u64, Role) =
+            codec::decode_prefix("variants", bytes)?;
+        Ok(Some((n, Some(role))))
     }
 
     /// Every place of a row as (object id, line, record), in (source, key, line) order.

@@ -206,7 +206,13 @@ pub(super) fn report(
         let (tokens, turns) = lengths.entry(row.primary_family).or_default();
         tokens.push(row.tokens);
         if row.kind != RecordKind::Text {
-            if let Some(v) = view.representative(h)? {
+            // A conversation that passes the structure checks has a system message first or
+            // not at all: its turns are its message count, read without decoding its text.
+            if row.flaws.is_empty() {
+                if let Some((n, first)) = view.message_count(h)? {
+                    turns.push(n - u64::from(first == Some(Role::System)));
+                }
+            } else if let Some(v) = view.representative(h)? {
                 turns.push(
                     v.conversation
                         .messages
