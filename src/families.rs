@@ -106,7 +106,8 @@ impl std::fmt::Debug for Classifier {
     }
 }
 
-fn compile_glob(pattern: &str) -> std::result::Result<GlobMatcher, globset::Error> {
+/// A key glob as every config compiles it: case-insensitive, `*` never crossing a `/`.
+pub(crate) fn compile_glob(pattern: &str) -> std::result::Result<GlobMatcher, globset::Error> {
     let glob: Glob = GlobBuilder::new(&pattern.to_lowercase())
         .case_insensitive(true)
         .literal_separator(true)

@@ -8,13 +8,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::GlobMatcher;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::families::compile_glob;
 use crate::fingerprint::Hash128;
-use crate::store::{keys, ReadView, RowRecord};
+use crate::store::{ReadView, RowRecord};
 
 /// `[objects]`: objects that repeat others, the source priority, and which copy of a
 /// near-duplicate group an export keeps (compiled by [`Keep`]).
@@ -63,22 +64,15 @@ pub struct Keep {
     pub policy: KeepPolicy,
 }
 
-fn glob(pattern: &str) -> std::result::Result<GlobMatcher, String> {
-    GlobBuilder::new(pattern)
-        .case_insensitive(true)
-        .literal_separator(true)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| e.to_string())
-}
-
 impl Keep {
     /// Compile the globs; the error names the bad one.
     pub fn new(config: &ObjectsConfig) -> std::result::Result<Keep, String> {
         let compile = |section: &str, globs: &[String]| {
             globs
                 .iter()
-                .map(|g| glob(g).map_err(|e| format!("`objects.{section}` glob `{g}`: {e}")))
+                .map(|g| {
+                    compile_glob(g).map_err(|e| format!("`objects.{section}` glob `{g}`: {e}"))
+                })
                 .collect::<std::result::Result<Vec<_>, String>>()
         };
         Ok(Keep {
@@ -112,9 +106,9 @@ pub struct Placement {
     pub primary_family: String,
     /// Family tags of its counted places, sorted.
     pub families: Vec<String>,
-    /// The primary place: object key and line.
-    pub key: String,
-    pub line: u64,
+    /// The primary place (object key, line) the policy chose; `None` when the policy is
+    /// inactive.
+    pub place: Option<(String, u64)>,
     /// The priority rank of that place's object.
     pub rank: usize,
 }
@@ -164,22 +158,19 @@ impl<'a> Resolver<'a> {
         Ok(info)
     }
 
-    /// A row's placement (`row` is its stored record: used as is when the policy is inactive).
+    /// A row's placement (`row` is its stored record). When the policy is inactive the stored
+    /// primary family and tags are the placement and nothing is read: no place is looked up
+    /// (`place` is `None`: the first place in (source, key, line) order).
     pub fn placement(&mut self, h: Hash128, row: &RowRecord) -> Result<Placement> {
-        let places = self.view.places(h)?;
         if !self.keep.is_active() {
-            let (key, line) = places
-                .first()
-                .map(|(id, line, _)| (keys::split_object_id(id).1.to_string(), *line))
-                .unwrap_or_default();
             return Ok(Placement {
                 primary_family: row.primary_family.clone(),
                 families: row.families.iter().map(|(f, _)| f.clone()).collect(),
-                rank: self.keep.rank(&key),
-                key,
-                line,
+                place: None,
+                rank: self.keep.priority.len(),
             });
         }
+        let places = self.view.places(h)?;
         // (object, line) of every place, in (source, key, line) order.
         let mut all = Vec::with_capacity(places.len());
         for (id, line, _) in places {
@@ -211,15 +202,13 @@ impl<'a> Resolver<'a> {
             Some((o, line)) => Placement {
                 primary_family: o.primary_family.clone(),
                 families: families.into_iter().collect(),
-                key: o.key.clone(),
-                line: *line,
+                place: Some((o.key.clone(), *line)),
                 rank: o.rank,
             },
             None => Placement {
                 primary_family: row.primary_family.clone(),
                 families: row.families.iter().map(|(f, _)| f.clone()).collect(),
-                key: String::new(),
-                line: 0,
+                place: None,
                 rank: self.keep.priority.len(),
             },
         })

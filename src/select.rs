@@ -67,7 +67,8 @@ pub(crate) struct Candidate {
     pub(crate) excluded: bool,
     /// The training phase its kind feeds: near-duplicates collapse within a phase only.
     pub(crate) phase: &'static str,
-    /// Its primary place's priority rank, key and line (for the keep policy).
+    /// Its primary place's priority rank, key and line (for the keep policy; unset while the
+    /// policy is inactive, which only compares tokens).
     pub(crate) rank: usize,
     pub(crate) place: (String, u64),
 }
@@ -141,7 +142,7 @@ pub fn select(view: &ReadView, policy: &Policy, options: &SelectOptions<'_>) -> 
                 excluded,
                 phase: row.kind.phase(),
                 rank: placement.rank,
-                place: (placement.key.clone(), placement.line),
+                place: placement.place.clone().unwrap_or_default(),
             },
         );
         if pii_out {
@@ -165,7 +166,7 @@ pub fn select(view: &ReadView, policy: &Policy, options: &SelectOptions<'_>) -> 
         rows.push(SelectedRow {
             hash: h,
             split: assignments.get(&h).map_or(Split::Train, |a| a.split),
-            primary_place: keep.is_active().then_some((placement.key, placement.line)),
+            primary_place: placement.place,
             primary_family: placement.primary_family,
             families: placement.families,
             tokens: row.tokens,

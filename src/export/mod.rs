@@ -95,15 +95,24 @@ pub fn export(
             ));
         }
     }
-    progress("running the gates");
-    let verification = verify::verify(view, settings, Some(curriculum))?;
+    progress("running the gates and selecting rows");
+    let (verification, selected) = verify::verify_selecting(
+        view,
+        settings,
+        Some(curriculum),
+        options.collapse_near_duplicates,
+    )?;
     if !verification.passed && !options.allow_failing_gates {
         return Err(Error::GatesFailed(
             verification.gates.failed().join(" and "),
         ));
     }
-    progress("selecting rows");
-    let verdicts = crate::decontaminate::verdicts(view, settings)?;
+    let verify::Selected {
+        verdicts,
+        selection,
+        plan,
+    } = selected
+        .ok_or_else(|| Error::Invariant("verify selected no rows for the export".into()))?;
     if verdicts.unchecked > 0 {
         return Err(Error::Export(format!(
             "{} rows have not been checked against the current benchmark set; run `idx \
@@ -111,17 +120,6 @@ pub fn export(
             verdicts.unchecked
         )));
     }
-    let keep = settings.keep();
-    let selection = select(
-        view,
-        &policy,
-        &crate::select::SelectOptions {
-            collapse: options.collapse_near_duplicates,
-            withheld: &verdicts.withheld(),
-            keep: &keep,
-        },
-    )?;
-    let plan = curriculum::plan(curriculum, &settings.classifier, &selection);
     if !plan.passed {
         return Err(Error::Export(format!(
             "the curriculum does not fit the index:\n  {}",

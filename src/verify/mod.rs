@@ -90,6 +90,25 @@ pub fn verify(
     settings: &Settings,
     curriculum: Option<&Curriculum>,
 ) -> Result<Verification> {
+    let collapse = settings.idx.export.collapse_near_duplicates;
+    Ok(verify_selecting(view, settings, curriculum, collapse)?.0)
+}
+
+/// The dataset as an export selects it, from the snapshot a verification read.
+pub(crate) struct Selected {
+    pub(crate) verdicts: crate::decontaminate::Verdicts,
+    pub(crate) selection: crate::select::Selection,
+    pub(crate) plan: crate::curriculum::Plan,
+}
+
+/// [`verify`], keeping the selection and plan it made with a curriculum (`collapse`: one row
+/// per near-duplicate group), so an export does not make them again.
+pub(crate) fn verify_selecting(
+    view: &ReadView,
+    settings: &Settings,
+    curriculum: Option<&Curriculum>,
+    collapse: bool,
+) -> Result<(Verification, Option<Selected>)> {
     let policy = settings.policy();
     let stored_policy = view.policy()?;
     let assignments = view.assignments(&policy)?;
@@ -127,15 +146,15 @@ pub fn verify(
     let structure = structure(view, settings.idx.structure.max_flawed_fraction)?;
     // With a curriculum, the dataset as an export would select it: the plan's mix and the
     // near-duplicates collapsed per family.
-    let plan = match curriculum {
+    let selected = match curriculum {
         Some(c) => {
-            let withheld = crate::decontaminate::verdicts(view, settings)?.withheld();
+            let verdicts = crate::decontaminate::verdicts(view, settings)?;
             let selection = crate::select::select(
                 view,
                 &policy,
                 &crate::select::SelectOptions {
-                    collapse: settings.idx.export.collapse_near_duplicates,
-                    withheld: &withheld,
+                    collapse,
+                    withheld: &verdicts.withheld(),
                     keep: &keep,
                 },
             )?;
@@ -147,10 +166,12 @@ pub fn verify(
                         .or_default() += n.len() as u64;
                 }
             }
-            Some((
-                c,
-                crate::curriculum::plan(c, &settings.classifier, &selection),
-            ))
+            let plan = crate::curriculum::plan(c, &settings.classifier, &selection);
+            Some(Selected {
+                verdicts,
+                selection,
+                plan,
+            })
         }
         None => None,
     };
@@ -159,10 +180,10 @@ pub fn verify(
         settings,
         &assignments,
         &report,
-        plan.as_ref().map(|(c, p)| (*c, p)),
+        curriculum.zip(selected.as_ref().map(|s| &s.plan)),
     )?;
     let decontamination = decontamination_summary(view, settings)?;
-    Ok(Verification {
+    let verification = Verification {
         passed: coverage.passed && leakage.passed && structure.passed && distribution.passed,
         gates: Gates {
             coverage,
@@ -173,7 +194,8 @@ pub fn verify(
         report,
         warnings,
         decontamination,
-    })
+    };
+    Ok((verification, selected))
 }
 
 /// The benchmark sets and what matched, for the report.
