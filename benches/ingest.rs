@@ -1,14 +1,15 @@
-//! Ingest and export throughput on a generated corpus.
+//! Ingest, export and decontamination throughput on generated corpora (`corpus/`).
 //!
-//! `cargo bench --bench ingest` builds a ~100 MB JSONL corpus (IDX_BENCH_MB overrides the size) of
-//! multi-turn conversations (a Zipf-distributed vocabulary, each conversation with its own topic
-//! words) with 5% exact duplicates, then times
-//! - `ingest`: a complete ingest into a fresh index (redb + tantivy) per iteration; criterion
-//!   reports input bytes/s, and the rows per iteration are printed so rows/s = rows / time
-//!   (`IDX_BENCH_WORKERS=N` sets the fingerprint pool size);
-//! - `export`: `idx export` of that index into a fresh folder per iteration (the gates, the
-//!   selection with near-duplicate representatives, shards, final file, provenance, the default
-//!   curriculum's trainer files and the manifest); criterion reports exported rows/s;
+//! `cargo bench --bench ingest` writes ~100 MB (IDX_BENCH_MB overrides the size) of each corpus
+//! (`generated`, `chat`, `templated`; IDX_BENCH_CORPUS=chat,templated picks) and times
+//! - `ingest`: a complete ingest into a fresh index (redb + tantivy) per iteration, with 1 and 2
+//!   fingerprint workers (IDX_BENCH_WORKERS=1,2); criterion reports input bytes/s of wall time,
+//!   and a summary at the end gives, per corpus and worker count, MB/s of wall time and MB per
+//!   CPU-second (user + system of the whole process, from /proc/self/stat);
+//! - `export`: `idx export` of the `generated` corpus' index into a fresh folder per iteration
+//!   (the gates, the selection with near-duplicate representatives, shards, final file,
+//!   provenance, the default curriculum's trainer files and the manifest); criterion reports
+//!   exported rows/s;
 //! - `decontaminate`: every row of that index checked against a generated benchmark set of
 //!   ~10 MB (IDX_BENCH_BENCHMARK_MB) of question/answer items, one in 500 copied from a corpus
 //!   row; the checks are cleared before each iteration; criterion reports rows/s.
@@ -25,227 +26,21 @@ use idx::index::Index;
 use idx::ingest::{ingest, IngestOptions};
 use idx::rng::Rng;
 
-const WORDS: &[&str] = &[
-    "I",
-    "feel",
-    "anxious",
-    "about",
-    "work",
-    "and",
-    "my",
-    "sleep",
-    "has",
-    "been",
-    "bad",
-    "lately",
-    "you",
-    "mentioned",
-    "that",
-    "your",
-    "sister",
-    "called",
-    "what",
-    "did",
-    "it",
-    "bring",
-    "up",
-    "for",
-    "you",
-    "sometimes",
-    "when",
-    "we",
-    "are",
-    "tired",
-    "everything",
-    "seems",
-    "heavier",
-    "can",
-    "tell",
-    "me",
-    "more",
-    "the",
-    "panic",
-    "started",
-    "last",
-    "week",
-    "at",
-    "a",
-    "meeting",
-    "breathing",
-    "exercise",
-    "helped",
-    "little",
-    "but",
-    "thoughts",
-    "keep",
-    "racing",
-    "night",
-    "it",
-    "sounds",
-    "exhausting",
-    "to",
-    "carry",
-    "alone",
-    "who",
-    "else",
-    "knows",
-    "how",
-    "hard",
-    "this",
-    "is",
-    "therapy",
-    "session",
-    "goal",
-    "trauma",
-    "recovery",
-    "shame",
-    "boundaries",
-    "parents",
-    "childhood",
-    "memories",
-    "grief",
-    "loss",
-    "friend",
-    "lonely",
-    "isolated",
-    "hope",
-    "small",
-    "steps",
-    "today",
-    "tomorrow",
-    "plan",
-    "notice",
-    "body",
-    "tension",
-    "shoulders",
-    "gentle",
-    "kind",
-    "yourself",
-    "progress",
-    "not",
-    "linear",
-    "setback",
-    "normal",
-    "okay",
-];
-
-/// A vocabulary like natural text's: the counselling words above plus 4,000 generated words,
-/// drawn with a Zipf-like law (rank r has weight 1/r).
-struct Vocabulary {
-    words: Vec<String>,
-    cumulative: Vec<f64>,
-}
-
-impl Vocabulary {
-    fn new(rng: &mut Rng) -> Self {
-        const SYLLABLES: &[&str] = &[
-            "ka", "lo", "mi", "ren", "sa", "tor", "vel", "an", "is", "ur", "del", "mon", "pra",
-            "ste", "qui", "ba", "ne", "ho", "ly", "gra",
-        ];
-        let mut words: Vec<String> = WORDS.iter().map(|w| w.to_string()).collect();
-        while words.len() < WORDS.len() + 4000 {
-            let n = 2 + rng.below(3);
-            words.push(
-                (0..n)
-                    .map(|_| SYLLABLES[rng.below(SYLLABLES.len())])
-                    .collect(),
-            );
-        }
-        let mut total = 0.0;
-        let cumulative = (1..=words.len())
-            .map(|r| {
-                total += 1.0 / r as f64;
-                total
-            })
-            .collect();
-        Vocabulary { words, cumulative }
-    }
-
-    fn pick(&self, rng: &mut Rng) -> &str {
-        let total = self.cumulative[self.cumulative.len() - 1];
-        let x = (rng.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
-        let i = self.cumulative.partition_point(|&c| c < x);
-        &self.words[i.min(self.words.len() - 1)]
-    }
-}
-
-/// A sentence: like real conversations, each one keeps coming back to its own topic words
-/// (bursty), over a background of common words. (Word soup drawn independently from one small
-/// list would make every long text look alike to any bag-of-words fingerprint.)
-fn sentence(rng: &mut Rng, vocabulary: &Vocabulary, topic: &[String], words: usize) -> String {
-    let mut s = String::with_capacity(words * 7);
-    for i in 0..words {
-        if i > 0 {
-            s.push(' ');
-        }
-        if rng.below(10) < 3 {
-            s.push_str(&topic[rng.below(topic.len())]);
-        } else {
-            s.push_str(vocabulary.pick(rng));
-        }
-    }
-    s.push('.');
-    s
-}
-
-/// Writes the corpus; returns (bytes, rows).
-fn generate(dir: &Path, target_bytes: u64) -> (u64, u64) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let vocabulary = Vocabulary::new(&mut rng);
-    let (mut bytes, mut rows, mut file_no) = (0u64, 0u64, 0);
-    let mut previous: Vec<String> = Vec::new();
-    while bytes < target_bytes {
-        let path = dir.join(format!(
-            "datasets/consolidated/conversations_{file_no:03}.jsonl"
-        ));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let mut file_bytes = 0u64;
-        while file_bytes < 8 << 20 && bytes + file_bytes < target_bytes {
-            let line = if !previous.is_empty() && rng.below(20) == 0 {
-                previous[rng.below(previous.len())].clone()
-            } else {
-                let turns = 2 + rng.below(6);
-                let topic: Vec<String> = (0..12)
-                    .map(|_| vocabulary.words[rng.below(vocabulary.words.len())].clone())
-                    .collect();
-                let messages: Vec<serde_json::Value> = (0..turns)
-                    .map(|t| {
-                        let role = if t % 2 == 0 { "user" } else { "assistant" };
-                        let len = 15 + rng.below(60);
-                        let content = sentence(&mut rng, &vocabulary, &topic, len);
-                        serde_json::json!({"role": role, "content": content})
-                    })
-                    .collect();
-                serde_json::json!({ "messages": messages }).to_string()
-            };
-            if previous.len() < 1000 {
-                previous.push(line.clone());
-            }
-            writeln!(out, "{line}").unwrap();
-            file_bytes += line.len() as u64 + 1;
-            rows += 1;
-        }
-        out.flush().unwrap();
-        bytes += file_bytes;
-        file_no += 1;
-    }
-    (bytes, rows)
-}
+mod corpus;
+use corpus::{sentence, Corpus, Vocabulary};
 
 /// A new directory per iteration; the previous one is removed outside the timing.
 struct FreshDirs {
     root: PathBuf,
-    name: &'static str,
+    name: String,
     run: u32,
 }
 
 impl FreshDirs {
-    fn new(root: &Path, name: &'static str) -> FreshDirs {
+    fn new(root: &Path, name: impl Into<String>) -> FreshDirs {
         FreshDirs {
             root: root.to_path_buf(),
-            name,
+            name: name.into(),
             run: 0,
         }
     }
@@ -268,43 +63,200 @@ fn corpus_place() -> (u64, tempfile::TempDir, PathBuf) {
     (mb, tmp, data)
 }
 
+/// CPU time (user + system) this process has used so far, from /proc/self/stat (Linux; zero
+/// elsewhere, and the per-CPU-second figure is then not printed).
+fn cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // USER_HZ is 100 on every Linux configuration that matters here.
+    Duration::from_millis(ticks * 10)
+}
+
+/// The worker counts to measure: IDX_BENCH_WORKERS (comma-separated), else 1 and 2.
+fn worker_counts() -> Vec<usize> {
+    std::env::var("IDX_BENCH_WORKERS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|w| w.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![1, 2])
+}
+
 fn bench_ingest(c: &mut Criterion) {
+    let (mb, tmp, _) = corpus_place();
+    let settings = Settings::builtin();
+    let mut summary = Vec::new();
+    for corpus in Corpus::from_env() {
+        let data = tmp.path().join(corpus.name());
+        let (bytes, rows) = corpus.generate(&data, mb << 20);
+        eprintln!(
+            "corpus {}: {:.1} MB, {rows} rows (rows/s = {rows} / time per iteration)",
+            corpus.name(),
+            bytes as f64 / 1e6
+        );
+        let mut group = c.benchmark_group("ingest");
+        group.sample_size(10);
+        group.measurement_time(Duration::from_secs(30));
+        group.throughput(Throughput::Bytes(bytes));
+        for workers in worker_counts() {
+            let options = IngestOptions {
+                workers,
+                ..IngestOptions::default()
+            };
+            let mut fresh =
+                FreshDirs::new(tmp.path(), format!("index-{}-{workers}", corpus.name()));
+            let (mut wall, mut cpu, mut runs) = (Duration::ZERO, Duration::ZERO, 0u32);
+            group.bench_function(format!("{}_{mb}MB_{workers}_workers", corpus.name()), |b| {
+                b.iter_custom(|iters| {
+                    let mut timed = Duration::ZERO;
+                    for _ in 0..iters {
+                        let dir = fresh.next();
+                        let (cpu0, t0) = (cpu_time(), std::time::Instant::now());
+                        let mut index = Index::open_write(&dir).unwrap();
+                        let report =
+                            ingest(&mut index, &settings, std::slice::from_ref(&data), &options)
+                                .unwrap();
+                        assert_eq!(report.rows_added, rows);
+                        // Dropping waits for tantivy's background work: part of the cost.
+                        drop(index);
+                        let elapsed = t0.elapsed();
+                        timed += elapsed;
+                        wall += elapsed;
+                        cpu += cpu_time().saturating_sub(cpu0);
+                        runs += 1;
+                    }
+                    timed
+                })
+            });
+            let mb_per = |d: Duration| bytes as f64 / 1e6 * runs as f64 / d.as_secs_f64();
+            summary.push(format!(
+                "{:<10} {workers} worker(s): {:6.1} MB/s wall, {:6.1} MB per CPU-second ({runs} runs)",
+                corpus.name(),
+                mb_per(wall),
+                if cpu.is_zero() { f64::NAN } else { mb_per(cpu) },
+            ));
+        }
+        group.finish();
+    }
+    eprintln!("\ningest summary (all runs, warm-up included):");
+    for line in summary {
+        eprintln!("  {line}");
+    }
+}
+
+/// Incremental work: a full ingest of IDX_BENCH_MB (100) of the `generated` corpus in 100
+/// files, then per iteration one file (1% of the objects) rewritten with other rows and
+/// ingested again; and an unchanged re-scan of 10,000 small objects. The summary prints the
+/// incremental ingest as a share of the full one.
+fn bench_incremental(c: &mut Criterion) {
     let (mb, tmp, data) = corpus_place();
-    let (bytes, rows) = generate(&data, mb << 20);
+    let (bytes, _) = Corpus::Generated.generate_files(&data, mb << 20, (mb << 20) / 100);
+    let files: Vec<PathBuf> = {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("datasets/consolidated"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
     eprintln!(
-        "corpus: {:.1} MB, {rows} rows (rows/s = {rows} / time per iteration)",
-        bytes as f64 / 1e6
+        "incremental corpus: {:.1} MB in {} files",
+        bytes as f64 / 1e6,
+        files.len()
     );
     let settings = Settings::builtin();
-    // IDX_BENCH_WORKERS sets the fingerprint pool size (default: IngestOptions' default).
-    let mut options = IngestOptions::default();
-    if let Some(w) = std::env::var("IDX_BENCH_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        options.workers = w;
-    }
-    eprintln!("fingerprint workers: {}", options.workers);
-    let mut group = c.benchmark_group("ingest");
+    let options = IngestOptions::default();
+    let started = std::time::Instant::now();
+    let mut index = indexed(tmp.path(), &data, &settings);
+    let full = started.elapsed();
+    // Two versions of the changed file: its own rows, and those of another generated corpus.
+    let changed = &files[files.len() / 2];
+    let original = std::fs::read(changed).unwrap();
+    let other_dir = tmp.path().join("other");
+    Corpus::Chat.generate_files(&other_dir, original.len() as u64, original.len() as u64 + 1);
+    let other =
+        std::fs::read(other_dir.join("datasets/consolidated/conversations_00000.jsonl")).unwrap();
+    let mut flip = false;
+    let mut incremental = Vec::new();
+    let mut group = c.benchmark_group("incremental");
     group.sample_size(10);
-    group.measurement_time(Duration::from_secs(30));
-    group.throughput(Throughput::Bytes(bytes));
-    let mut fresh = FreshDirs::new(tmp.path(), "index");
-    group.bench_function(format!("generated_{mb}MB_full_text"), |b| {
-        b.iter_batched(
-            || fresh.next(),
-            |dir| {
-                let mut index = Index::open_write(&dir).unwrap();
-                let report =
-                    ingest(&mut index, &settings, std::slice::from_ref(&data), &options).unwrap();
-                assert_eq!(report.rows_added, rows);
-                // Dropping waits for tantivy's background work: part of the cost of an ingest.
-                drop(index);
-            },
-            BatchSize::PerIteration,
-        )
+    group.bench_function(
+        format!("one_of_{}_files_changed_{mb}MB", files.len()),
+        |b| {
+            b.iter_batched(
+                || {
+                    flip = !flip;
+                    std::fs::write(changed, if flip { &other } else { &original }).unwrap();
+                },
+                |()| {
+                    let t0 = std::time::Instant::now();
+                    let report =
+                        ingest(&mut index, &settings, std::slice::from_ref(&data), &options)
+                            .unwrap();
+                    assert_eq!(report.objects_changed, 1);
+                    incremental.push(t0.elapsed());
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
+    drop(index);
+
+    // 10,000 objects of one short row each, ingested once, then re-scanned unchanged.
+    let many = tmp.path().join("many");
+    let objects = 10_000usize;
+    for i in 0..objects {
+        let path = many.join(format!(
+            "datasets/consolidated/{:02}/chat_{i:05}.jsonl",
+            i % 100
+        ));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let row = serde_json::json!({"messages": [
+            {"role": "user", "content": format!("note {i}: I could not sleep again last night")},
+            {"role": "assistant", "content": format!("That sounds hard ({i}). What kept you up?")},
+        ]});
+        std::fs::write(path, format!("{row}\n")).unwrap();
+    }
+    let mut many_index = Index::open_write(&tmp.path().join("many-index")).unwrap();
+    ingest(
+        &mut many_index,
+        &settings,
+        std::slice::from_ref(&many),
+        &options,
+    )
+    .unwrap();
+    eprintln!("re-scan corpus: {objects} objects");
+    group.bench_function(format!("unchanged_rescan_{objects}_objects"), |b| {
+        b.iter(|| {
+            let report = ingest(
+                &mut many_index,
+                &settings,
+                std::slice::from_ref(&many),
+                &options,
+            )
+            .unwrap();
+            assert_eq!(report.objects_unchanged, objects as u64);
+        })
     });
     group.finish();
+    if !incremental.is_empty() {
+        incremental.sort();
+        let median = incremental[incremental.len() / 2];
+        eprintln!(
+            "\nincremental summary: full ingest {:.2} s; one changed file {:.3} s (median of {}) = {:.1}% of the full ingest",
+            full.as_secs_f64(),
+            median.as_secs_f64(),
+            incremental.len(),
+            100.0 * median.as_secs_f64() / full.as_secs_f64()
+        );
+    }
 }
 
 /// The corpus in `data`, ingested into `tmp/index` with the built-in settings.
@@ -322,7 +274,7 @@ fn indexed(tmp: &Path, data: &Path, settings: &Settings) -> Index {
 
 fn bench_export(c: &mut Criterion) {
     let (mb, tmp, data) = corpus_place();
-    generate(&data, mb << 20);
+    Corpus::Generated.generate(&data, mb << 20);
     let settings = Settings::builtin();
     let index_dir = tmp.path().join("index");
     drop(indexed(tmp.path(), &data, &settings));
@@ -406,7 +358,7 @@ fn generate_benchmark(path: &Path, corpus: &Path, target_bytes: u64) -> u64 {
 
 fn bench_decontaminate(c: &mut Criterion) {
     let (mb, tmp, data) = corpus_place();
-    let (_, rows) = generate(&data, mb << 20);
+    let (_, rows) = Corpus::Generated.generate(&data, mb << 20);
     let benchmark_mb: u64 = std::env::var("IDX_BENCH_BENCHMARK_MB")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -459,5 +411,11 @@ fn bench_decontaminate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_ingest, bench_export, bench_decontaminate);
+criterion_group!(
+    benches,
+    bench_ingest,
+    bench_incremental,
+    bench_export,
+    bench_decontaminate
+);
 criterion_main!(benches);

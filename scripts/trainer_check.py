@@ -18,8 +18,10 @@ versions), with one of these commands:
 Each command prints one line per check, `PASS` or `FAIL`, and exits non-zero when one failed.
 """
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -356,6 +358,11 @@ def main(argv):
     cmd = argv[1]
     only = os.environ.get("ONLY_PHASE") or None
     os.environ.setdefault("LOG_DIR", tempfile.mkdtemp(prefix="trainer-logs-"))
+    # The trainers' output folders (checkpoints of a few MB each) go under one scratch folder,
+    # removed at exit; the logs in LOG_DIR stay for reading.
+    scratch = tempfile.mkdtemp(prefix="idx-trainer-check-")
+    atexit.register(shutil.rmtree, scratch, True)
+    tempfile.tempdir = scratch
     if cmd == "model":
         build_model(argv[2], argv[3:])
         return 0

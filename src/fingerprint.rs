@@ -21,6 +21,8 @@
 //! - `words`: the number of words of the fingerprint text, which decides whether a row is long
 //!   enough for near-duplicate matching.
 
+use std::collections::HashMap;
+
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::model::{Conversation, Message};
@@ -28,6 +30,34 @@ use crate::normalize::folded_text;
 
 /// Number of words in one shingle of the near-duplicate verification.
 pub const SHINGLE_WORDS: usize = 3;
+
+/// Hashing for maps keyed by content hashes, which are uniformly distributed already: the
+/// key's two halves folded (and, for a compound key, rotated into what came before) instead of
+/// SipHash over 16 bytes, which was a tenth of the writer's cluster work. Content hashes come
+/// from xxh3 of the content, so keys cannot be chosen to collide short of colliding the hash.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Hash128Hasher(u64);
+
+impl std::hash::Hasher for Hash128Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only for keys other than a Hash128: hash them properly.
+        self.0 = self.0.rotate_left(32) ^ xxhash_rust::xxh3::xxh3_64(bytes);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = self.0.rotate_left(32) ^ (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+/// A map keyed by content hashes (see [`Hash128Hasher`]).
+pub type Hash128Map<V> = HashMap<Hash128, V, std::hash::BuildHasherDefault<Hash128Hasher>>;
+/// A set of content hashes (see [`Hash128Hasher`]).
+pub type Hash128Set =
+    std::collections::HashSet<Hash128, std::hash::BuildHasherDefault<Hash128Hasher>>;
 
 /// A 128-bit content hash, shown as 32 lowercase hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -193,19 +223,61 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }
-    let (mut i, mut j, mut common) = (0, 0, 0usize);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                common += 1;
-                i += 1;
-                j += 1;
-            }
+    let (_, _, common) = merge_common(a, b, (0, 0, 0), usize::MAX);
+    ratio(a.len(), b.len(), common)
+}
+
+/// The Jaccard similarity of two sorted, deduplicated sets when it is at least `threshold`,
+/// else `None` — the same decision as `jaccard(a, b) >= threshold`, made sooner: a pair whose
+/// sizes alone rule it out is never merged, and the merge stops as soon as the elements left
+/// cannot bring the overlap up to the threshold (most proposed pairs in a crowded SimHash
+/// bucket are rejected this way after a fraction of their shingles).
+pub fn jaccard_at_least(a: &[u64], b: &[u64], threshold: f64) -> Option<f64> {
+    if a.is_empty() && b.is_empty() {
+        return (1.0 >= threshold).then_some(1.0);
+    }
+    let (na, nb) = (a.len(), b.len());
+    // Even a full overlap of the smaller set is not enough.
+    if ratio(na, nb, na.min(nb)) < threshold {
+        return None;
+    }
+    const STEP: usize = 64;
+    let (mut i, mut j, mut common) = (0, 0, 0);
+    while i < na && j < nb {
+        (i, j, common) = merge_common(a, b, (i, j, common), STEP);
+        // The best the rest could do: every remaining element of the shorter rest shared.
+        let best = common + (na - i).min(nb - j);
+        if ratio(na, nb, best) < threshold {
+            return None;
         }
     }
-    common as f64 / (a.len() + b.len() - common) as f64
+    let sim = ratio(na, nb, common);
+    (sim >= threshold).then_some(sim)
+}
+
+/// |A ∩ B| / |A ∪ B| from the sizes and the overlap (the formula `jaccard` decides with).
+fn ratio(na: usize, nb: usize, common: usize) -> f64 {
+    common as f64 / (na + nb - common) as f64
+}
+
+/// Advance a merge of two sorted sets at positions (i, j) with `common` elements shared so far
+/// by at most `steps` comparisons; returns the new (i, j, common). Branch-free: comparisons of
+/// unrelated shingle hashes are unpredictable.
+fn merge_common(
+    a: &[u64],
+    b: &[u64],
+    (mut i, mut j, mut common): (usize, usize, usize),
+    steps: usize,
+) -> (usize, usize, usize) {
+    let mut left = steps;
+    while i < a.len() && j < b.len() && left > 0 {
+        let (x, y) = (a[i], b[j]);
+        common += usize::from(x == y);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+        left -= 1;
+    }
+    (i, j, common)
 }
 
 /// Bit votes of the features seen so far (the `simhash` crate's algorithm, without branches).
@@ -240,9 +312,58 @@ impl SimhashAccumulator {
 }
 
 /// o200k_base tokens of the message contents (chat-template overhead not included).
+///
+/// The same as `o200k_base().count` of each content: the tokenizer's pre-tokenizer splits a
+/// text into pieces (a word with its leading space, a run of digits, punctuation) and each piece
+/// is encoded on its own, so a piece's count depends on nothing else. Pieces repeat (Zipf), and
+/// the byte-pair encoder allocates per piece, so each thread remembers the counts of the short
+/// pieces it has seen: most pieces of a corpus are answered by one hash lookup.
 pub fn count_tokens<'a>(messages: impl Iterator<Item = &'a Message>) -> u64 {
-    let bpe = bpe_openai::o200k_base();
-    messages.map(|m| bpe.count(m.content.as_str()) as u64).sum()
+    PIECE_COUNTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        messages.map(|m| cache.count(m.content.as_str())).sum()
+    })
+}
+
+thread_local! {
+    static PIECE_COUNTS: std::cell::RefCell<PieceCounts> = std::cell::RefCell::new(PieceCounts::default());
+}
+
+/// Token counts of pre-tokenized pieces, bounded: emptied when full (a corpus' common pieces
+/// come back at once).
+#[derive(Default)]
+struct PieceCounts {
+    counts: HashMap<Box<str>, u32, xxhash_rust::xxh3::Xxh3Builder>,
+}
+
+impl PieceCounts {
+    /// Pieces longer than this are encoded each time (rare, and they would crowd the cache).
+    const MAX_PIECE: usize = 24;
+    /// Entries kept at most (a few MB).
+    const CAPACITY: usize = 1 << 16;
+
+    fn count(&mut self, text: &str) -> u64 {
+        let tokenizer = bpe_openai::o200k_base();
+        let text = tokenizer.normalize(text);
+        let mut total = 0u64;
+        for piece in tokenizer.split(text.as_str()) {
+            if piece.len() > Self::MAX_PIECE {
+                total += tokenizer.bpe.count(piece.as_bytes()) as u64;
+                continue;
+            }
+            if let Some(&n) = self.counts.get(piece) {
+                total += u64::from(n);
+                continue;
+            }
+            let n = tokenizer.bpe.count(piece.as_bytes());
+            if self.counts.len() >= Self::CAPACITY {
+                self.counts.clear();
+            }
+            self.counts.insert(piece.into(), n as u32);
+            total += n as u64;
+        }
+        total
+    }
 }
 
 #[cfg(test)]
@@ -369,6 +490,56 @@ mod tests {
             (simhash_of("hello there"), 2)
         );
         assert_eq!(simhash_of(""), 0);
+    }
+
+    /// The plain merge the fast paths must agree with.
+    fn reference_jaccard(a: &[u64], b: &[u64]) -> f64 {
+        let sa: std::collections::BTreeSet<u64> = a.iter().copied().collect();
+        let sb: std::collections::BTreeSet<u64> = b.iter().copied().collect();
+        if sa.is_empty() && sb.is_empty() {
+            return 1.0;
+        }
+        sa.intersection(&sb).count() as f64 / sa.union(&sb).count() as f64
+    }
+
+    proptest::proptest! {
+        /// The early-exit decision is the full computation's, on sets of every overlap (drawn
+        /// from a small universe so that overlaps are common) and thresholds around them.
+        #[test]
+        fn jaccard_early_exit_decides_as_the_full_merge(
+            a in proptest::collection::btree_set(0u64..400, 0..300),
+            b in proptest::collection::btree_set(0u64..400, 0..300),
+            threshold in 0.0f64..1.0,
+        ) {
+            let (a, b): (Vec<u64>, Vec<u64>) = (a.into_iter().collect(), b.into_iter().collect());
+            let full = reference_jaccard(&a, &b);
+            proptest::prop_assert!((jaccard(&a, &b) - full).abs() < 1e-12);
+            let expected = (full >= threshold).then_some(full);
+            proptest::prop_assert_eq!(jaccard_at_least(&a, &b, threshold).is_some(), expected.is_some());
+            for t in [full, full - 1e-9, full + 1e-9] {
+                proptest::prop_assert_eq!(
+                    jaccard_at_least(&a, &b, t).is_some(),
+                    jaccard(&a, &b) >= t
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The remembered piece counts never change a count: every text counts as the
+        /// tokenizer counts it, whatever was counted before on this thread.
+        #[test]
+        fn cached_counts_are_the_tokenizers(texts in proptest::collection::vec(
+            "(\\PC{0,40}|[a-z ]{0,80}|[0-9 .,]{0,30}|\\w{20,40})", 1..8)) {
+            let bpe = bpe_openai::o200k_base();
+            for text in &texts {
+                let m = Message::new(Role::User, text.clone());
+                proptest::prop_assert_eq!(
+                    count_tokens(std::iter::once(&m)),
+                    bpe.count(text.as_str()) as u64
+                );
+            }
+        }
     }
 
     #[test]

@@ -66,3 +66,49 @@ impl Index {
         Ok((store, search, lag))
     }
 }
+
+/// What an index costs on disk against what it was built from.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Storage {
+    /// Bytes of every indexed object as read (their recorded sizes).
+    pub input_bytes: u64,
+    /// The redb file.
+    pub redb_bytes: u64,
+    /// The full-text index's folder.
+    pub fulltext_bytes: u64,
+    /// Unique rows, for the per-row figures.
+    pub unique_rows: u64,
+    /// Per redb table, largest first.
+    pub tables: Vec<crate::store::TableFootprint>,
+}
+
+impl Storage {
+    /// Read the sizes of the index in `data_dir` through `view` (a read of the same index).
+    pub fn measure(data_dir: &Path, view: &crate::store::ReadView) -> Result<Storage> {
+        let file_len = |path: PathBuf| {
+            std::fs::metadata(&path)
+                .map(|m| m.len())
+                .map_err(|source| Error::Io { path, source })
+        };
+        let mut fulltext_bytes = 0;
+        let text_dir = data_dir.join(TEXT_DIR);
+        if text_dir.is_dir() {
+            let entries = std::fs::read_dir(&text_dir).map_err(|source| Error::Io {
+                path: text_dir.clone(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_file()) {
+                    fulltext_bytes += file_len(entry.path())?;
+                }
+            }
+        }
+        Ok(Storage {
+            input_bytes: view.objects()?.iter().map(|o| o.version.size).sum(),
+            redb_bytes: file_len(data_dir.join(DB_FILE))?,
+            fulltext_bytes,
+            unique_rows: view.totals()?.unique_rows,
+            tables: view.table_footprints()?,
+        })
+    }
+}

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::{jaccard, Hash128};
+use crate::fingerprint::{jaccard_at_least, Hash128};
 
 /// The three splits, in their on-disk order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -156,8 +156,7 @@ impl Policy {
         if hamming > self.hamming {
             return None;
         }
-        let sim = jaccard(a, b);
-        (sim >= self.jaccard).then_some(sim)
+        jaccard_at_least(a, b, self.jaccard)
     }
 }
 
@@ -287,24 +286,22 @@ impl MemoryTables {
         }
     }
 
-    /// Every fingerprint within `hamming` bits of `simhash` except `row`: (row, distance).
-    pub fn candidates(
-        &self,
-        row: Hash128,
-        simhash: u64,
-        hamming: u32,
-    ) -> std::collections::BTreeMap<Hash128, u32> {
-        let mut out = std::collections::BTreeMap::new();
+    /// Every fingerprint within `hamming` bits of `simhash` except `row`: (row, distance), in
+    /// row order, each once (a row found through several tables has one distance).
+    pub fn candidates(&self, row: Hash128, simhash: u64, hamming: u32) -> Vec<(Hash128, u32)> {
+        let mut out = Vec::new();
         for (t, b) in self.buckets.iter().enumerate() {
             for (lo, _) in self.tables.ranges(t, simhash) {
                 for &(other, s) in b.get(&lo).into_iter().flatten() {
                     let d = (s ^ simhash).count_ones();
                     if other != row && d <= hamming {
-                        out.insert(other, d);
+                        out.push((other, d));
                     }
                 }
             }
         }
+        out.sort_unstable_by_key(|&(h, _)| h);
+        out.dedup_by_key(|&mut (h, _)| h);
         out
     }
 }
@@ -333,7 +330,7 @@ pub fn candidate_pairs(
 /// cluster id). Hashes enter on first sight.
 #[derive(Debug, Default)]
 pub struct UnionFind {
-    parent: HashMap<Hash128, Hash128>,
+    parent: crate::fingerprint::Hash128Map<Hash128>,
 }
 
 impl UnionFind {

@@ -4,7 +4,7 @@
 //! it is compiled twice. Read from one snapshot; behind `idx query overlap` and the
 //! contained-object report of `idx verify`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -60,7 +60,7 @@ pub fn overlap(
         .collect();
     // Each object's distinct rows, and each row's objects (indices into `objects`).
     let mut rows_of: Vec<Vec<Hash128>> = Vec::with_capacity(objects.len());
-    let mut holders: HashMap<Hash128, Vec<u32>> = HashMap::new();
+    let mut holders: crate::fingerprint::Hash128Map<Vec<u32>> = Default::default();
     for (i, o) in objects.iter().enumerate() {
         let mut rows: Vec<Hash128> = view
             .object_places(&keys::object_id(&o.source, &o.key))?

@@ -13,7 +13,7 @@ use crate::model::{Message, ObjectVersion, Rejection};
 use crate::neardup::{Policy, Split};
 use crate::repair::Repairs;
 use crate::search::SearchIndex;
-use crate::store::{keys, FamilyStats, ObjectRecord, ObjectStatus, ReadView, Totals};
+use crate::store::{keys, FamilyStats, ObjectStatus, ReadView, Totals};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SkippedObject {
@@ -385,29 +385,30 @@ pub fn source_public(
     if !found.is_empty() || !key.contains("[key ") {
         return Ok(found);
     }
-    sources_where(view, |o| {
-        let shown = redactor.redact_key(&o.key);
-        shown == key || format!("{}/{shown}", redactor.redact_key(&o.source)) == key
+    sources_where(view, |source, object_key| {
+        let shown = redactor.redact_key(object_key);
+        shown == key || format!("{}/{shown}", redactor.redact_key(source)) == key
     })
 }
 
 /// The objects with this key (or `source/key` URI) and the rows indexed from each.
 pub fn source(view: &ReadView, key: &str) -> Result<Vec<SourceAnswer>> {
-    sources_where(view, |o| {
-        o.key == key || format!("{}/{}", o.source, o.key) == key
+    sources_where(view, |source, object_key| {
+        object_key == key
+            || key
+                .strip_prefix(source)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|rest| rest == object_key)
     })
 }
 
-/// The answers for every object `matches` picks, in the objects table's order.
+/// The answers for every object whose (source, key) `matches`, in the objects table's order.
 fn sources_where(
     view: &ReadView,
-    matches: impl Fn(&ObjectRecord) -> bool,
+    matches: impl Fn(&str, &str) -> bool,
 ) -> Result<Vec<SourceAnswer>> {
     let mut out = Vec::new();
-    for o in view.objects()? {
-        if !matches(&o) {
-            continue;
-        }
+    for o in view.objects_where(matches)? {
         let id = keys::object_id(&o.source, &o.key);
         let rows = view
             .object_places(&id)?

@@ -5,10 +5,10 @@
 //! its longest row; with each row's split, phase and families. Export and the curriculum plan
 //! read the same selection.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Result;
-use crate::fingerprint::Hash128;
+use crate::fingerprint::{Hash128, Hash128Map};
 use crate::keep::{Keep, KeepPolicy, Resolver};
 use crate::model::RecordKind;
 use crate::neardup::{Policy, Split, UnionFind};
@@ -88,7 +88,7 @@ pub struct SelectOptions<'a> {
 /// by the smallest content hash, so the choice is a function of the group.
 fn representative(
     group: &[Hash128],
-    candidates: &HashMap<Hash128, Candidate>,
+    candidates: &Hash128Map<Candidate>,
     policy: KeepPolicy,
 ) -> Hash128 {
     let key = |h: &Hash128| {
@@ -122,7 +122,7 @@ pub fn select(view: &ReadView, policy: &Policy, options: &SelectOptions<'_>) -> 
     let mut resolver = Resolver::new(view, keep);
     let assignments = view.assignments(policy)?;
     let mut rows = Vec::new();
-    let mut candidates: HashMap<Hash128, Candidate> = HashMap::new();
+    let mut candidates: Hash128Map<Candidate> = Hash128Map::default();
     let mut pii_excluded = 0;
     let mut held_back: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
     let mut structure_held_back = 0;
@@ -181,7 +181,7 @@ pub fn select(view: &ReadView, policy: &Policy, options: &SelectOptions<'_>) -> 
         for (h, a) in view.cluster_entries()? {
             clusters.entry(a.cluster).or_default().push(h);
         }
-        let mut shingles: HashMap<Hash128, Vec<u64>> = HashMap::new();
+        let mut shingles: Hash128Map<Vec<u64>> = Hash128Map::default();
         for members in clusters.values() {
             let usable: Vec<Hash128> = members
                 .iter()

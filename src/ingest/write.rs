@@ -30,7 +30,7 @@ use crate::store::{keys, NewPlace, ObjectRecord, ObjectStatus, WriteBatch, KEPT_
 #[derive(Default)]
 pub(super) struct EarlyText {
     /// content hash → (variant hash, index of the work item whose family tags it carries)
-    pub(super) clean: HashMap<Hash128, (Hash128, usize)>,
+    pub(super) clean: crate::fingerprint::Hash128Map<(Hash128, usize)>,
 }
 
 /// What the writer needs to know of the run besides the messages.

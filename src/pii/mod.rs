@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use numbering::{placeholders_in, Numbering};
 use patterns::PATTERNS;
-use regex::{Regex, RegexSet};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Conversation;
@@ -217,6 +217,11 @@ pub struct Found {
     pub confident_names: Vec<String>,
 }
 
+/// The lazy DFA cache of each pattern and of the prefilter, per thread. The name patterns' Unicode
+/// classes make large automata; at the regex crate's default (2 MB) the cache filled and was
+/// rebuilt over and over on chat text full of names and numbers. It grows only as far as used.
+const LAZY_DFA_CACHE: usize = 16 << 20;
+
 impl Redactor {
     pub fn new(config: &PiiConfig) -> Redactor {
         // The prefilter only has to say which patterns *can* match, so it runs them without
@@ -229,10 +234,19 @@ impl Redactor {
             .collect();
         Redactor {
             config: config.clone(),
-            prefilter: RegexSet::new(&sources).expect("built-in PII patterns compile"),
+            prefilter: RegexSetBuilder::new(&sources)
+                .dfa_size_limit(LAZY_DFA_CACHE)
+                .build()
+                .expect("built-in PII patterns compile"),
             patterns: PATTERNS
                 .iter()
-                .map(|(k, p)| (*k, Regex::new(p).expect("built-in PII patterns compile")))
+                .map(|(k, p)| {
+                    let re = RegexBuilder::new(p)
+                        .dfa_size_limit(LAZY_DFA_CACHE)
+                        .build()
+                        .expect("built-in PII patterns compile");
+                    (*k, re)
+                })
                 .collect(),
             allow: config
                 .allow_names
@@ -256,16 +270,19 @@ impl Redactor {
     pub fn redact(&self, text: &str) -> (String, Found) {
         let mut numbering = Numbering::default();
         numbering.reserve(text);
-        self.redact_numbered(text, &mut numbering)
+        let (redacted, found) = self.redact_numbered(text, &mut numbering);
+        (redacted.unwrap_or_else(|| text.to_string()), found)
     }
 
     /// Redact one text of a row whose values are numbered by `numbering`.
-    fn redact_numbered(&self, text: &str, numbering: &mut Numbering) -> (String, Found) {
+    /// The redacted text is `None` when nothing was replaced (most texts: no copy is made).
+    fn redact_numbered(&self, text: &str, numbering: &mut Numbering) -> (Option<String>, Found) {
         let mut found = Found::default();
-        if !self.config.enabled {
-            return (text.to_string(), found);
+        if !self.config.enabled || !self.prefilter.is_match(text) {
+            return (None, found);
         }
         let mut out = text.to_string();
+        let mut replaced = false;
         // A replacement can make a new match ("42 Oak Street::1" → "[ADDRESS]::1", an IPv6
         // address): passes go on until one finds nothing, so redacting is idempotent.
         for _ in 0..MAX_PASSES {
@@ -288,8 +305,9 @@ impl Redactor {
             if !changed {
                 break;
             }
+            replaced = true;
         }
-        (out, found)
+        (replaced.then_some(out), found)
     }
 
     fn apply(
@@ -359,7 +377,7 @@ impl Redactor {
         let rejected = conversation.rejected.iter_mut().flatten();
         for m in conversation.messages.iter_mut().chain(rejected) {
             let (text, found) = self.redact_numbered(&m.content, &mut numbering);
-            if !found.kinds.is_empty() {
+            if let Some(text) = text {
                 m.content = text;
             }
             names.extend(found.confident_names);
@@ -391,22 +409,12 @@ impl Redactor {
                 words.entry(w.to_lowercase()).or_insert(own.unwrap_or(n));
             }
         }
-        let mut alternation: Vec<&String> = words.keys().collect();
-        alternation.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-        let alternation: Vec<String> = alternation.iter().map(|w| regex::escape(w)).collect();
-        // Case aside: "george" later in the chat is the George introduced before.
-        let Ok(re) = Regex::new(&format!(r"(?i)\b(?:{})\b", alternation.join("|"))) else {
-            return;
-        };
+        let mut alternatives: Vec<(&String, u32)> = words.iter().map(|(w, n)| (w, *n)).collect();
+        alternatives.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
         let rejected = conversation.rejected.iter_mut().flatten();
         for m in conversation.messages.iter_mut().chain(rejected) {
-            if re.is_match(&m.content) {
-                m.content = re
-                    .replace_all(&m.content, |c: &regex::Captures<'_>| {
-                        let n = words.get(&c[0].to_lowercase()).copied().unwrap_or(1);
-                        PiiKind::Name.numbered(n).into_owned()
-                    })
-                    .into_owned();
+            if let Some(replaced) = replace_names(&m.content, &alternatives) {
+                m.content = replaced;
             }
         }
     }
@@ -437,4 +445,68 @@ impl Redactor {
             kinds: kinds.into_iter().collect(),
         }
     }
+}
+
+/// `text` with every whole-word, case-insensitive occurrence of the lower-case `alternatives`
+/// replaced by its numbered `[NAME]` placeholder, leftmost first and, where several start at one
+/// place, the first listed (longest) — or `None` when nothing matched. A word character is a
+/// letter, digit, combining mark or `_`, as in the regex engine's Unicode `\b`; case is compared
+/// through `char::to_lowercase`. (This was one regex compiled per row with a confident name:
+/// compiling was most of the cost of redacting chat text full of names.)
+fn replace_names(text: &str, alternatives: &[(&String, u32)]) -> Option<String> {
+    let is_word = |c: char| {
+        c.is_alphanumeric() || c == '_' || unicode_normalization::char::is_combining_mark(c)
+    };
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut previous: Option<char> = None;
+    let mut at = 0;
+    while let Some(c) = text[at..].chars().next() {
+        let starts_word = is_word(c) && !previous.is_some_and(is_word);
+        let found = if starts_word {
+            alternatives
+                .iter()
+                .find_map(|(w, n)| match_folded(&text[at..], w).map(|len| (at + len, *n)))
+                .filter(|&(end, _)| !text[end..].chars().next().is_some_and(is_word))
+        } else {
+            None
+        };
+        match found {
+            Some((end, n)) => {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                o.push_str(&text[copied..at]);
+                o.push_str(&PiiKind::Name.numbered(n));
+                copied = end;
+                previous = text[..end].chars().next_back();
+                at = end;
+            }
+            None => {
+                previous = Some(c);
+                at += c.len_utf8();
+            }
+        }
+    }
+    let mut o = out?;
+    o.push_str(&text[copied..]);
+    Some(o)
+}
+
+/// The length in `text`'s bytes of a prefix of `text` equal to `lower` (lower case) ignoring
+/// case, if there is one.
+fn match_folded(text: &str, lower: &str) -> Option<usize> {
+    let mut rest = text.char_indices();
+    let mut want = lower.chars().peekable();
+    let mut end = 0;
+    // Final and medial sigma are one letter to a case-insensitive match.
+    let fold = |c: char| if c == 'ς' { 'σ' } else { c };
+    while want.peek().is_some() {
+        let (i, c) = rest.next()?;
+        for folded in c.to_lowercase() {
+            if want.next().map(fold) != Some(fold(folded)) {
+                return None;
+            }
+        }
+        end = i + c.len_utf8();
+    }
+    Some(end)
 }

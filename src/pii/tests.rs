@@ -364,3 +364,54 @@ fn pii_in_any_script_of_digits_is_detected_and_validated() {
     }
     assert_eq!(redacted("my ssn is ١٢٣-٤٥-٦٧٨٩"), "my ssn is [SSN]");
 }
+
+/// The name propagation's word matcher replaces what the regex it replaced did: whole words,
+/// case-insensitive, leftmost and longest first (ASCII text and names, where the two agree by
+/// definition).
+mod propagation {
+    use super::super::replace_names;
+    use proptest::prelude::*;
+
+    fn by_regex(text: &str, alternatives: &[(&String, u32)]) -> Option<String> {
+        let pattern: Vec<String> = alternatives.iter().map(|(w, _)| regex::escape(w)).collect();
+        let re = regex::Regex::new(&format!(r"(?i)\b(?:{})\b", pattern.join("|"))).unwrap();
+        if !re.is_match(text) {
+            return None;
+        }
+        Some(
+            re.replace_all(text, |c: &regex::Captures<'_>| {
+                let n = alternatives
+                    .iter()
+                    .find(|(w, _)| **w == c[0].to_lowercase())
+                    .map_or(1, |(_, n)| *n);
+                crate::pii::PiiKind::Name.numbered(n).into_owned()
+            })
+            .into_owned(),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn word_matcher_agrees_with_the_regex(
+            names in proptest::collection::btree_set("[a-c]{1,3}( [a-c]{1,3})?", 1..4),
+            text in "[a-cA-C _,.1]{0,60}",
+        ) {
+            let names: Vec<String> = names.into_iter().collect();
+            let mut alternatives: Vec<(&String, u32)> =
+                names.iter().enumerate().map(|(i, n)| (n, i as u32 + 1)).collect();
+            alternatives.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
+            prop_assert_eq!(replace_names(&text, &alternatives), by_regex(&text, &alternatives));
+        }
+    }
+
+    #[test]
+    fn unicode_names_match_whatever_their_case() {
+        let (a, b) = ("josé".to_string(), "σωκράτης".to_string());
+        let alternatives = [(&b, 2), (&a, 1)];
+        assert_eq!(
+            replace_names("JOSÉ met ΣΩΚΡΆΤΗΣ; josé_x stays, Josés too", &alternatives).as_deref(),
+            Some("[NAME] met [NAME_2]; josé_x stays, Josés too")
+        );
+        assert_eq!(replace_names("nobody here", &alternatives), None);
+    }
+}

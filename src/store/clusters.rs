@@ -24,14 +24,14 @@
 //! Singleton rows (the vast majority) store nothing: no entry means "a cluster of one, id = own
 //! hash".
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::{codec, keys, WriteBatch};
 use crate::error::{Error, Result};
-use crate::fingerprint::{fingerprint_text, shingle_set, Hash128};
+use crate::fingerprint::{fingerprint_text, shingle_set, Hash128, Hash128Map, Hash128Set};
 use crate::model::RecordMeta;
 use crate::neardup::{BlockTables, MemoryTables, Policy, Split, UnionFind};
 use crate::source::derived::DERIVED_SOURCE;
@@ -50,9 +50,9 @@ pub(super) struct ClusterWork {
     pub group_deltas: BTreeMap<(Hash128, Hash128), (i64, bool)>,
     /// The split each row had before this batch, when it cannot be read from the tables any
     /// more by the time it is compared (a full recompute clears them first).
-    pub old_splits: HashMap<Hash128, Split>,
+    pub old_splits: Hash128Map<Split>,
     /// Rows that did not exist before this batch (their split is not a move).
-    pub new_rows: HashSet<Hash128>,
+    pub new_rows: Hash128Set,
 }
 
 /// The flag on a `row_groups` count marking a link group (a derived row and its inputs), as
@@ -156,16 +156,20 @@ pub(super) fn candidates(
 #[derive(Clone, Copy)]
 struct Link<'a> {
     /// Only candidates in this set (re-linking a broken cluster).
-    within: Option<&'a HashSet<Hash128>>,
+    within: Option<&'a Hash128Set>,
     /// Look up in memory instead of the redb tables.
     memory: Option<&'a MemoryTables>,
     /// Also link the members of the row's holdout groups.
     groups: bool,
 }
 
-/// Batches creating at least this many fingerprinted rows load the SimHash tables into memory
-/// for their lookups (68 redb range scans per lookup cost ~100 µs; a hash-map probe ~50 ns).
-const MEMORY_LOOKUP_ROWS: usize = 256;
+/// Batches linking at least this many rows, and at least one row per `MEMORY_LOOKUP_SHARE` of
+/// those indexed, load the SimHash tables into memory for their lookups (68 redb range scans per
+/// lookup cost ~100 µs; a hash-map probe ~50 ns, but loading costs every indexed row's insert
+/// into every table): a full ingest loads them, a small change to a large index does not pay
+/// for the whole index.
+const MEMORY_LOOKUP_ROWS: u64 = 256;
+const MEMORY_LOOKUP_SHARE: u64 = 16;
 
 /// The shingle set of a row's representative text (every spelling gives the same set).
 pub(super) fn shingles_of(
@@ -294,7 +298,7 @@ impl<'t> WriteBatch<'t> {
     fn link(
         &mut self,
         sets: &mut UnionFind,
-        texts: &mut HashMap<Hash128, Rc<Vec<u64>>>,
+        texts: &mut Hash128Map<Rc<Vec<u64>>>,
         row: Hash128,
         simhash: Option<u64>,
         how: Link<'_>,
@@ -314,7 +318,9 @@ impl<'t> WriteBatch<'t> {
                     &self.policy,
                     row,
                     simhash,
-                )?,
+                )?
+                .into_iter()
+                .collect(),
             };
             let mut ordered: Vec<(u32, Hash128)> = found.into_iter().map(|(h, d)| (d, h)).collect();
             ordered.sort_unstable();
@@ -351,7 +357,7 @@ impl<'t> WriteBatch<'t> {
 
     fn cached_shingles(
         &self,
-        cache: &mut HashMap<Hash128, Rc<Vec<u64>>>,
+        cache: &mut Hash128Map<Rc<Vec<u64>>>,
         row: Hash128,
     ) -> Result<Rc<Vec<u64>>> {
         if let Some(s) = cache.get(&row) {
@@ -450,8 +456,8 @@ impl<'t> WriteBatch<'t> {
 
         // Re-link broken clusters among their remaining members, then link what joined.
         let mut sets = UnionFind::default();
-        let mut texts: HashMap<Hash128, Rc<Vec<u64>>> = HashMap::new();
-        let broken: HashSet<Hash128> = broken
+        let mut texts: Hash128Map<Rc<Vec<u64>>> = Hash128Map::default();
+        let broken: Hash128Set = broken
             .into_iter()
             .filter(|r| !work.removed_all.contains(r))
             .collect();
@@ -461,7 +467,9 @@ impl<'t> WriteBatch<'t> {
             // Seed each member alone: its stored cluster is what is being recomputed.
             sets.find(row);
         }
-        let memory = if work.created.len() + ordered_broken.len() >= MEMORY_LOOKUP_ROWS {
+        let linking = (work.created.len() + ordered_broken.len()) as u64;
+        let indexed = self.simhash_tables.len()? / tables.len().max(1) as u64;
+        let memory = if linking >= MEMORY_LOOKUP_ROWS && linking * MEMORY_LOOKUP_SHARE >= indexed {
             let mut m = MemoryTables::new(&self.policy);
             // Table 0 holds every fingerprint once (this batch's changes included).
             let end = simhash_key(0, u64::MAX, Hash128(u128::MAX));
@@ -588,7 +596,7 @@ impl<'t> WriteBatch<'t> {
                 fingerprinted.push((hash, simhash));
             }
         }
-        let mut old_splits = HashMap::with_capacity(rows.len());
+        let mut old_splits = Hash128Map::with_capacity_and_hasher(rows.len(), Default::default());
         if let Some(old) = old {
             for &row in &rows {
                 let split = match self.entry(row)? {

@@ -6,7 +6,8 @@
 //! touched to `fts_log`, from which the full-text index catches up (see `search`).
 //!
 //! Files: `tables` (the table definitions), `write` (the write batch), `read` (the read view),
-//! `clusters` (near-duplicate clusters and splits), `keys`, `records` and `codec`.
+//! `clusters` (near-duplicate clusters and splits), `footprint` (what each table costs on
+//! disk), `keys`, `records` and `codec`.
 //!
 //! Tables (keys in `keys`, values in `records`, encoded by `codec`):
 //!
@@ -36,6 +37,7 @@
 mod clusters;
 mod codec;
 mod contamination;
+mod footprint;
 pub mod keys;
 mod read;
 mod records;
@@ -46,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
 use crate::neardup::Policy;
 pub use contamination::ContaminationUpdate;
+pub use footprint::TableFootprint;
 pub use read::ReadView;
 pub use records::{
     BenchmarkItem, BenchmarkRecord, Contamination, ContaminationHit, FamilyStats, ObjectRecord,

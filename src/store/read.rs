@@ -173,6 +173,21 @@ impl ReadView {
         Ok(out)
     }
 
+    /// The objects whose (source, key) `matches`, in key order; only the matching records are
+    /// decoded (a walk over the ids otherwise).
+    pub fn objects_where(&self, matches: impl Fn(&str, &str) -> bool) -> Result<Vec<ObjectRecord>> {
+        let t = self.txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            let (source, key) = keys::split_object_id(k.value());
+            if matches(source, key) {
+                out.push(codec::decode("objects", v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The rows of one object as (line, record, content hash, place metadata), in line order.
     pub fn object_places(&self, id: &str) -> Result<Vec<(u64, u32, Hash128, RecordMeta)>> {
         let t = self.txn.open_table(OBJECT_PLACES)?;

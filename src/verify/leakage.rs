@@ -1,7 +1,7 @@
 //! The leakage gate: near-duplicates and holdout groups recomputed from scratch, in memory,
 //! compared with the stored clusters and splits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -93,7 +93,7 @@ pub(super) fn leakage(
     }
     // Candidate pairs: rows sharing a permuted prefix, within the Hamming distance.
     let pairs = candidate_pairs(&view.fingerprints(policy)?, policy);
-    let mut shingles: HashMap<Hash128, std::rc::Rc<Vec<u64>>> = HashMap::new();
+    let mut shingles: crate::fingerprint::Hash128Map<std::rc::Rc<Vec<u64>>> = Default::default();
     let mut load = |h: Hash128| -> Result<std::rc::Rc<Vec<u64>>> {
         if let Some(s) = shingles.get(&h) {
             return Ok(s.clone());

@@ -76,6 +76,58 @@ fn ingest_status_and_queries_speak_json() {
     assert!(text.contains("rows: 2 (1 unique), 1 rejected"), "{text}");
 }
 
+/// `idx status --storage`: what the index costs, table by table, against the input.
+#[test]
+fn status_storage_shows_each_tables_cost() {
+    let f = Fixture::new();
+    let rows: String = (0..40)
+        .map(|i| {
+            chat(
+                &format!("night {i}: I could not sleep at all"),
+                "That sounds hard.",
+            ) + "\n"
+        })
+        .collect();
+    f.write("datasets/consolidated/a.jsonl", &rows);
+    let data = f.data.to_str().unwrap();
+    json(&idx(&f, &["--json", "ingest", data]));
+
+    let status = json(&idx(&f, &["status", "--json", "--storage"]));
+    let storage = &status["storage"];
+    assert_eq!(storage["input_bytes"], rows.len() as u64);
+    assert_eq!(storage["unique_rows"], 40);
+    let redb = storage["redb_bytes"].as_u64().unwrap();
+    assert!(storage["fulltext_bytes"].as_u64().unwrap() > 0);
+    let tables = storage["tables"].as_array().unwrap();
+    let table = |name: &str| tables.iter().find(|t| t["table"] == name).unwrap();
+    assert_eq!(table("rows")["entries"], 40);
+    assert_eq!(table("object_places")["entries"], 40);
+    let pages: u64 = tables
+        .iter()
+        .map(|t| t["page_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(
+        pages > 0 && pages <= redb,
+        "{pages} bytes of pages in a {redb}-byte file"
+    );
+    // Largest first.
+    let sizes: Vec<u64> = tables
+        .iter()
+        .map(|t| t["page_bytes"].as_u64().unwrap())
+        .collect();
+    assert!(sizes.windows(2).all(|w| w[0] >= w[1]));
+
+    // Without --storage there is no storage section; with it, the text form has the table.
+    let plain = json(&idx(&f, &["status", "--json"]));
+    assert!(plain.get("storage").is_none());
+    let text = idx(&f, &["status", "--storage"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("bytes per unique row") && text.contains("object_places"),
+        "{text}"
+    );
+}
+
 #[test]
 fn errors_go_to_stderr_with_distinct_exit_codes() {
     let f = Fixture::new();

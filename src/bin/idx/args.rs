@@ -91,7 +91,7 @@ pub(crate) enum Command {
     /// run them after every read; this runs them by hand
     Derive(DeriveArgs),
     /// Counts of objects, rows, rejections and tokens, per family
-    Status,
+    Status(StatusArgs),
     /// Look rows up by hash, by source object or by text
     #[command(subcommand)]
     Query(QueryCommand),
@@ -137,6 +137,14 @@ pub(crate) enum Command {
     /// (rows and tokens per family, the preference algorithm and why); exits 4 on errors.
     /// `idx curriculum import FILE.json` converts the original system's plan
     Curriculum(CurriculumCommand),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StatusArgs {
+    /// Also what the index costs on disk: the redb file, the full-text index, and per redb
+    /// table its entries, stored bytes and pages, against the input's size and per unique row
+    #[arg(long)]
+    pub(crate) storage: bool,
 }
 
 #[derive(Args, Debug)]

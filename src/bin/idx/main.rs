@@ -39,7 +39,7 @@ mod render;
 
 use args::{Cli, Command};
 use commands::{check, curriculum, export, ingest, init, pii, run_query, serve, verify};
-use render::{print_daemon, print_json, print_status, DaemonView, StatusOut};
+use render::{print_daemon, print_json, print_status, print_storage, DaemonView, StatusOut};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -175,22 +175,32 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Init(args) => init(cli, args),
         Command::Ingest(args) => ingest(cli, args),
         Command::Derive(args) => commands::derive(cli, args),
-        Command::Status => {
+        Command::Status(args) => {
             let settings = settings(cli)?;
             let store = Index::open_store_read(&cli.data_dir)?;
-            let status = query::status(&store.read()?, &settings.classifier)?;
+            let view = store.read()?;
+            let status = query::status(&view, &settings.classifier)?;
             let daemon = DaemonStatus::read(&cli.data_dir).map(|d| DaemonView {
                 alive: d.alive(),
                 status: d,
             });
+            let storage = if args.storage {
+                Some(idx::index::Storage::measure(&cli.data_dir, &view)?)
+            } else {
+                None
+            };
             if cli.json {
                 print_json(&StatusOut {
                     status: &status,
                     daemon: daemon.as_ref(),
+                    storage: storage.as_ref(),
                 })?;
             } else {
                 print_status(&status, &cli.data_dir)?;
                 print_daemon(daemon.as_ref())?;
+                if let Some(storage) = &storage {
+                    print_storage(storage)?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

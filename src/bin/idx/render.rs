@@ -50,6 +50,50 @@ pub(crate) struct StatusOut<'a> {
     pub(crate) status: &'a query::Status,
     /// The daemon serving this index, if one ever ran here.
     pub(crate) daemon: Option<&'a DaemonView>,
+    /// With `--storage`: what the index costs on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) storage: Option<&'a idx::index::Storage>,
+}
+
+pub(crate) fn print_storage(s: &idx::index::Storage) -> Result<()> {
+    let mb = |b: u64| b as f64 / 1e6;
+    let ratio = |b: u64| {
+        if s.input_bytes == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.2}x", b as f64 / s.input_bytes as f64)
+        }
+    };
+    let per_row = |b: u64| b.checked_div(s.unique_rows).unwrap_or(0);
+    let total = s.redb_bytes + s.fulltext_bytes;
+    outln!(
+        "storage: {:.1} MB for {:.1} MB of input ({} of the input): redb {:.1} MB, full-text {:.1} MB; {} bytes per unique row",
+        mb(total),
+        mb(s.input_bytes),
+        ratio(total),
+        mb(s.redb_bytes),
+        mb(s.fulltext_bytes),
+        per_row(total)
+    );
+    outln!(
+        "  {:<16} {:>10} {:>12} {:>12} {:>10}",
+        "table",
+        "entries",
+        "stored MB",
+        "pages MB",
+        "B/row"
+    );
+    for t in &s.tables {
+        outln!(
+            "  {:<16} {:>10} {:>12.1} {:>12.1} {:>10}",
+            t.table,
+            t.entries,
+            mb(t.stored_bytes),
+            mb(t.page_bytes),
+            per_row(t.page_bytes)
+        );
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
