@@ -5,14 +5,18 @@
 # binary, with peak resident memory (GNU time) and the index's size on disk
 # (`idx status --storage`). Prints one Markdown table row per size (docs/PERFORMANCE.md).
 # Work goes to SCALE_DIR (default /tmp/idx-scale); each size's data is generated once and kept.
+# IDX_BIN=path measures that binary instead of building the release one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("$@")
 [[ ${#sizes[@]} -gt 0 ]] || sizes=(100000 300000 1000000)
 work=${SCALE_DIR:-/tmp/idx-scale}
 mkdir -p "$work"
-cargo build --release --locked --quiet
-bin=$PWD/target/release/idx
+bin=${IDX_BIN:-}
+if [[ -z $bin ]]; then
+  cargo build --release --locked --quiet
+  bin=$PWD/target/release/idx
+fi
 [[ -x /usr/bin/time ]] || { echo "scale.sh needs GNU time (/usr/bin/time)" >&2; exit 1; }
 
 # seconds and peak RSS (MiB) of one command, its output discarded (a failing gate is expected:

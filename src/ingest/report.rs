@@ -52,6 +52,9 @@ pub struct IngestReport {
     pub split_moves: u64,
     pub bytes_read: u64,
     pub seconds: f64,
+    /// Of `seconds`, the time the writer spent finishing batches (row records, near-duplicate
+    /// clusters and splits, the redb commit) while reading and fingerprinting waited for it.
+    pub finish_seconds: f64,
     pub commits: u64,
     /// Encoding repairs made in the objects read by this run.
     pub repairs: Repairs,
@@ -110,6 +113,7 @@ impl IngestReport {
         self.split_moves += earlier.split_moves;
         self.bytes_read += earlier.bytes_read;
         self.commits += earlier.commits;
+        self.finish_seconds += earlier.finish_seconds;
         self.repairs.add(earlier.repairs);
         let mut warnings = earlier.warnings;
         for w in std::mem::take(&mut self.warnings) {

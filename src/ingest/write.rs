@@ -414,6 +414,7 @@ pub(super) fn commit_batches(
             std::process::abort();
         }
         pending.commits += 1;
+        pending.finish_seconds += written.elapsed().as_secs_f64();
         pending.split_moves += outcome.moved;
         committed.add(pending);
         info!(
