@@ -24,7 +24,7 @@ fi
 measure() {
   local log; log=$(mktemp)
   /usr/bin/time -f '%e %M' -o "$log" "$@" >/dev/null 2>&1 || true
-  awk '{printf "%.1f s | %.0f MiB", $1, $2/1024}' "$log"
+  tail -n 1 "$log" | awk '{printf "%.1f s | %.0f MiB", $1, $2/1024}'
   rm -f "$log"
 }
 
@@ -40,7 +40,7 @@ for rows in "${sizes[@]}"; do
   rm -rf "$dir/idx" "$dir/out"
   input=$(du -sm "$dir/data/data" | cut -f1)
   ingest=$(measure "$bin" --data-dir "$dir/idx" ingest "$dir/data/data")
-  disk=$("$bin" --data-dir "$dir/idx" --json status --storage | python3 -c 'import json,sys; s=json.load(sys.stdin)["storage"]; t=s["redb_bytes"]+s["fulltext_bytes"]; print(f"{t/1e6:.0f} MB ({t/s["input_bytes"]:.2f}x)")')
+  disk=$("$bin" --data-dir "$dir/idx" --json status --storage | python3 -c 'import json,sys; s=json.load(sys.stdin)["storage"]; t=s["redb_bytes"]+s["fulltext_bytes"]; r=t/s["input_bytes"]; print(f"{t/1e6:.0f} MB ({r:.2f}x)")')
   verify=$(measure "$bin" --data-dir "$dir/idx" verify)
   export=$(measure "$bin" --data-dir "$dir/idx" export --out "$dir/out" --allow-failing-gates)
   echo "| $rows | $input MB | $ingest | $disk | $verify | $export |"
