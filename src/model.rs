@@ -111,6 +111,28 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// A chat whose messages alternate user, assistant, user… (for tests).
+    #[cfg(test)]
+    pub(crate) fn alternating(kind: RecordKind, texts: &[&str]) -> Conversation {
+        let role = |i: usize| {
+            if i.is_multiple_of(2) {
+                Role::User
+            } else {
+                Role::Assistant
+            }
+        };
+        Conversation {
+            kind,
+            messages: texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Message::new(role(i), *t))
+                .collect(),
+            rejected: None,
+            label: None,
+        }
+    }
+
     /// Every message, including a preference pair's rejected answer, in a fixed order.
     pub fn all_messages(&self) -> impl Iterator<Item = &Message> {
         self.messages

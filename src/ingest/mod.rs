@@ -65,6 +65,11 @@ pub struct IngestOptions {
     /// Fingerprint worker threads (PII, hashes, tokens). Default: one per core — on 2 cores, 2
     /// workers ingest 8 % faster than 1 (`cargo bench --bench ingest`, IDX_BENCH_WORKERS).
     pub workers: usize,
+    /// After a run that grew the redb file by at least this many bytes and a quarter of its
+    /// size, give the file's free pages back to the file system when as much and a quarter of
+    /// the file are free (a first large ingest leaves about half of it free: every batch
+    /// rewrites most leaves of its tables). `u64::MAX` never compacts.
+    pub compact_min_free_bytes: u64,
 }
 
 impl Default for IngestOptions {
@@ -79,6 +84,7 @@ impl Default for IngestOptions {
             workers: std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .max(1),
+            compact_min_free_bytes: 64 << 20,
         }
     }
 }
@@ -110,6 +116,8 @@ pub(super) struct PreparedRow {
     pub(super) pii: PiiRecord,
     pub(super) conversation: Conversation,
     pub(super) meta: RecordMeta,
+    /// Its `variants` value (head and compressed text), made on the worker thread.
+    pub(super) stored: Vec<u8>,
 }
 
 /// What flows from the reader through the fingerprint stage to the writer. Every object is
@@ -150,6 +158,7 @@ pub fn ingest(
     options: &IngestOptions,
 ) -> Result<IngestReport> {
     let started = Instant::now();
+    let file_before = index.store.file_bytes()?;
     let mut poisoned: BTreeMap<String, String> = BTreeMap::new();
     let mut earlier: Option<IngestReport> = None;
     loop {
@@ -165,10 +174,23 @@ pub fn ingest(
                     report.failures.retain(|f| seen.insert(f.key.clone()));
                     report.objects_failed = report.failures.len() as u64;
                 }
-                let view = index.store.read()?;
-                for w in crate::verify::holdout_warnings(&view, &settings.policy())? {
-                    if !report.warnings.contains(&w) {
-                        report.warnings.push(w);
+                {
+                    let view = index.store.read()?;
+                    for w in crate::verify::holdout_warnings(&view, &settings.policy())? {
+                        if !report.warnings.contains(&w) {
+                            report.warnings.push(w);
+                        }
+                    }
+                }
+                // Only a run that grew the file by a quarter is worth the look (measuring the
+                // free space reads the whole file; small runs reuse the free pages anyway).
+                let grown = index.store.file_bytes()?.saturating_sub(file_before);
+                if report.commits > 0 && grown >= options.compact_min_free_bytes.max(1) {
+                    let after = file_before + grown;
+                    if grown * 4 >= after {
+                        report.compaction = index
+                            .store
+                            .compact_if_sparse(options.compact_min_free_bytes)?;
                     }
                 }
                 report.seconds = started.elapsed().as_secs_f64();

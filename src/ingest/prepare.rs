@@ -54,13 +54,16 @@ pub(super) fn prepare_row(mut r: parse::ParsedRecord, redactor: &Redactor) -> Pr
             *value = serde_json::Value::String(bounded_attribute(value.clone())).to_string();
         }
     }
+    let fp = fingerprint(&r.conversation);
+    let stored = crate::store::encode_variant(fp.tokens, &r.conversation);
     PreparedRow {
         line: r.line,
         record: r.record,
-        fp: fingerprint(&r.conversation),
+        fp,
         pii,
         conversation: r.conversation,
         meta: r.meta,
+        stored,
     }
 }
 

@@ -56,6 +56,9 @@ pub struct IngestReport {
     /// clusters and splits, the redb commit) while reading and fingerprinting waited for it.
     pub finish_seconds: f64,
     pub commits: u64,
+    /// The redb file compacted after the run (its free pages given back), when there was
+    /// enough to win; its time is part of `seconds`.
+    pub compaction: Option<crate::store::Compaction>,
     /// Encoding repairs made in the objects read by this run.
     pub repairs: Repairs,
     /// Things worth a look that are not errors (e.g. overlapping source roots).

@@ -310,6 +310,7 @@ pub(super) fn write_rows(
             conversation: &r.conversation,
             pii: &r.pii,
             meta: &r.meta,
+            stored: Some(&r.stored),
         };
         batch.add_place(&id, &w.families, r.line, r.record, row)?;
         if new {

@@ -237,27 +237,9 @@ fn casual_chat_words_after_a_greeting_or_i_am_are_not_names() {
 /// only; a row's count is of distinct values, read from numbered placeholders.
 #[test]
 fn repeats_count_once_and_only_confident_names_spread() {
-    use crate::model::{Message, RecordKind, Role};
+    use crate::model::RecordKind;
     let red = r();
-    let conv = |texts: &[&str]| Conversation {
-        kind: RecordKind::Chatml,
-        messages: texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                Message::new(
-                    if i % 2 == 0 {
-                        Role::User
-                    } else {
-                        Role::Assistant
-                    },
-                    *t,
-                )
-            })
-            .collect(),
-        rejected: None,
-        label: None,
-    };
+    let conv = |texts: &[&str]| Conversation::alternating(RecordKind::Chatml, texts);
     // Will is a given name and a common word: redacted as a vocative, not spread.
     let mut c = conv(&["Hi Will, thanks", "Will you come? Will it help?"]);
     red.redact_conversation(&mut c);

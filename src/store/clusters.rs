@@ -109,6 +109,20 @@ pub(super) fn simhash_key(table: usize, permuted: u64, hash: Hash128) -> [u8; 25
     k
 }
 
+/// The (permuted SimHash, row) of a `simhash_tables` key.
+pub(super) fn split_simhash_key(key: &[u8]) -> Result<(u64, Hash128)> {
+    match (
+        key.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()),
+        key.get(9..).and_then(Hash128::from_bytes),
+    ) {
+        (Some(permuted), Some(row)) => Ok((u64::from_be_bytes(permuted), row)),
+        _ => Err(Error::Codec {
+            table: "simhash_tables",
+            message: "key is not table, permuted SimHash and hash".into(),
+        }),
+    }
+}
+
 /// The second hash of a `hash ‖ hash` key.
 pub(super) fn second_hash(key: &[u8]) -> Result<Hash128> {
     key.get(16..32)
@@ -121,7 +135,7 @@ pub(super) fn second_hash(key: &[u8]) -> Result<Hash128> {
 
 /// Every indexed row within `policy.hamming` bits of `simhash`, except `row`: (row, distance).
 pub(super) fn candidates(
-    table: &impl ReadableTable<&'static [u8], u64>,
+    table: &impl ReadableTable<&'static [u8], ()>,
     tables: &BlockTables,
     policy: &Policy,
     row: Hash128,
@@ -129,20 +143,14 @@ pub(super) fn candidates(
 ) -> Result<BTreeMap<Hash128, u32>> {
     let mut out = BTreeMap::new();
     for t in 0..tables.len() {
+        let permuted = tables.permute(t, simhash);
         for (lo, hi) in tables.ranges(t, simhash) {
             let start = simhash_key(t, lo, Hash128(0));
             let end = simhash_key(t, hi, Hash128(u128::MAX));
             for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
-                let (k, v) = entry?;
-                let other = k
-                    .value()
-                    .get(9..)
-                    .and_then(Hash128::from_bytes)
-                    .ok_or_else(|| Error::Codec {
-                        table: "simhash_tables",
-                        message: "key does not end in a hash".into(),
-                    })?;
-                let distance = (v.value() ^ simhash).count_ones();
+                let (k, _) = entry?;
+                let (their, other) = split_simhash_key(k.value())?;
+                let distance = (their ^ permuted).count_ones();
                 if other != row && distance <= policy.hamming {
                     out.insert(other, distance);
                 }
@@ -178,7 +186,7 @@ pub(super) fn shingles_of(
     row: Hash128,
 ) -> Result<Vec<u64>> {
     let variant: VariantRecord = match super::first_variant(variants, row)? {
-        Some(value) => codec::decode("variants", value.value())?,
+        Some(value) => codec::decode_variant(value.value())?,
         None => {
             return Err(Error::Codec {
                 table: "variants",
@@ -450,7 +458,7 @@ impl<'t> WriteBatch<'t> {
             for t in 0..tables.len() {
                 self.simhash_tables.insert(
                     simhash_key(t, tables.permute(t, simhash), row).as_slice(),
-                    simhash,
+                    (),
                 )?;
             }
         }
@@ -472,13 +480,11 @@ impl<'t> WriteBatch<'t> {
         let indexed = self.simhash_tables.len()? / tables.len().max(1) as u64;
         let memory = if linking >= MEMORY_LOOKUP_ROWS && linking * MEMORY_LOOKUP_SHARE >= indexed {
             let mut m = MemoryTables::new(&self.policy);
-            // Table 0 holds every fingerprint once (this batch's changes included).
+            // Table 0 holds every fingerprint once (this batch's changes included), unpermuted.
             let end = simhash_key(0, u64::MAX, Hash128(u128::MAX));
             for entry in self.simhash_tables.range::<&[u8]>(..=end.as_slice())? {
-                let (k, v) = entry?;
-                if let Some(h) = k.value().get(9..).and_then(Hash128::from_bytes) {
-                    m.insert(h, v.value());
-                }
+                let (simhash, h) = split_simhash_key(entry?.0.value())?;
+                m.insert(h, simhash);
             }
             Some(m)
         } else {

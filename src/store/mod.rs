@@ -17,12 +17,12 @@
 //! | objects        | source \0 key                     | ObjectRecord                   |
 //! | object_places  | object id \0 line record          | content hash ‖ variant hash    |
 //! | row_places     | hash ‖ object id \0 line record   | ()                             |
-//! | variants       | hash ‖ variant hash               | VariantRecord (text, tokens)   |
+//! | variants       | hash ‖ variant hash               | head, zstd text (codec)        |
 //! | variant_refs   | hash ‖ variant hash               | u64 occurrences                |
 //! | rows           | hash                              | RowRecord                      |
 //! | family_stats   | family                            | FamilyStats                    |
 //! | fts_log        | seq                               | hashes touched by that commit  |
-//! | simhash_tables | table ‖ permuted simhash ‖ hash   | simhash                        |
+//! | simhash_tables | table ‖ permuted simhash ‖ hash   | ()                             |
 //! | clusters       | hash (rows in clusters of 2+)     | cluster id, split, holdout     |
 //! | cluster_members| cluster id ‖ hash                 | ()                             |
 //! | row_groups     | hash ‖ holdout group              | places of the row in the group |
@@ -47,6 +47,7 @@ mod write;
 use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
 use crate::neardup::Policy;
+pub use codec::encode_variant;
 pub use contamination::ContaminationUpdate;
 pub use footprint::TableFootprint;
 pub use read::ReadView;
@@ -68,6 +69,21 @@ enum Db {
     Read(ReadOnlyDatabase),
 }
 
+/// The redb file's length and its unused part (see [`Store::free_space`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct FreeSpace {
+    pub file_bytes: u64,
+    pub free_bytes: u64,
+}
+
+/// What one compaction of the redb file did.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Compaction {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub seconds: f64,
+}
+
 /// An open index database.
 pub struct Store {
     db: Db,
@@ -80,9 +96,23 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// redb's page cache, per open database: 256 MiB unless `IDX_CACHE_MB` says otherwise (redb's
+/// own default, 1 GiB, made the ingest of a large index hold a gigabyte it barely used; see
+/// docs/PERFORMANCE.md).
+pub const DEFAULT_CACHE_MB: usize = 256;
+
+fn cache_bytes() -> usize {
+    std::env::var("IDX_CACHE_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_CACHE_MB)
+        .saturating_mul(1 << 20)
+}
+
 fn builder() -> Builder {
     let mut b = Builder::new();
     b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b.set_cache_size(cache_bytes());
     b
 }
 
@@ -204,7 +234,7 @@ impl Store {
                 for t in 0..tables.len() {
                     table.insert(
                         clusters::simhash_key(t, tables.permute(t, simhash), row).as_slice(),
-                        simhash,
+                        (),
                     )?;
                 }
             }
@@ -246,6 +276,73 @@ impl Store {
             }),
             None => Err(Error::NoIndex(self.path.clone())),
         }
+    }
+
+    /// The redb file's length and the bytes in it that no table uses (pages freed by earlier
+    /// transactions: a large ingest rewrites most leaves of its tables, so right after one
+    /// about half the file can be free).
+    /// Reads every page of every table (redb's statistics walk the trees): as long as a full
+    /// scan of the file, so callers ask only after a large write.
+    pub fn free_space(&self) -> Result<FreeSpace> {
+        let file_bytes = self.file_bytes()?;
+        let txn = self.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        // The pages the tables' trees hold now. redb's allocated pages also count those the
+        // last commits freed but keep until the next transactions end (two-phase commit), which
+        // compaction releases first: right after a two-batch ingest they are half the file.
+        let used = (stats.leaf_pages() + stats.branch_pages()) * stats.page_size() as u64;
+        Ok(FreeSpace {
+            file_bytes,
+            free_bytes: file_bytes.saturating_sub(used),
+        })
+    }
+
+    /// The redb file's length now.
+    pub fn file_bytes(&self) -> Result<u64> {
+        Ok(std::fs::metadata(&self.path)
+            .map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?
+            .len())
+    }
+
+    /// Give the free pages back to the file system (redb's compaction: pages are moved down
+    /// and the file truncated) when at least `min_free_bytes` and a quarter of the file are
+    /// free. `Ok(None)` when there was too little to win, or when another process holds a
+    /// read transaction (compaction must wait for none; the next ingest tries again).
+    pub fn compact_if_sparse(&mut self, min_free_bytes: u64) -> Result<Option<Compaction>> {
+        let before = self.free_space()?;
+        if before.free_bytes < min_free_bytes.max(1) || before.free_bytes * 4 < before.file_bytes {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let Db::Write(db) = &mut self.db else {
+            return Ok(None);
+        };
+        loop {
+            match db.compact() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(redb::CompactionError::TransactionInProgress) => {
+                    tracing::info!("compaction skipped: a reader holds a transaction");
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(Error::Database {
+                        path: self.path.clone(),
+                        source: Box::new(e.into()),
+                    })
+                }
+            }
+        }
+        let after = self.free_space()?;
+        Ok(Some(Compaction {
+            bytes_before: before.file_bytes,
+            bytes_after: after.file_bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        }))
     }
 
     /// A consistent snapshot of the committed state.

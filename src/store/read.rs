@@ -11,7 +11,7 @@ use super::write::{Assignment, SplitMove};
 use super::{clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
-use crate::model::{RecordKind, RecordMeta, Role};
+use crate::model::{RecordMeta, Role};
 use crate::neardup::{Policy, Split};
 
 /// A read transaction with typed accessors. Every answer comes from one committed state.
@@ -82,7 +82,7 @@ impl ReadView {
         let t = self.txn.open_table(VARIANTS)?;
         let first = super::first_variant(&t, hash)?;
         first
-            .map(|value| codec::decode("variants", value.value()))
+            .map(|value| codec::decode_variant(value.value()))
             .transpose()
     }
 
@@ -93,14 +93,8 @@ impl ReadView {
         let Some(value) = super::first_variant(&t, hash)? else {
             return Ok(None);
         };
-        let bytes = value.value();
-        let (_, _, n): (u64, RecordKind, u64) = codec::decode_prefix("variants", bytes)?;
-        if n == 0 {
-            return Ok(Some((0, None)));
-        }
-        let (_, _, _, role): (u64, RecordKind, u64, Role) =
-            codec::decode_prefix("variants", bytes)?;
-        Ok(Some((n, Some(role))))
+        let head = codec::decode_variant_head(value.value())?;
+        Ok(Some((head.messages, head.first_role)))
     }
 
     /// Every place of a row as (object id, line, record), in (source, key, line) order.

@@ -52,8 +52,8 @@ pub struct ObjectRecord {
 }
 
 /// One spelling of a row: the canonical conversation as it appeared, with its token count.
-/// Field order matters: `tokens` then `conversation.kind` lead the encoding so that they can be
-/// decoded alone (see `codec::decode_prefix`).
+/// Stored by `codec::encode_variant`: a head (tokens, kind, message count, first role) readable
+/// alone, then the conversation, zstd-compressed when that is smaller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VariantRecord {
     pub tokens: u64,

@@ -6,7 +6,9 @@ use redb::TableDefinition;
 /// 2: near-duplicate tables, word SimHash, `RowRecord::words`.
 /// 3: structure flaws on rows, place metadata (session, attributes, merged turns) after the
 /// hashes in `object_places`, the mapping and sessions on objects.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: `simhash_tables` keys carry no value; `variants` values are a head (tokens, kind, messages, first role) and the conversation,
+/// zstd-compressed when that is smaller.
+pub const FORMAT_VERSION: u32 = 4;
 
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -27,7 +29,10 @@ pub(super) const FAMILY_STATS: TableDefinition<&str, &[u8]> = TableDefinition::n
 
 pub(super) const FTS_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("fts_log");
 
-pub(super) const SIMHASH_TABLES: TableDefinition<&[u8], u64> =
+/// Table number ‖ permuted SimHash ‖ row hash → nothing: the permutation moves bits, so the
+/// Hamming distance of two permuted values is that of the SimHashes (and table 0's permutation
+/// is the identity).
+pub(super) const SIMHASH_TABLES: TableDefinition<&[u8], ()> =
     TableDefinition::new("simhash_tables");
 
 pub(super) const CLUSTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("clusters");

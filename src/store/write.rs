@@ -5,14 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableTable, Table, WriteTransaction};
-use serde::Serialize;
 
 use super::records::{FamilyStats, ObjectRecord, ObjectStatus, RowRecord, Totals};
 use super::tables::*;
 use super::{clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprints, Hash128};
-use crate::model::{Conversation, RecordKind, RecordMeta};
+use crate::model::{Conversation, RecordMeta};
 use crate::neardup::{BlockTables, Policy, Split};
 use crate::pii::{PiiRecord, PiiStatus};
 
@@ -35,6 +34,10 @@ pub struct NewPlace<'a> {
     pub conversation: &'a Conversation,
     pub pii: &'a PiiRecord,
     pub meta: &'a RecordMeta,
+    /// The `variants` value of this spelling (`codec::encode_variant` of the token count and
+    /// the conversation) when the caller made it already: ingest compresses on its worker
+    /// threads, not in the writer. `None`: made here when the spelling is new.
+    pub stored: Option<&'a [u8]>,
 }
 
 /// What one committed batch changed, for the full-text index to follow.
@@ -59,7 +62,7 @@ pub struct WriteBatch<'t> {
     pub(super) rows: Table<'t, &'static [u8], &'static [u8]>,
     pub(super) family_stats: Table<'t, &'static str, &'static [u8]>,
     pub(super) fts_log: Table<'t, u64, &'static [u8]>,
-    pub(super) simhash_tables: Table<'t, &'static [u8], u64>,
+    pub(super) simhash_tables: Table<'t, &'static [u8], ()>,
     pub(super) cluster_entries: Table<'t, &'static [u8], &'static [u8]>,
     pub(super) cluster_members: Table<'t, &'static [u8], ()>,
     pub(super) row_groups: Table<'t, &'static [u8], u64>,
@@ -71,12 +74,6 @@ pub struct WriteBatch<'t> {
     pub(super) policy: Policy,
     pub(super) tables: BlockTables,
     pub(super) clusters: clusters::ClusterWork,
-}
-
-#[derive(Serialize)]
-pub(super) struct VariantRef<'a> {
-    pub(super) tokens: u64,
-    pub(super) conversation: &'a Conversation,
 }
 
 /// Count one object record into (`sign` 1) or out of (-1) the totals.
@@ -224,6 +221,7 @@ impl<'t> WriteBatch<'t> {
             conversation,
             pii,
             meta,
+            stored,
         } = row;
         let pk = keys::object_place(object_id, line, record);
         let value = codec::encode_place(fp.content_hash, fp.variant_hash, meta);
@@ -246,11 +244,13 @@ impl<'t> WriteBatch<'t> {
             .get(vk.as_slice())?
             .map_or(0, |v| v.value());
         if refs == 0 {
-            let encoded = codec::encode(&VariantRef {
-                tokens: fp.tokens,
-                conversation,
-            });
-            self.variants.insert(vk.as_slice(), encoded.as_slice())?;
+            match stored {
+                Some(value) => self.variants.insert(vk.as_slice(), value)?,
+                None => {
+                    let value = codec::encode_variant(fp.tokens, conversation);
+                    self.variants.insert(vk.as_slice(), value.as_slice())?
+                }
+            };
         }
         self.variant_refs.insert(vk.as_slice(), refs + 1)?;
         let delta = self.deltas.entry(fp.content_hash).or_default();
@@ -314,16 +314,18 @@ impl<'t> WriteBatch<'t> {
                 }
                 // Only the leading (tokens, kind) of the representative is needed: decoding the
                 // prefix skips the text.
-                let (rep_tokens, rep_kind): (u64, RecordKind) =
-                    match super::first_variant(&self.variants, hash)? {
-                        Some(value) => codec::decode_prefix("variants", value.value())?,
-                        None => {
-                            return Err(Error::Codec {
-                                table: "variants",
-                                message: format!("row {hash} has places but no stored text"),
-                            })
-                        }
-                    };
+                let (rep_tokens, rep_kind) = match super::first_variant(&self.variants, hash)? {
+                    Some(value) => {
+                        let head = codec::decode_variant_head(value.value())?;
+                        (head.tokens, head.kind)
+                    }
+                    None => {
+                        return Err(Error::Codec {
+                            table: "variants",
+                            message: format!("row {hash} has places but no stored text"),
+                        })
+                    }
+                };
                 let pstart = hk.to_vec();
                 let pend = keys::prefix_end(&hk);
                 let first_place = match self

@@ -214,3 +214,57 @@ fn a_pool_of_fingerprint_workers_gives_the_same_index_as_one() {
     assert_eq!(digest_of(&one), f.digest());
     assert_eq!(status_of(&one).totals, f.status().totals);
 }
+
+#[test]
+fn a_sparse_index_file_is_compacted_after_an_ingest_and_holds_the_same_index() {
+    let mut f = Fixture::new();
+    for file in 0..30 {
+        let pairs: Vec<(String, String)> = (0..40)
+            .map(|i| {
+                (
+                    format!("question {i} of file {file}: how do I sleep better"),
+                    format!(
+                        "answer {i} of file {file}: keep a routine, {}",
+                        "and rest ".repeat(i % 7 + 1)
+                    ),
+                )
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(u, a)| (u.as_str(), a.as_str()))
+            .collect();
+        f.write(&format!("f{file:02}.jsonl"), lines(&pairs));
+    }
+    // Many small commits leave free pages behind; the first index never compacts.
+    f.options.batch_bytes = 2048;
+    f.options.compact_min_free_bytes = u64::MAX;
+    let plain = f.ingest();
+    assert!(plain.commits > 20, "{} commits", plain.commits);
+    assert_eq!(plain.compaction, None);
+
+    let compacted_dir = f.with_index("compacted");
+    f.options.compact_min_free_bytes = 1;
+    let report = f.ingest_into(&compacted_dir, [&f.data]);
+    let c = report.compaction.expect("a sparse file is compacted");
+    assert!(c.bytes_after < c.bytes_before, "{c:?}");
+    let file = |dir: &std::path::Path| std::fs::metadata(dir.join("index.redb")).unwrap().len();
+    assert!(file(&compacted_dir) < c.bytes_before);
+    assert!(file(&compacted_dir) < file(&f.index_dir));
+    assert_eq!(digest_of(&compacted_dir), f.digest(), "the same index");
+
+    // redb's own check passes on the compacted file, and it takes the next change like any index.
+    let mut store = idx::store::Store::open_write(&compacted_dir.join("index.redb")).unwrap();
+    assert!(store.check_integrity().unwrap());
+    drop(store);
+    f.write(
+        "f00.jsonl",
+        lines(&[("a changed file", "with one new row")]),
+    );
+    f.remove("f01.jsonl");
+    f.options.compact_min_free_bytes = u64::MAX;
+    f.ingest();
+    f.ingest_into(&compacted_dir, [&f.data]);
+    assert_eq!(digest_of(&compacted_dir), f.digest());
+    assert_eq!(hashes_of(&compacted_dir, "f00.jsonl").len(), 1);
+}

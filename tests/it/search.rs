@@ -106,6 +106,7 @@ fn a_text_index_behind_redb_replays_the_log() {
                     conversation: &conv,
                     pii: &idx::pii::PiiRecord::clean(),
                     meta: &idx::model::RecordMeta::default(),
+                    stored: None,
                 },
             )
             .unwrap();

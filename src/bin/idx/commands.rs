@@ -517,6 +517,11 @@ pub(crate) fn ingest(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
         progress: !args.no_progress && !cli.json && std::io::stderr().is_terminal(),
         inventory: args.manifest.clone(),
         workers: args.workers.unwrap_or(IngestOptions::default().workers),
+        compact_min_free_bytes: if args.no_compact {
+            u64::MAX
+        } else {
+            IngestOptions::default().compact_min_free_bytes
+        },
         ..IngestOptions::default()
     };
     let report = idx::ingest::ingest(&mut index, &settings, &args.paths, &options)?;

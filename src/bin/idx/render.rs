@@ -384,6 +384,14 @@ pub(crate) fn print_ingest(r: &IngestReport) -> Result<()> {
         if r.seconds > 0.0 { mb / r.seconds } else { 0.0 },
         r.commits
     );
+    if let Some(c) = &r.compaction {
+        outln!(
+            "compacted the index file: {:.1} MB -> {:.1} MB in {:.2} s",
+            c.bytes_before as f64 / 1e6,
+            c.bytes_after as f64 / 1e6,
+            c.seconds
+        );
+    }
     Ok(())
 }
 
