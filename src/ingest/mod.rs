@@ -184,14 +184,15 @@ pub fn ingest(
                 }
                 // Only a run that grew the file by a quarter is worth the look (measuring the
                 // free space reads the whole file; small runs reuse the free pages anyway).
-                let grown = index.store.file_bytes()?.saturating_sub(file_before);
-                if report.commits > 0 && grown >= options.compact_min_free_bytes.max(1) {
-                    let after = file_before + grown;
-                    if grown * 4 >= after {
-                        report.compaction = index
-                            .store
-                            .compact_if_sparse(options.compact_min_free_bytes)?;
-                    }
+                let file_now = index.store.file_bytes()?;
+                let grown = file_now.saturating_sub(file_before);
+                if report.commits > 0
+                    && grown >= options.compact_min_free_bytes.max(1)
+                    && grown * 4 >= file_now
+                {
+                    report.compaction = index
+                        .store
+                        .compact_if_sparse(options.compact_min_free_bytes)?;
                 }
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);

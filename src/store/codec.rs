@@ -22,12 +22,17 @@ pub fn decode_prefix<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> 
 }
 
 pub fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(v, _read)| v)
-        .map_err(|e| Error::Codec {
+    decode_counted(table, bytes).map(|(v, _read)| v)
+}
+
+/// A value decoded from the start of `bytes`, and how many bytes it took.
+fn decode_counted<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<(T, usize)> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(|e| {
+        Error::Codec {
             table,
             message: e.to_string(),
-        })
+        }
+    })
 }
 
 /// What a `variants` value says before its text: read alone by the writer (tokens and kind of
@@ -92,12 +97,7 @@ fn variant_parts(bytes: &[u8]) -> Result<(VariantHead, u64, &[u8])> {
     let ((tokens, kind, messages, first_role, body_len), read): (
         (u64, RecordKind, u64, Option<Role>, u64),
         usize,
-    ) = bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(|e| {
-        Error::Codec {
-            table: "variants",
-            message: e.to_string(),
-        }
-    })?;
+    ) = decode_counted("variants", bytes)?;
     let head = VariantHead {
         tokens,
         kind,

@@ -70,7 +70,7 @@ enum Db {
 }
 
 /// The redb file's length and its unused part (see [`Store::free_space`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FreeSpace {
     pub file_bytes: u64,
     pub free_bytes: u64,
