@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::{jaccard_at_least, Hash128};
+use crate::fingerprint::{jaccard_at_least, Hash128, Hash128Map};
 
 /// The three splits, in their on-disk order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -260,61 +260,82 @@ impl BlockTables {
     pub fn bucket(&self, t: usize, x: u64) -> u64 {
         self.ranges(t, x).next().map_or(0, |r| r.0)
     }
-}
 
-/// The block tables held in memory: per table, bucket (prefix) → fingerprints. Lookups probe
-/// exactly like the redb tables, at hash-map cost; used for bulk work (a large ingest batch,
-/// `verify`, the quality benchmark). A bucket keeps its SimHashes apart from its rows, so a
-/// probe is one pass over packed `u64`s (a crowded bucket of a templated corpus holds thousands:
-/// that pass was nine tenths of `verify` at a million rows).
-#[derive(Debug)]
-pub struct MemoryTables {
-    tables: BlockTables,
-    buckets: Vec<HashMap<u64, Bucket>>,
-}
-
-#[derive(Debug, Default)]
-struct Bucket {
-    simhashes: Vec<u64>,
-    rows: Vec<Hash128>,
-}
-
-impl MemoryTables {
-    pub fn new(policy: &Policy) -> MemoryTables {
-        let tables = policy.tables();
-        let buckets = (0..tables.len()).map(|_| HashMap::new()).collect();
-        MemoryTables { tables, buckets }
-    }
-
-    pub fn insert(&mut self, row: Hash128, simhash: u64) {
-        for (t, b) in self.buckets.iter_mut().enumerate() {
-            let bucket = b.entry(self.tables.bucket(t, simhash)).or_default();
-            bucket.simhashes.push(simhash);
-            bucket.rows.push(row);
+    /// The bucket of a value already permuted for table `t`: its prefix, low bits cleared.
+    pub fn bucket_of_permuted(&self, t: usize, permuted: u64) -> u64 {
+        let low_bits = 64 - self.blocks[t].1;
+        if low_bits == 64 {
+            0
+        } else {
+            permuted >> low_bits << low_bits
         }
     }
+}
 
-    /// Every fingerprint within `hamming` bits of `simhash` except `row`: (row, distance), in
-    /// row order, each once (a row found through several tables has one distance).
-    pub fn candidates(&self, row: Hash128, simhash: u64, hamming: u32) -> Vec<(Hash128, u32)> {
-        let mut out = Vec::new();
-        for (t, b) in self.buckets.iter().enumerate() {
-            for (lo, _) in self.tables.ranges(t, simhash) {
-                let Some(bucket) = b.get(&lo) else { continue };
-                for (i, &s) in bucket.simhashes.iter().enumerate() {
-                    let d = (s ^ simhash).count_ones();
-                    if d <= hamming {
-                        let other = bucket.rows[i];
-                        if other != row {
-                            out.push((other, d));
-                        }
-                    }
+/// The near-duplicate candidates of chosen rows among every fingerprint, found in memory by one
+/// [`join`] instead of a lookup per row: used when a large ingest batch links its rows. Every
+/// chosen row has an entry, empty when nothing is within the distance.
+#[derive(Debug, Default)]
+pub struct Neighbours {
+    of: Hash128Map<Vec<(Hash128, u32)>>,
+}
+
+impl Neighbours {
+    /// The candidates of the rows for which `chosen` holds among all of `fingerprints`.
+    pub fn build(
+        policy: &Policy,
+        fingerprints: &[(Hash128, u64)],
+        chosen: impl Fn(Hash128) -> bool,
+    ) -> Neighbours {
+        let wanted: Vec<bool> = fingerprints.iter().map(|&(h, _)| chosen(h)).collect();
+        let mut of: Hash128Map<Vec<(Hash128, u32)>> = fingerprints
+            .iter()
+            .zip(&wanted)
+            .filter(|(_, &w)| w)
+            .map(|(&(h, _), _)| (h, Vec::new()))
+            .collect();
+        for (a, b, d) in join(fingerprints, policy, Some(&wanted)) {
+            let (a, b) = (fingerprints[a as usize].0, fingerprints[b as usize].0);
+            if a == b {
+                continue;
+            }
+            for (x, y) in [(a, b), (b, a)] {
+                if let Some(list) = of.get_mut(&x) {
+                    list.push((y, d));
                 }
             }
         }
-        out.sort_unstable_by_key(|&(h, _)| h);
-        out.dedup_by_key(|&mut (h, _)| h);
-        out
+        for list in of.values_mut() {
+            // A pair proposed by several tables is one candidate.
+            list.sort_unstable();
+            list.dedup_by_key(|&mut (h, _)| h);
+        }
+        Neighbours { of }
+    }
+
+    /// Every fingerprint within the policy's distance of `row` but itself, as (row, distance) in
+    /// row order; `None` when `row` was not chosen.
+    pub fn of(&self, row: Hash128) -> Option<&[(Hash128, u32)]> {
+        self.of.get(&row).map(Vec::as_slice)
+    }
+}
+
+/// Calls `found(id, distance)` for the entries of `permuted` within `hamming` bits of `q`.
+/// Chunks of eight are tested without a branch first (the compiler vectorises that; nearly every
+/// chunk of a crowded bucket holds no candidate), and only a chunk with one is walked.
+fn scan(permuted: &[u64], ids: &[u32], q: u64, hamming: u32, mut found: impl FnMut(u32, u32)) {
+    for (chunk, chunk_ids) in permuted.chunks(8).zip(ids.chunks(8)) {
+        let any = chunk
+            .iter()
+            .fold(false, |any, &p| any | ((p ^ q).count_ones() <= hamming));
+        if any {
+            for (&p, &id) in chunk.iter().zip(chunk_ids) {
+                let d = (p ^ q).count_ones();
+                if d <= hamming {
+                    found(id, d);
+                }
+            }
+        }
     }
 }
 
@@ -325,17 +346,129 @@ pub fn candidate_pairs(
     fingerprints: &[(Hash128, u64)],
     policy: &Policy,
 ) -> std::collections::BTreeMap<(Hash128, Hash128), u32> {
-    let mut index = MemoryTables::new(policy);
-    for &(h, s) in fingerprints {
-        index.insert(h, s);
+    join(fingerprints, policy, None)
+        .into_iter()
+        .filter_map(|(a, b, d)| {
+            let (a, b) = (fingerprints[a as usize].0, fingerprints[b as usize].0);
+            (a != b).then(|| ((a.min(b), a.max(b)), d))
+        })
+        .collect()
+}
+
+/// The pairs within the policy's Hamming distance as (index, index, distance) into
+/// `fingerprints`, each at least once (a pair close in several blocks comes once per table that
+/// proposes it); with `wanted`, only pairs with at least one wanted entry.
+///
+/// A join rather than a lookup per row: each table's entries are sorted by permuted SimHash, and
+/// every bucket is compared with itself and with each neighbouring bucket (prefix within the
+/// probe radius) above it, so each pair of entries is compared once per table instead of twice,
+/// over contiguous memory. Word SimHashes of conversational text are far from uniform (at 1.35M
+/// rows of the scale corpus one 16-bit bucket holds 9,316 rows and a lookup scanned 14k
+/// entries), so these comparisons are nearly all of the work: the join took 11.8 s where the
+/// lookups took 119 s (docs/PERFORMANCE.md § Scale). The tables run on their own threads.
+fn join(
+    fingerprints: &[(Hash128, u64)],
+    policy: &Policy,
+    wanted: Option<&[bool]>,
+) -> Vec<(u32, u32, u32)> {
+    let tables = policy.tables();
+    // One worker per core, each taking every `workers`-th table: a table's sorted copy of the
+    // fingerprints is what the join holds in memory, so no more are held at once.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, tables.len().max(1));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|k| {
+                let tables = &tables;
+                scope.spawn(move || {
+                    let mut found = Vec::new();
+                    for t in (k..tables.len()).step_by(workers) {
+                        found.extend(join_table(fingerprints, tables, t, policy.hamming, wanted));
+                    }
+                    found
+                })
+            })
+            .collect();
+        let mut found = Vec::new();
+        for handle in handles {
+            match handle.join() {
+                Ok(pairs) => found.extend(pairs),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        found
+    })
+}
+
+/// [`join`] for table `t`. Within a bucket the wanted entries come first, so the pairs with a
+/// wanted entry are: a wanted entry with every later entry of its bucket and every entry of a
+/// neighbouring bucket, and an unwanted one with the wanted entries of a neighbouring bucket.
+fn join_table(
+    fingerprints: &[(Hash128, u64)],
+    tables: &BlockTables,
+    t: usize,
+    hamming: u32,
+    wanted: Option<&[bool]>,
+) -> Vec<(u32, u32, u32)> {
+    let mut entries: Vec<(u64, u32)> = fingerprints
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, s))| (tables.permute(t, s), i as u32))
+        .collect();
+    entries.sort_unstable();
+    let is_wanted = |id: u32| wanted.is_none_or(|w| w[id as usize]);
+    // Bucket prefix → (start, end of its wanted entries, end) in `entries`.
+    let mut runs: HashMap<u64, (usize, usize, usize)> = HashMap::new();
+    let mut start = 0;
+    while start < entries.len() {
+        let lo = tables.bucket_of_permuted(t, entries[start].0);
+        let end =
+            start + entries[start..].partition_point(|e| tables.bucket_of_permuted(t, e.0) == lo);
+        let run = &mut entries[start..end];
+        if wanted.is_some() {
+            run.sort_by_key(|e| !is_wanted(e.1));
+        }
+        let wanted_end = start + run.partition_point(|e| is_wanted(e.1));
+        runs.insert(lo, (start, wanted_end, end));
+        start = end;
     }
-    let mut pairs = std::collections::BTreeMap::new();
-    for &(a, s) in fingerprints {
-        for (b, d) in index.candidates(a, s, policy.hamming) {
-            pairs.insert((a.min(b), a.max(b)), d);
+    let (permuted, ids): (Vec<u64>, Vec<u32>) = entries.into_iter().unzip();
+    let mut found = Vec::new();
+    for (&lo, &(start, wanted_end, end)) in &runs {
+        let simhash = fingerprints[ids[start] as usize].1;
+        for (other, _) in tables.ranges(t, simhash) {
+            let (from, to_wanted, to) = if other == lo {
+                (start, wanted_end, end)
+            } else if other > lo {
+                match runs.get(&other) {
+                    Some(&run) => run,
+                    None => continue,
+                }
+            } else {
+                continue;
+            };
+            for i in start..end {
+                let (from, to) = match (other == lo, i < wanted_end) {
+                    // Within the bucket, the entries after `i`; an unwanted `i` has none left
+                    // that are wanted.
+                    (true, true) => (i + 1, end),
+                    (true, false) => break,
+                    (false, true) => (from, to),
+                    (false, false) => (from, to_wanted),
+                };
+                let a = ids[i];
+                scan(
+                    &permuted[from..to],
+                    &ids[from..to],
+                    permuted[i],
+                    hamming,
+                    |b, d| found.push((a, b, d)),
+                );
+            }
         }
     }
-    pairs
+    found
 }
 
 /// Union-find over content hashes whose set roots are their smallest member (so a root is a
@@ -405,6 +538,7 @@ fn combinations(n: usize, k: usize) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn xorshift(seed: &mut u64) -> u64 {
         *seed ^= *seed << 13;
@@ -479,17 +613,76 @@ mod tests {
             }
             fps.push((Hash128(i * 2 + 1), near));
         }
-        let mut brute = std::collections::BTreeMap::new();
+        let brute = brute_pairs(&fps, p.hamming);
+        assert!(brute.len() > 100);
+        assert_eq!(candidate_pairs(&fps, &p), brute);
+    }
+
+    /// Pairs within the policy's distance by comparing every pair.
+    fn brute_pairs(fps: &[(Hash128, u64)], hamming: u32) -> BTreeMap<(Hash128, Hash128), u32> {
+        let mut brute = BTreeMap::new();
         for (i, a) in fps.iter().enumerate() {
             for b in &fps[i + 1..] {
                 let d = (a.1 ^ b.1).count_ones();
-                if d <= p.hamming {
+                if d <= hamming && a.0 != b.0 {
                     brute.insert((a.0.min(b.0), a.0.max(b.0)), d);
                 }
             }
         }
-        assert!(brute.len() > 100);
-        assert_eq!(candidate_pairs(&fps, &p), brute);
+        brute
+    }
+
+    #[test]
+    fn crowded_buckets_find_what_a_brute_force_scan_finds() {
+        // Fingerprints around a few centres (as common words pull a corpus's SimHashes
+        // together): the centres' buckets hold hundreds of rows each.
+        for (blocks, hamming) in [(4, 6), (4, 3), (4, 7), (3, 8), (2, 0), (6, 12)] {
+            let mut p = policy();
+            p.blocks = blocks;
+            p.hamming = hamming;
+            let mut seed = 11u64 + u64::from(blocks * 100 + hamming);
+            let centres: Vec<u64> = (0..3).map(|_| xorshift(&mut seed)).collect();
+            let mut fps = Vec::new();
+            for i in 0..1200u128 {
+                let mut s = centres[(i % 3) as usize];
+                // Mostly the low bits move, so the top block stays shared.
+                for _ in 0..(xorshift(&mut seed) % 12) {
+                    let bit = xorshift(&mut seed) % if i % 5 == 0 { 64 } else { 32 };
+                    s ^= 1 << bit;
+                }
+                fps.push((Hash128(i), s));
+            }
+            let mut bucket_sizes: HashMap<u64, usize> = HashMap::new();
+            for &(_, s) in &fps {
+                *bucket_sizes.entry(p.tables().bucket(0, s)).or_default() += 1;
+            }
+            assert!(
+                bucket_sizes.values().any(|&n| n >= 300),
+                "{blocks}/{hamming}: no crowded bucket"
+            );
+            let brute = brute_pairs(&fps, hamming);
+            assert!(!brute.is_empty());
+            assert_eq!(candidate_pairs(&fps, &p), brute, "{blocks}/{hamming}");
+            // Neighbours of three rows in seven: their pairs, with either side chosen.
+            let chosen = |h: Hash128| h.0 % 7 < 3;
+            let n = Neighbours::build(&p, &fps, chosen);
+            let mut by_row = BTreeMap::new();
+            for &(a, _) in &fps {
+                match n.of(a) {
+                    Some(list) => {
+                        assert!(chosen(a));
+                        assert!(list.windows(2).all(|w| w[0].0 < w[1].0));
+                        for &(b, d) in list {
+                            by_row.insert((a.min(b), a.max(b)), d);
+                        }
+                    }
+                    None => assert!(!chosen(a)),
+                }
+            }
+            let mut expected = brute.clone();
+            expected.retain(|&(a, b), _| chosen(a) || chosen(b));
+            assert_eq!(by_row, expected, "{blocks}/{hamming} by row");
+        }
     }
 
     #[test]
