@@ -426,15 +426,19 @@ impl ReadView {
             h: &mut xxhash_rust::xxh3::Xxh3,
             t: &impl ReadableTable<K, V>,
             name: &str,
-        ) -> Result<()>
-        where
-            for<'a> K::SelfType<'a>: std::fmt::Debug,
-            for<'a> V::SelfType<'a>: std::fmt::Debug,
-        {
+        ) -> Result<()> {
             h.update(name.as_bytes());
             for entry in t.iter()? {
                 let (k, v) = entry?;
-                h.update(format!("{:?}={:?};", k.value(), v.value()).as_bytes());
+                // Each key and value as its stored bytes, length first (formatting them had
+                // been a fifth of an export's time).
+                for bytes in [
+                    K::as_bytes(&k.value()).as_ref(),
+                    V::as_bytes(&v.value()).as_ref(),
+                ] {
+                    h.update(&(bytes.len() as u64).to_le_bytes());
+                    h.update(bytes);
+                }
             }
             Ok(())
         }
