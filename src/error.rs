@@ -74,6 +74,10 @@ pub enum Error {
     #[error("export: {0}")]
     Export(String),
 
+    /// Scale-out: signatures, assignment tables, merged manifests.
+    #[error("scale-out: {0}")]
+    Scale(String),
+
     #[error("the {0} gate failed: see `idx verify` (or export with --allow-failing-gates)")]
     GatesFailed(String),
 
@@ -115,7 +119,7 @@ impl Error {
             Error::Config { .. } | Error::Query(_) | Error::Version { .. } | Error::S3(_) => {
                 ErrorKind::Invalid
             }
-            Error::Export(_) => ErrorKind::Invalid,
+            Error::Export(_) | Error::Scale(_) => ErrorKind::Invalid,
             Error::Io { source, .. } => io_kind(source),
             Error::Database { source, .. } | Error::Store(source) => redb_kind(source),
             Error::Codec { .. } => ErrorKind::Corrupt,

@@ -31,6 +31,7 @@ pub mod query;
 pub mod recipes;
 pub mod repair;
 pub mod rng;
+pub mod scale;
 pub mod search;
 pub mod select;
 pub mod source;

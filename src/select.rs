@@ -38,6 +38,9 @@ pub struct Selection {
     pub rows: Vec<SelectedRow>,
     /// Representative → the near-duplicates it stands for (sorted).
     pub collapsed: BTreeMap<Hash128, Vec<Hash128>>,
+    /// Rows left out because, by the imported global assignments, another shard exports them
+    /// or the row standing for their near-duplicate group.
+    pub elsewhere: u64,
     /// Unique rows left out because the PII policy excluded them.
     pub pii_excluded: u64,
     /// Unique rows (not PII-excluded) held back by the structure checks, by primary family and
@@ -113,14 +116,37 @@ fn representative(
 /// tokens, ties to the smallest hash). Rows in `withheld` (contaminated ones) never go out and
 /// never represent a group. Each row's primary family and tags follow its placement
 /// ([`crate::keep`]).
+///
+/// In a shard of a sharded deployment, an imported global assignment table (`crate::scale`)
+/// decides for the rows it holds: their split is their global cluster's, and a row goes out
+/// only when the table says this shard's copy stands for its group.
 pub fn select(view: &ReadView, policy: &Policy, options: &SelectOptions<'_>) -> Result<Selection> {
+    select_with(view, policy, options, true)
+}
+
+/// [`select`] as this index alone decides, whatever global table was imported: what a shard's
+/// signatures describe.
+pub fn select_local(
+    view: &ReadView,
+    policy: &Policy,
+    options: &SelectOptions<'_>,
+) -> Result<Selection> {
+    select_with(view, policy, options, false)
+}
+
+fn select_with(
+    view: &ReadView,
+    policy: &Policy,
+    options: &SelectOptions<'_>,
+    global: bool,
+) -> Result<Selection> {
     let SelectOptions {
         collapse,
         withheld,
         keep,
     } = *options;
     let mut resolver = Resolver::new(view, keep);
-    let assignments = view.assignments(policy)?;
+    let assignments = view.local_assignments(policy)?;
     let mut rows = Vec::new();
     let mut candidates: Hash128Map<Candidate> = Hash128Map::default();
     let mut pii_excluded = 0;
@@ -226,15 +252,76 @@ pub fn select(view: &ReadView, policy: &Policy, options: &SelectOptions<'_>) -> 
                 collapsed.insert(rep, others);
             }
         }
-        let dropped: BTreeSet<Hash128> = collapsed.values().flatten().copied().collect();
-        rows.retain(|r| !dropped.contains(&r.hash));
     }
+    let mut dropped: BTreeSet<Hash128> = collapsed.values().flatten().copied().collect();
+    let mut elsewhere = 0;
+    if global {
+        elsewhere = apply_global(
+            view,
+            policy,
+            collapse,
+            &mut rows,
+            &mut collapsed,
+            &mut dropped,
+        )?;
+    }
+    rows.retain(|r| !dropped.contains(&r.hash));
     Ok(Selection {
         rows,
+        elsewhere,
         collapsed,
         pii_excluded,
         held_back,
         structure_held_back,
         withheld: withheld_rows,
     })
+}
+
+/// Let the imported global assignments decide for the rows they hold: the split of their
+/// global cluster, and whether they go out (their group's representative, this shard's copy).
+/// Returns how many rows another shard stands for.
+fn apply_global(
+    view: &ReadView,
+    policy: &Policy,
+    collapse: bool,
+    rows: &mut [SelectedRow],
+    collapsed: &mut BTreeMap<Hash128, Vec<Hash128>>,
+    dropped: &mut BTreeSet<Hash128>,
+) -> Result<u64> {
+    let globals = view.global_assignments()?;
+    if globals.is_empty() {
+        return Ok(0);
+    }
+    // Local groups lie within one cluster, so a group is either wholly in the table or not.
+    collapsed.retain(|rep, _| !globals.contains_key(rep));
+    let mut elsewhere = 0;
+    // A copy goes out when this shard owns it and, collapsing, it stands for its group.
+    let exported = |h: Hash128, g: &crate::store::GlobalAssignment| {
+        g.owner && (!collapse || g.representative == h)
+    };
+    let exported_here: BTreeSet<Hash128> = rows
+        .iter()
+        .filter(|r| globals.get(&r.hash).is_some_and(|g| exported(r.hash, g)))
+        .map(|r| r.hash)
+        .collect();
+    for r in rows.iter_mut() {
+        let Some(g) = globals.get(&r.hash) else {
+            continue;
+        };
+        r.split = policy.split_of(g.cluster, g.holdout);
+        if exported(r.hash, g) {
+            dropped.remove(&r.hash);
+            continue;
+        }
+        dropped.insert(r.hash);
+        if collapse && g.representative != r.hash && exported_here.contains(&g.representative) {
+            collapsed.entry(g.representative).or_default().push(r.hash);
+        } else {
+            elsewhere += 1;
+        }
+    }
+    for others in collapsed.values_mut() {
+        others.sort();
+    }
+    Ok(elsewhere)
 }

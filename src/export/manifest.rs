@@ -43,6 +43,21 @@ pub struct Manifest {
     /// The benchmark set rows were checked against (absent when none is loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decontamination: Option<DecontaminationRecord>,
+    /// In a shard of a sharded deployment: the imported assignment table the export followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<GlobalRecord>,
+}
+
+/// The global assignment table a shard's export followed (`idx import assignments`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalRecord {
+    pub shard: String,
+    /// The table's content digest (sha256 of its sorted rows).
+    pub assignments: String,
+    /// Rows left out because another shard exports them or the row standing for their
+    /// near-duplicate group.
+    pub elsewhere: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

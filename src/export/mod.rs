@@ -364,6 +364,11 @@ fn write_export(
         files,
         previous: moves,
         decontamination,
+        global: view.global_info()?.map(|g| manifest::GlobalRecord {
+            shard: g.shard,
+            assignments: g.digest,
+            elsewhere: selection.elsewhere,
+        }),
     };
     progress("writing the manifest");
     let manifest_entry = manifest.write(out)?;

@@ -31,6 +31,7 @@
 //! | benchmarks     | benchmark name                    | BenchmarkRecord                |
 //! | benchmark_items| name \0 item number               | BenchmarkItem (place, n-grams) |
 //! | contamination  | hash                              | Contamination (set, hits)      |
+//! | global         | hash (rows of cross-shard clusters)| global cluster, holdout, exported, representative |
 //!
 //! The near-duplicate tables are maintained by `clusters` under the [`Policy`] stored in `meta`.
 
@@ -38,6 +39,7 @@ mod clusters;
 mod codec;
 mod contamination;
 mod footprint;
+mod global;
 pub mod keys;
 mod read;
 mod records;
@@ -50,6 +52,7 @@ use crate::neardup::Policy;
 pub use codec::encode_variant;
 pub use contamination::ContaminationUpdate;
 pub use footprint::TableFootprint;
+pub use global::{GlobalAssignment, GlobalInfo};
 pub use read::ReadView;
 pub use records::{
     BenchmarkItem, BenchmarkRecord, Contamination, ContaminationHit, FamilyStats, ObjectRecord,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::records::{FamilyStats, ObjectRecord, RowRecord, Totals, VariantRecord};
 use super::tables::*;
@@ -221,7 +221,17 @@ impl ReadView {
 
     /// A row's cluster, split and holdout flag, as stored (a row in no stored cluster is a
     /// cluster of one, split by `policy`).
+    /// An imported global assignment (a sharded deployment, `crate::scale`) overrides both:
+    /// the row's cluster is the global one and its split that cluster's.
     pub fn assignment(&self, row: Hash128, policy: &Policy) -> Result<Assignment> {
+        if let Some(g) = self.global_assignment(row)? {
+            return Ok(global_override(&g, policy));
+        }
+        self.local_assignment(row, policy)
+    }
+
+    /// A row's cluster, split and holdout flag as this index alone decides them.
+    pub fn local_assignment(&self, row: Hash128, policy: &Policy) -> Result<Assignment> {
         let t = self.txn.open_table(CLUSTERS)?;
         if let Some(v) = t.get(row.to_bytes().as_slice())? {
             let (cluster, split, holdout) = clusters::decode_entry(v.value())?;
@@ -263,8 +273,20 @@ impl ReadView {
     }
 
     /// Every row's cluster and split under `policy` (the stored entries, and for rows without
-    /// one, a cluster of one), keyed by content hash.
+    /// one, a cluster of one; an imported global assignment overrides both), keyed by content
+    /// hash.
     pub fn assignments(&self, policy: &Policy) -> Result<BTreeMap<Hash128, Assignment>> {
+        let mut out = self.local_assignments(policy)?;
+        for (row, g) in self.global_assignments()? {
+            if let Some(a) = out.get_mut(&row) {
+                *a = global_override(&g, policy);
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`ReadView::assignments`] as this index alone decides them.
+    pub fn local_assignments(&self, policy: &Policy) -> Result<BTreeMap<Hash128, Assignment>> {
         let entries = self.cluster_entries()?;
         let grouped = self.grouped_rows()?;
         let mut out = BTreeMap::new();
@@ -421,6 +443,16 @@ impl ReadView {
     /// A canonical dump of every table except the commit counter and full-text log, for
     /// comparing two indexes built in different orders.
     pub fn state_digest(&self) -> Result<String> {
+        self.digest(true)
+    }
+
+    /// The state digest of what was ingested, without an imported global assignment table:
+    /// what a shard's signatures describe, so an import does not make them stale.
+    pub fn local_state_digest(&self) -> Result<String> {
+        self.digest(false)
+    }
+
+    fn digest(&self, with_global: bool) -> Result<String> {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         fn feed<K: redb::Key + 'static, V: redb::Value + 'static>(
             h: &mut xxhash_rust::xxh3::Xxh3,
@@ -468,6 +500,23 @@ impl ReadView {
         feed(&mut h, &self.txn.open_table(ROW_GROUPS)?, "row_groups")?;
         feed(&mut h, &self.txn.open_table(GROUP_ROWS)?, "group_rows")?;
         h.update(format!("{:?}", self.totals()?).as_bytes());
+        // An imported assignment table changes splits; an index without one digests as before.
+        if with_global {
+            if let Some(t) = self.global_table()? {
+                if !t.is_empty()? {
+                    feed(&mut h, &t, "global")?;
+                }
+            }
+        }
         Ok(format!("{:032x}", h.digest128()))
+    }
+}
+
+/// The assignment a global one gives: the global cluster, split by the same function.
+fn global_override(g: &super::global::GlobalAssignment, policy: &Policy) -> Assignment {
+    Assignment {
+        cluster: g.cluster,
+        split: policy.split_of(g.cluster, g.holdout),
+        holdout: g.holdout,
     }
 }

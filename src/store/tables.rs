@@ -67,3 +67,13 @@ pub(super) const META_TOTALS: &str = "totals";
 pub(super) const META_FTS_PRUNED: &str = "fts_pruned_through";
 
 pub(super) const META_POLICY: &str = "policy";
+
+/// Row hash → its imported global assignment (scale-out, `store::global`): global cluster id
+/// ‖ holdout ‖ owner (this shard's copy goes out) ‖ representative of its near-duplicate group.
+pub(super) const GLOBAL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("global");
+
+/// The shard id this index exports signatures as (`idx export signatures --shard`).
+pub(super) const META_SHARD: &str = "shard";
+
+/// What the imported assignment table was (`store::global::GlobalInfo`).
+pub(super) const META_GLOBAL: &str = "global";

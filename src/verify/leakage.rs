@@ -22,6 +22,10 @@ pub struct LeakageGate {
     pub disagreement_examples: Vec<Disagreement>,
     /// Whether the index was built with the current settings.
     pub settings_current: bool,
+    /// In a shard of a sharded deployment: the imported assignment table checked against the
+    /// recomputation (absent when none was imported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global: Option<GlobalCheck>,
     /// Recomputed figures.
     pub near_duplicate_pairs: u64,
     pub clusters: u64,
@@ -49,6 +53,24 @@ pub struct Disagreement {
     pub stored_split: Split,
     pub expected_cluster: String,
     pub expected_split: Split,
+}
+
+/// The imported global assignments against this shard's own clusters: every cluster the
+/// shard recomputes must lie in one global cluster (or wholly outside the table).
+#[derive(Debug, Clone, Serialize)]
+pub struct GlobalCheck {
+    pub shard: String,
+    /// The table's content digest.
+    pub assignments: String,
+    /// Rows of this shard the table assigns.
+    pub rows: u64,
+    /// This shard's clusters that the table splits (over two global clusters, or partly
+    /// outside it): a table made from other signatures than this state.
+    pub conflicts: u64,
+    pub conflict_examples: Vec<String>,
+    /// Whether the shard changed since the signatures the table was made from (new rows are
+    /// then decided by the shard alone until the job runs again).
+    pub stale: bool,
 }
 
 pub(super) fn leakage(
@@ -142,12 +164,21 @@ pub(super) fn leakage(
         c.0 += 1;
         c.1 |= grouped.contains(&h);
     }
+    let globals = view.global_assignments()?;
+    let global = match view.global_info()? {
+        Some(info) => Some(global_check(view, &info, &globals, &rows, &mut sets)?),
+        None => None,
+    };
     let mut disagreements = 0u64;
     let mut disagreement_examples = Vec::new();
     for &h in &rows {
         let root = sets.find(h);
         let (_, holdout) = components[&root];
-        let expected = policy.split_of(root, holdout);
+        // An imported global assignment decides the row's cluster and split.
+        let (root, expected) = match globals.get(&h) {
+            Some(g) => (g.cluster, policy.split_of(g.cluster, g.holdout)),
+            None => (root, policy.split_of(root, holdout)),
+        };
         let s = stored[&h];
         if s.cluster != root || s.split != expected {
             disagreements += 1;
@@ -174,11 +205,52 @@ pub(super) fn leakage(
         disagreements,
         disagreement_examples,
         settings_current: true,
+        global,
         near_duplicate_pairs,
         clusters: multi.len() as u64,
         rows_in_clusters: multi.iter().map(|c| c.0).sum(),
         holdout_groups: groups.len() as u64,
         candidate_pairs: pairs.len() as u64,
         cluster_sizes,
+    })
+}
+
+/// Check the imported table against the recomputed clusters (`sets`).
+fn global_check(
+    view: &ReadView,
+    info: &crate::store::GlobalInfo,
+    globals: &BTreeMap<Hash128, crate::store::GlobalAssignment>,
+    rows: &[Hash128],
+    sets: &mut UnionFind,
+) -> Result<GlobalCheck> {
+    // Per recomputed cluster, the global clusters of its rows (None: not in the table).
+    let mut seen: BTreeMap<Hash128, BTreeSet<Option<Hash128>>> = BTreeMap::new();
+    for &h in rows {
+        seen.entry(sets.find(h))
+            .or_default()
+            .insert(globals.get(&h).map(|g| g.cluster));
+    }
+    let conflicted: Vec<Hash128> = seen
+        .iter()
+        .filter(|(_, g)| g.len() > 1)
+        .map(|(root, _)| *root)
+        .collect();
+    let stale = info.shards.get(&info.shard) != Some(&view.local_state_digest()?);
+    Ok(GlobalCheck {
+        shard: info.shard.clone(),
+        assignments: info.digest.clone(),
+        rows: rows.iter().filter(|h| globals.contains_key(h)).count() as u64,
+        conflicts: conflicted.len() as u64,
+        conflict_examples: conflicted
+            .iter()
+            .take(EXAMPLES)
+            .map(|c| {
+                format!(
+                    "the cluster of {c} spans {} global clusters (or rows outside the table)",
+                    seen[c].len()
+                )
+            })
+            .collect(),
+        stale,
     })
 }

@@ -115,12 +115,22 @@ pub(crate) fn verify_selecting(
     let coverage = coverage(view, settings)?;
     let mut leakage = leakage(view, &policy, &assignments)?;
     leakage.settings_current = stored_policy.as_ref().is_none_or(|p| *p == policy);
-    leakage.passed =
-        leakage.cross_split_pairs == 0 && leakage.disagreements == 0 && leakage.settings_current;
+    leakage.passed = leakage.cross_split_pairs == 0
+        && leakage.disagreements == 0
+        && leakage.settings_current
+        && leakage.global.as_ref().is_none_or(|g| g.conflicts == 0);
     let keep = settings.keep();
     let mut report = report(view, &assignments, &keep)?;
     let overlaps = crate::overlap::overlap(view, None, &|k| keep.is_redundant(k))?;
     let mut warnings = holdout_warnings(view, &policy)?;
+    if let Some(g) = leakage.global.as_ref().filter(|g| g.stale) {
+        warnings.push(format!(
+            "shard {} changed since the signatures its assignment table {} was made from: rows \
+             added since are split by this shard alone until `idx export signatures \
+             --incremental`, the global job and `idx import assignments` run again",
+            g.shard, g.assignments
+        ));
+    }
     for o in overlaps.iter().filter(|o| o.contained) {
         if !o.redundant {
             warnings.push(format!(

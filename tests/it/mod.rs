@@ -29,5 +29,6 @@ mod report_html;
 mod robustness;
 mod s3;
 mod s3server;
+mod scale;
 mod schemas;
 mod search;

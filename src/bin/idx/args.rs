@@ -133,6 +133,10 @@ pub(crate) enum Command {
     /// shows the daemon). SIGINT/SIGTERM commit what was read and exit 0. Sources come from
     /// [serve] in idx.toml plus these flags
     Serve(ServeArgs),
+    /// Past one machine (docs/SCALE.md): make the global job's assignment table the authority
+    /// for this shard's rows in clusters that span shards
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Check the training curriculum against the index and show what each stage would draw
     /// (rows and tokens per family, the preference algorithm and why); exits 4 on errors.
     /// `idx curriculum import FILE.json` converts the original system's plan
@@ -211,6 +215,38 @@ pub(crate) struct ExportCommand {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ExportSub {
+    /// Past one machine (docs/SCALE.md): write this shard's row signatures (content hash,
+    /// SimHash, a MinHash sketch of the word 3-shingles, family, holdout groups, its own
+    /// cluster and near-duplicate group) as one Parquet generation under OUT/SHARD/, listed in
+    /// OUT/SHARD/shard.json, for the global Spark job (scale/idx_global.py)
+    Signatures {
+        /// This index's shard id (letters, digits, '.', '_', '-'); remembered for `idx import
+        /// assignments`
+        #[arg(long)]
+        shard: String,
+        /// The folder holding every shard's signatures
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Write only the rows whose signature changed since this shard's previous generations
+        /// (and a deletion for each row gone); a full snapshot when there is none
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// Join the exports of every shard (each made after `idx import assignments` of one table)
+    /// into one dataset: OUT/manifest.json lists every shard's files relative to OUT, the
+    /// table's digest and the summed totals. Every shard export is verified first, and a row
+    /// exported by two shards is an error
+    Merge {
+        /// Each shard export's manifest.json (every one inside OUT)
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+        /// The folder holding the shard exports; the merged manifest.json is written here
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The assignment table the shards must have followed
+        #[arg(long, value_name = "PATH")]
+        assignments: Option<PathBuf>,
+    },
     /// Re-read every file a manifest lists: presence, bytes, sha256, rows, tokens and the line
     /// schema; report files in the folder the manifest does not list and paths that leave it;
     /// exits 4 naming every problem
@@ -399,5 +435,24 @@ pub(crate) enum QueryCommand {
         /// At most this many hits
         #[arg(long, default_value_t = 10)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ImportCommand {
+    /// Import the assignment table scale/idx_global.py wrote (its folder of Parquet parts with
+    /// _idx.json, or one part): rows of this shard in clusters spanning shards take their
+    /// global cluster's split, and go out only where the table says this shard's copy stands
+    /// for its near-duplicate group. Replaces any previous import; `idx verify` checks the
+    /// rows against it
+    Assignments {
+        /// The assignments folder (or one .parquet file beside _idx.json)
+        path: PathBuf,
+        /// The shard id (default: the one `idx export signatures` recorded)
+        #[arg(long)]
+        shard: Option<String>,
+        /// Import even when the shard changed since the signatures the table was made from
+        #[arg(long)]
+        allow_stale: bool,
     },
 }

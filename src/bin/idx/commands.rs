@@ -246,6 +246,19 @@ pub(crate) fn load_curriculum(cli: &Cli) -> Result<Curriculum> {
 }
 
 pub(crate) fn export(cli: &Cli, command: &ExportCommand) -> Result<ExitCode> {
+    match &command.command {
+        Some(ExportSub::Signatures {
+            shard,
+            out,
+            incremental,
+        }) => return crate::scale::signatures(cli, shard, out, *incremental),
+        Some(ExportSub::Merge {
+            manifests,
+            out,
+            assignments,
+        }) => return crate::scale::merge(cli, manifests, out, assignments.as_deref()),
+        _ => {}
+    }
     if let Some(ExportSub::Verify { manifest, sha256 }) = &command.command {
         let check = idx::export::verify_export(manifest, sha256.as_deref())?;
         if cli.json {

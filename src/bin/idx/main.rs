@@ -36,6 +36,7 @@ macro_rules! out {
 mod args;
 mod commands;
 mod render;
+mod scale;
 
 use args::{Cli, Command};
 use commands::{check, curriculum, export, ingest, init, pii, run_query, serve, verify};
@@ -209,6 +210,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Decontaminate(args) => commands::decontaminate(cli, args),
         Command::Pii(p) => pii(cli, p),
         Command::Export(e) => export(cli, e),
+        Command::Import(i) => scale::import(cli, i),
         Command::Serve(s) => serve(cli, s),
         Command::Curriculum(c) => curriculum(cli, c),
         Command::Check => check(cli),
