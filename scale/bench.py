@@ -23,12 +23,12 @@ def generate(spark, F, rows, folder, shards=3):
     member differing from the group in ~5% of its sketch bins and one SimHash bit; every 50th
     row also copied exactly into the next shard; 1% in a holdout group."""
     ids = spark.range(rows)
-    grouped = (F.col("id") % 5) == 0
+    grouped = (F.floor(F.col("id") / 4) % 5) == 0
     group = F.when(grouped, F.col("id") - F.col("id") % 4).otherwise(F.col("id") + rows)
     hx = lambda c: F.lower(F.lpad(F.hex(c), 16, "0"))
     content = F.concat(hx(F.xxhash64("id", F.lit(1))), hx(F.xxhash64("id", F.lit(2))))
     sketch = F.expr(
-        "transform(sequence(1, 128), i -> cast(xxhash64(if(grouped and i % 20 = id % 4, id, grp), i) as int))")
+        "transform(sequence(1, 128), i -> hash(if(grouped and i % 20 = id % 4, id, grp), i))")
     df = ids.withColumn("grouped", grouped).withColumn("grp", group).select(
         (F.col("id") % shards).alias("k"),
         F.col("id"),

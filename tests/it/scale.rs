@@ -334,3 +334,252 @@ fn json_of_any(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)))
 }
+
+/// (content hash → record digest) of a shard's effective signatures: its latest snapshot with
+/// every later generation applied.
+fn effective(folder: &Path) -> BTreeMap<String, i64> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let shard: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("shard.json")).unwrap()).unwrap();
+    let gens = shard["generations"].as_array().unwrap();
+    let start = gens.iter().rposition(|g| g["snapshot"] == true).unwrap();
+    let mut state = BTreeMap::new();
+    for g in &gens[start..] {
+        let file = std::fs::File::open(folder.join(g["file"].as_str().unwrap())).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let hashes = batch
+                .column_by_name("content_hash")
+                .unwrap()
+                .as_string::<i32>();
+            let digests = batch
+                .column_by_name("record_digest")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let deleted = batch.column_by_name("deleted").unwrap().as_boolean();
+            for i in 0..batch.num_rows() {
+                if deleted.value(i) {
+                    assert!(
+                        state.remove(hashes.value(i)).is_some(),
+                        "a deletion of an absent row"
+                    );
+                } else {
+                    state.insert(hashes.value(i).to_string(), digests.value(i));
+                }
+            }
+        }
+    }
+    state
+}
+
+#[test]
+fn incremental_signatures_add_up_to_a_fresh_snapshot() {
+    let f = Fixture::new();
+    let lines = |seeds: std::ops::Range<u64>| {
+        seeds.map(|s| base(s).line()).collect::<Vec<_>>().join("\n") + "\n"
+    };
+    f.write("one.jsonl", lines(1..40));
+    f.write("two.jsonl", lines(40..80));
+    f.write("three.jsonl", lines(80..120));
+    f.ingest();
+    let root = f.data.parent().unwrap().to_path_buf();
+    let sig = root.join("signatures");
+    let args = [
+        "--json",
+        "export",
+        "signatures",
+        "--shard",
+        "s1",
+        "--out",
+        sig.to_str().unwrap(),
+    ];
+    let first = run_ok(&f.index_dir, &args);
+    assert_eq!(first["rows"], 119);
+    // A file gone, one changed (a row replaced by a near-duplicate of another), one kept.
+    f.remove("two.jsonl");
+    f.write(
+        "three.jsonl",
+        lines(80..119) + &edited(&base(5), 2, 99, 5).line() + "\n",
+    );
+    f.ingest();
+    let mut incremental = args.to_vec();
+    incremental.push("--incremental");
+    let second = run_ok(&f.index_dir, &incremental);
+    assert_eq!(second["generation"], 2);
+    assert_eq!(second["snapshot"], false);
+    assert_eq!(second["deleted"], 41, "{second}");
+    // The new row, and base(5) whose cluster it joined.
+    assert_eq!(second["written"], 2, "{second}");
+    // Nothing changed: an empty generation.
+    let third = run_ok(&f.index_dir, &incremental);
+    assert_eq!(
+        (third["written"].as_u64(), third["deleted"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    let fresh = root.join("fresh");
+    let args = [
+        "--json",
+        "export",
+        "signatures",
+        "--shard",
+        "s1",
+        "--out",
+        fresh.to_str().unwrap(),
+    ];
+    run_ok(&f.index_dir, &args);
+    assert_eq!(effective(&sig.join("s1")), effective(&fresh.join("s1")));
+    assert_eq!(effective(&fresh.join("s1")).len(), 79);
+
+    // A shard keeps its id.
+    let other = run_idx(
+        &f.index_dir,
+        &[
+            "export",
+            "signatures",
+            "--shard",
+            "s2",
+            "--out",
+            sig.to_str().unwrap(),
+        ],
+    );
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("\"s1\""));
+}
+
+/// Write an assignment table (one Parquet part and `_idx.json`) as the job would.
+fn write_table(
+    dir: &Path,
+    shards: &[(&str, &str)],
+    rows: &[(&str, Hash128, Hash128, bool, Hash128)],
+) {
+    use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+    use std::sync::Arc;
+    std::fs::create_dir_all(dir).unwrap();
+    let col = |f: &dyn Fn(&(&str, Hash128, Hash128, bool, Hash128)) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
+    let batch = RecordBatch::try_from_iter([
+        ("shard", col(&|r| r.0.to_string())),
+        ("content_hash", col(&|r| r.1.to_hex())),
+        ("cluster", col(&|r| r.2.to_hex())),
+        (
+            "holdout",
+            Arc::new(BooleanArray::from(vec![false; rows.len()])) as ArrayRef,
+        ),
+        (
+            "owner",
+            Arc::new(BooleanArray::from(
+                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            )),
+        ),
+        ("representative", col(&|r| r.4.to_hex())),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(dir.join("part-0.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let shards: BTreeMap<&str, &str> = shards.iter().copied().collect();
+    std::fs::write(
+        dir.join("_idx.json"),
+        serde_json::json!({"format": "idx-assignments", "shards": shards}).to_string(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_imported_table_is_checked_by_verify_and_refused_once_stale() {
+    let f = Fixture::new();
+    let (a, b, c) = (base(1), edited(&base(1), 2, 7, 5), base(2));
+    f.write(
+        "chats.jsonl",
+        [a.line(), b.line(), c.line()].join("\n") + "\n",
+    );
+    f.ingest();
+    let root = f.data.parent().unwrap().to_path_buf();
+    let sig = root.join("signatures");
+    let out = run_ok(
+        &f.index_dir,
+        &[
+            "--json",
+            "export",
+            "signatures",
+            "--shard",
+            "s1",
+            "--out",
+            sig.to_str().unwrap(),
+        ],
+    );
+    let state = out["state_digest"].as_str().unwrap().to_string();
+    let leakage =
+        |dir: &Path| json_of_any(&run_idx(dir, &["--json", "verify"]))["gates"]["leakage"].clone();
+    let import = |table: &Path, extra: &[&str]| {
+        let mut args = vec!["--json", "import", "assignments", table.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run_idx(&f.index_dir, &args)
+    };
+    // a and b are one cluster here; the table puts both into a global cluster with a row of
+    // another shard, whose copy stands for c.
+    let global = Hash128(1);
+    let table = root.join("table");
+    write_table(
+        &table,
+        &[("s1", &state), ("s2", "elsewhere")],
+        &[
+            ("s1", a.hash(), global, true, a.hash()),
+            ("s1", b.hash(), global, true, b.hash()),
+            ("s1", c.hash(), c.hash(), false, c.hash()),
+            ("s2", c.hash(), c.hash(), true, c.hash()),
+        ],
+    );
+    let imported = json_of(&import(&table, &[]));
+    assert_eq!(
+        (
+            imported["imported"].as_u64(),
+            imported["table_rows"].as_u64()
+        ),
+        (Some(3), Some(4))
+    );
+    let l = leakage(&f.index_dir);
+    assert_eq!(l["passed"], true, "{l}");
+    assert_eq!(l["global"]["rows"], 3);
+    let policy = Fixture::new().settings.policy();
+    let row = super::common::row(&f.index_dir, &a.hash().to_hex()).unwrap();
+    assert_eq!(row.split, policy.split_of(global, false));
+    // c goes out from the other shard only.
+    let out = root.join("export");
+    export(&f.index_dir, &out);
+    let rows = exported(&out);
+    assert!(rows.contains_key(&a.hash().to_hex()) && !rows.contains_key(&c.hash().to_hex()));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["global"]["elsewhere"], 1);
+
+    // A table that tears this shard's cluster apart fails the gate.
+    let torn = root.join("torn");
+    write_table(
+        &torn,
+        &[("s1", &state)],
+        &[("s1", a.hash(), global, true, a.hash())],
+    );
+    json_of(&import(&torn, &[]));
+    let l = leakage(&f.index_dir);
+    assert_eq!(l["passed"], false);
+    assert_eq!(l["global"]["conflicts"], 1, "{l}");
+
+    // Once the shard changes, the table is stale: verify says so and import refuses it.
+    json_of(&import(&table, &[]));
+    f.write("more.jsonl", base(3).line() + "\n");
+    f.ingest();
+    assert_eq!(leakage(&f.index_dir)["global"]["stale"], true);
+    let refused = import(&table, &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--allow-stale"));
+    json_of(&import(&table, &["--allow-stale"]));
+}
