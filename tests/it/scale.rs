@@ -452,16 +452,15 @@ fn incremental_signatures_add_up_to_a_fresh_snapshot() {
     assert!(String::from_utf8_lossy(&other.stderr).contains("\"s1\""));
 }
 
+/// An assignment row: shard, row, cluster, owner, representative.
+type TableRow<'a> = (&'a str, Hash128, Hash128, bool, Hash128);
+
 /// Write an assignment table (one Parquet part and `_idx.json`) as the job would.
-fn write_table(
-    dir: &Path,
-    shards: &[(&str, &str)],
-    rows: &[(&str, Hash128, Hash128, bool, Hash128)],
-) {
+fn write_table(dir: &Path, shards: &[(&str, &str)], rows: &[TableRow<'_>]) {
     use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
     use std::sync::Arc;
     std::fs::create_dir_all(dir).unwrap();
-    let col = |f: &dyn Fn(&(&str, Hash128, Hash128, bool, Hash128)) -> String| -> ArrayRef {
+    let col = |f: &dyn Fn(&TableRow<'_>) -> String| -> ArrayRef {
         Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
     };
     let batch = RecordBatch::try_from_iter([
