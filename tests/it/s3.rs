@@ -478,3 +478,80 @@ fn columnar_objects_and_init_work_on_a_prefix() {
     );
     assert_eq!(hashes_of(&f.index_dir, "forum/answers.parquet").len(), 3);
 }
+
+#[test]
+fn signatures_go_to_s3_and_assignments_come_from_it() {
+    use super::clusters::base;
+    use idx::scale::{export_signatures_to_s3, import_assignments_from_s3, SignatureOptions};
+    let server = S3Server::start();
+    server.bucket("scale");
+    let f = Fixture::new();
+    let (a, b) = (base(1), base(2));
+    f.write("chats.jsonl", format!("{}\n{}\n", a.line(), b.line()));
+    f.ingest();
+    let client = S3Client::connect(&server.config()).unwrap();
+    let url = S3Url::parse("s3://scale/signatures").unwrap();
+    let staging = f.index_dir.with_file_name("staging");
+    let export = |incremental: bool| {
+        let store = Index::open_store_read(&f.index_dir).unwrap();
+        let options = SignatureOptions {
+            shard: "s1".into(),
+            out: PathBuf::new(),
+            incremental,
+        };
+        export_signatures_to_s3(
+            &store.read().unwrap(),
+            &f.settings,
+            &options,
+            &client,
+            &url,
+            &staging,
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    idx::scale::claim_shard(&Index::open_write(&f.index_dir).unwrap().store, "s1").unwrap();
+    let first = export(false);
+    assert_eq!((first.generation, first.written), (1, 2));
+    assert_eq!(first.file, "s3://scale/signatures/s1/gen-000001.parquet");
+    assert!(!staging.exists(), "the staging folder is removed");
+    // The next incremental generation reads the previous one back from S3: nothing changed.
+    let second = export(true);
+    assert_eq!(
+        (second.generation, second.written, second.deleted),
+        (2, 0, 0)
+    );
+    let shard: serde_json::Value =
+        serde_json::from_slice(&server.read("scale", "signatures/s1/shard.json")).unwrap();
+    assert_eq!(shard["generations"].as_array().unwrap().len(), 2);
+    assert!(!server
+        .read("scale", "signatures/s1/gen-000002.parquet")
+        .is_empty());
+
+    // An assignment table on S3, as the job writes it, is fetched and imported.
+    let local = f.index_dir.with_file_name("table");
+    super::scale::write_table(
+        &local,
+        &[("s1", &first.state_digest)],
+        &[("s1", a.hash(), b.hash().min(a.hash()), true, a.hash())],
+    );
+    for name in ["part-0.parquet", "_idx.json"] {
+        server.put(
+            "scale",
+            &format!("job/assignments/{name}"),
+            std::fs::read(local.join(name)).unwrap(),
+        );
+    }
+    let index = Index::open_write(&f.index_dir).unwrap();
+    let summary = import_assignments_from_s3(
+        &index.store,
+        &client,
+        &S3Url::parse("s3://scale/job/assignments").unwrap(),
+        &staging,
+        None,
+        false,
+    )
+    .unwrap();
+    assert_eq!((summary.shard.as_str(), summary.imported), ("s1", 1));
+    assert!(!staging.exists());
+}

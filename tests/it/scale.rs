@@ -456,7 +456,7 @@ fn incremental_signatures_add_up_to_a_fresh_snapshot() {
 type TableRow<'a> = (&'a str, Hash128, Hash128, bool, Hash128);
 
 /// Write an assignment table (one Parquet part and `_idx.json`) as the job would.
-fn write_table(dir: &Path, shards: &[(&str, &str)], rows: &[TableRow<'_>]) {
+pub(super) fn write_table(dir: &Path, shards: &[(&str, &str)], rows: &[TableRow<'_>]) {
     use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
     use std::sync::Arc;
     std::fs::create_dir_all(dir).unwrap();

@@ -224,8 +224,9 @@ pub(crate) enum ExportSub {
         /// assignments`
         #[arg(long)]
         shard: String,
-        /// The folder holding every shard's signatures
-        #[arg(long, value_name = "DIR")]
+        /// The folder holding every shard's signatures, or s3://bucket/prefix (written through
+        /// a staging folder in the data directory; shard.json uploaded last)
+        #[arg(long, value_name = "DIR|S3_URL")]
         out: PathBuf,
         /// Write only the rows whose signature changed since this shard's previous generations
         /// (and a deletion for each row gone); a full snapshot when there is none
@@ -446,7 +447,8 @@ pub(crate) enum ImportCommand {
     /// for its near-duplicate group. Replaces any previous import; `idx verify` checks the
     /// rows against it
     Assignments {
-        /// The assignments folder (or one .parquet file beside _idx.json)
+        /// The assignments folder (or one .parquet file beside _idx.json), or the s3:// prefix
+        /// the job wrote it to
         path: PathBuf,
         /// The shard id (default: the one `idx export signatures` recorded)
         #[arg(long)]

@@ -27,27 +27,27 @@ pub(crate) fn signatures(
             eprintln!("idx export signatures: {msg}");
         }
     };
-    idx::scale::valid_shard_id(shard)?;
-    let recorded = index.store.read()?.shard()?;
-    match recorded.as_deref() {
-        Some(r) if r != shard => anyhow::bail!(
-            "this index exported signatures as shard {r:?}; a shard keeps its id (use another \
-             data directory for another shard)"
-        ),
-        Some(_) => {}
-        None => index.store.set_shard(shard)?,
-    }
+    idx::scale::claim_shard(&index.store, shard)?;
     let view = index.store.read()?;
-    let summary = idx::scale::export_signatures(
-        &view,
-        &settings,
-        &idx::scale::SignatureOptions {
-            shard: shard.to_string(),
-            out: out.to_path_buf(),
-            incremental,
-        },
-        &mut progress,
-    )?;
+    let options = idx::scale::SignatureOptions {
+        shard: shard.to_string(),
+        out: out.to_path_buf(),
+        incremental,
+    };
+    let summary = if let idx::source::SourceArg::S3(url) = idx::source::SourceArg::parse(out)? {
+        let client = idx::source::s3::S3Client::connect(&settings.idx.s3)?;
+        idx::scale::export_signatures_to_s3(
+            &view,
+            &settings,
+            &options,
+            &client,
+            &url,
+            &cli.data_dir.join("signatures-staging"),
+            &mut progress,
+        )?
+    } else {
+        idx::scale::export_signatures(&view, &settings, &options, &mut progress)?
+    };
     if cli.json {
         print_json(&summary)?;
     } else {
@@ -80,8 +80,19 @@ pub(crate) fn import(cli: &Cli, command: &ImportCommand) -> Result<ExitCode> {
     } = command;
     require_index(cli)?;
     let index = Index::open_write(&cli.data_dir)?;
-    let summary =
-        idx::scale::import_assignments(&index.store, path, shard.as_deref(), *allow_stale)?;
+    let summary = if let idx::source::SourceArg::S3(url) = idx::source::SourceArg::parse(path)? {
+        let client = idx::source::s3::S3Client::connect(&settings(cli)?.idx.s3)?;
+        idx::scale::import_assignments_from_s3(
+            &index.store,
+            &client,
+            &url,
+            &cli.data_dir.join("assignments-staging"),
+            shard.as_deref(),
+            *allow_stale,
+        )?
+    } else {
+        idx::scale::import_assignments(&index.store, path, shard.as_deref(), *allow_stale)?
+    };
     if cli.json {
         print_json(&summary)?;
     } else {
