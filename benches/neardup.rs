@@ -272,7 +272,59 @@ fn quality_report() {
                 q.found
             );
         }
+        let policy = settings.policy();
+        let (candidates, found, correct) = sketch_quality(docs, &truth, &policy);
+        eprintln!(
+            "across shards (sketch bands, SimHash <= {} bits, estimated Jaccard >= {}): {candidates} \
+             candidates, {found} confirmed, precision {:.4}, recall {:.4}",
+            policy.hamming,
+            policy.jaccard,
+            correct as f64 / found.max(1) as f64,
+            correct as f64 / truth.len().max(1) as f64
+        );
     }
+}
+
+/// The pair test of the global job (`scale/idx_global.py`), where two texts are in different
+/// shards: candidates share one of 25 bands of 5 sketch bins, and a pair counts when the
+/// SimHashes are within `hamming` bits and the sketch estimates Jaccard >= the threshold.
+/// Returns (candidates, found, correct) against the exact ground truth.
+fn sketch_quality(
+    docs: &[Doc],
+    truth: &BTreeSet<(Hash128, Hash128)>,
+    policy: &Policy,
+) -> (usize, usize, usize) {
+    use idx::scale::sketch::{estimate, sketch};
+    let eligible: Vec<(&Doc, Vec<u32>)> = docs
+        .iter()
+        .filter(|d| policy.fingerprintable(d.words))
+        .filter_map(|d| sketch(&d.shingles).map(|s| (d, s)))
+        .collect();
+    let mut bands: BTreeMap<(usize, &[u32]), Vec<usize>> = BTreeMap::new();
+    for (i, (_, s)) in eligible.iter().enumerate() {
+        for b in 0..25 {
+            bands.entry((b, &s[b * 5..b * 5 + 5])).or_default().push(i);
+        }
+    }
+    let mut candidates = BTreeSet::new();
+    for members in bands.values() {
+        for (k, &i) in members.iter().enumerate() {
+            for &j in &members[k + 1..] {
+                candidates.insert((i.min(j), i.max(j)));
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    for &(i, j) in &candidates {
+        let ((a, sa), (b, sb)) = (&eligible[i], &eligible[j]);
+        if (a.simhash ^ b.simhash).count_ones() <= policy.hamming
+            && estimate(sa, sb) >= policy.jaccard
+        {
+            found.insert((a.hash.min(b.hash), a.hash.max(b.hash)));
+        }
+    }
+    let correct = found.intersection(truth).count();
+    (candidates.len(), found.len(), correct)
 }
 
 /// `n` fingerprints: random ones, a tenth of them with a neighbour a few bits away.

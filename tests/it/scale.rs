@@ -559,6 +559,28 @@ fn an_imported_table_is_checked_by_verify_and_refused_once_stale() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["global"]["elsewhere"], 1);
+    // A merge refuses a shard named twice and an export of an index without a table, and
+    // passes the one shard export alone.
+    let m = out.join("manifest.json");
+    let merge = |manifests: &[&Path]| {
+        let mut args = vec!["export", "merge"];
+        args.extend(manifests.iter().map(|p| p.to_str().unwrap()));
+        args.extend(["--out", root.to_str().unwrap()]);
+        run_idx(&f.index_dir, &args)
+    };
+    let twice = merge(&[&m, &m]);
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("named twice"));
+    let plain_index = root.join("plain");
+    f.ingest_into(&plain_index, [&f.data]);
+    let plain = root.join("plain-export");
+    export(&plain_index, &plain);
+    let not_shard = merge(&[&m, &plain.join("manifest.json")]);
+    assert!(
+        String::from_utf8_lossy(&not_shard.stderr).contains("not a shard export"),
+        "{}",
+        String::from_utf8_lossy(&not_shard.stderr)
+    );
+    assert!(merge(&[&m]).status.success());
 
     // A table that tears this shard's cluster apart fails the gate.
     let torn = root.join("torn");
