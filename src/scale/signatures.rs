@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::{fingerprint_text, shingle_set, Hash128};
 use crate::neardup::{Fractions, Policy};
 use crate::select::{select_local, SelectOptions};
-use crate::store::ReadView;
+use crate::store::{ReadView, RowRecord};
 
 /// The signature format's version (`shard.json` and the Parquet metadata carry it).
 pub const SIGNATURES_FORMAT_VERSION: u32 = 1;
@@ -211,30 +211,13 @@ pub fn export_signatures(
     }
     shard_file.settings = current;
 
-    progress("reading rows and sketching their shingles");
     let state_digest = view.local_state_digest()?;
-    let signatures = signatures_of(view, settings, &policy)?;
-    let previous = if incremental {
+    let mut previous = if incremental {
         progress("reading the previous generations");
         previous_state(&folder, &shard_file)?
     } else {
         BTreeMap::new()
     };
-    let changed: Vec<&Signature> = signatures
-        .iter()
-        .filter(|s| previous.get(&s.hash) != Some(&s.digest()))
-        .collect();
-    let deleted: Vec<Hash128> = if incremental {
-        let now: std::collections::BTreeSet<Hash128> = signatures.iter().map(|s| s.hash).collect();
-        previous
-            .keys()
-            .filter(|h| !now.contains(h))
-            .copied()
-            .collect()
-    } else {
-        Vec::new()
-    };
-
     let generation = shard_file
         .generations
         .last()
@@ -242,22 +225,45 @@ pub fn export_signatures(
     let name = format!("gen-{generation:06}.parquet");
     std::fs::create_dir_all(&folder).map_err(|e| io_error(&folder, e))?;
     let path = folder.join(&name);
-    progress(&format!("writing {}", path.display()));
+    progress(&format!(
+        "sketching every row's shingles into {}",
+        path.display()
+    ));
     let meta = GenerationMeta {
         shard: &options.shard,
         generation,
         snapshot: !incremental,
         state_digest: &state_digest,
     };
-    write_parquet(&path, &meta, &changed, &deleted)?;
+    // Rows are read, sketched and written a batch at a time: only the previous generations'
+    // digests are held for the whole run.
+    let mut out = GenerationWriter::create(&path, &meta)?;
+    let (mut rows, mut written) = (0u64, 0u64);
+    for_each_signature_batch(view, settings, &policy, |batch| {
+        rows += batch.len() as u64;
+        let changed: Vec<Entry<'_>> = batch
+            .iter()
+            .filter(|s| previous.remove(&s.hash) != Some(s.digest()))
+            .map(Entry::Row)
+            .collect();
+        written += changed.len() as u64;
+        out.write(&changed)
+    })?;
+    // What is left of the previous state is gone from the shard.
+    let deleted: Vec<Entry<'_>> = previous.keys().map(|h| Entry::Deleted(*h)).collect();
+    for part in deleted.chunks(BATCH_ROWS) {
+        out.write(part)?;
+    }
+    out.finish()?;
+    let deleted = deleted.len() as u64;
     let (bytes, sha256) = super::file_sha256(&path)?;
     shard_file.generations.push(Generation {
         generation,
         file: name.clone(),
         sha256: sha256.clone(),
         snapshot: !incremental,
-        rows: (changed.len() + deleted.len()) as u64,
-        deleted: deleted.len() as u64,
+        rows: written + deleted,
+        deleted,
         state_digest: state_digest.clone(),
     });
     super::write_json_atomically(&shard_json, &shard_file)?;
@@ -267,9 +273,9 @@ pub fn export_signatures(
         file: path.display().to_string(),
         generation,
         snapshot: !incremental,
-        rows: signatures.len() as u64,
-        written: changed.len() as u64,
-        deleted: deleted.len() as u64,
+        rows,
+        written,
+        deleted,
         bytes,
         sha256,
         state_digest,
@@ -300,8 +306,13 @@ pub fn read_shard_file(path: &Path) -> Result<Option<ShardFile>> {
 /// A row's representative variant hash and its sketch (None: too short to match by sketch).
 type Sketched = (Hash128, Option<Vec<u32>>);
 
-/// Every row's signature, in hash order.
-fn signatures_of(view: &ReadView, settings: &Settings, policy: &Policy) -> Result<Vec<Signature>> {
+/// Visit every row's signature, in hash order, a batch of [`BATCH_ROWS`] at a time.
+fn for_each_signature_batch(
+    view: &ReadView,
+    settings: &Settings,
+    policy: &Policy,
+    mut f: impl FnMut(&[Signature]) -> Result<()>,
+) -> Result<()> {
     // The dataset as an export of this shard alone would select it: which rows are usable and
     // the near-duplicate group each stands in (always computed, whatever the export collapses).
     let verdicts = crate::decontaminate::verdicts(view, settings)?;
@@ -327,17 +338,61 @@ fn signatures_of(view: &ReadView, settings: &Settings, policy: &Policy) -> Resul
             usable.insert(*o, *rep);
         }
     }
+    drop(selection);
     let clusters = view.cluster_entries()?;
     let mut groups = view.holdout_memberships()?;
-    let mut rows = Vec::new();
+    let mut pending: Vec<(Hash128, RowRecord)> = Vec::with_capacity(BATCH_ROWS);
+    let mut flush = |pending: &mut Vec<(Hash128, RowRecord)>| -> Result<()> {
+        let sketches = sketch_rows(view, policy, pending)?;
+        let batch: Vec<Signature> = pending
+            .drain(..)
+            .zip(sketches)
+            .map(|((h, r), (variant, sk))| {
+                let group = usable.get(&h).copied();
+                Signature {
+                    hash: h,
+                    variant,
+                    simhash: r.simhash,
+                    words: r.words,
+                    tokens: r.tokens,
+                    sketch: sk,
+                    family: family.remove(&h).unwrap_or(r.primary_family),
+                    kind: r.kind.as_str(),
+                    phase: r.kind.phase(),
+                    pii: r.pii.status.as_str(),
+                    usable: group.is_some(),
+                    holdout_groups: groups.remove(&h).unwrap_or_default(),
+                    cluster: clusters.get(&h).map_or(h, |a| a.cluster),
+                    collapse_group: group.unwrap_or(h),
+                    places: r.places,
+                }
+            })
+            .collect();
+        f(&batch)
+    };
     view.for_each_row(|h, r| {
-        rows.push((h, r));
+        pending.push((h, r));
+        if pending.len() == BATCH_ROWS {
+            flush(&mut pending)?;
+        }
         Ok(())
     })?;
-    // Texts are decoded and sketched by a worker per core, each over a contiguous chunk.
+    if !pending.is_empty() {
+        flush(&mut pending)?;
+    }
+    Ok(())
+}
+
+/// The representative variant and sketch of each row, decoded and sketched by a worker per
+/// core, each over a contiguous part.
+fn sketch_rows(
+    view: &ReadView,
+    policy: &Policy,
+    rows: &[(Hash128, RowRecord)],
+) -> Result<Vec<Sketched>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = rows.len().div_ceil(workers).max(1);
-    let sketched: Vec<Result<Vec<Sketched>>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Vec<Sketched>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = rows
             .chunks(chunk)
             .map(|part| {
@@ -370,29 +425,8 @@ fn signatures_of(view: &ReadView, settings: &Settings, policy: &Policy) -> Resul
             .collect()
     });
     let mut out = Vec::with_capacity(rows.len());
-    let mut sketches = Vec::with_capacity(rows.len());
-    for part in sketched {
-        sketches.extend(part?);
-    }
-    for ((h, r), (variant, sk)) in rows.into_iter().zip(sketches) {
-        let group = usable.get(&h).copied();
-        out.push(Signature {
-            hash: h,
-            variant,
-            simhash: r.simhash,
-            words: r.words,
-            tokens: r.tokens,
-            sketch: sk,
-            family: family.remove(&h).unwrap_or(r.primary_family),
-            kind: r.kind.as_str(),
-            phase: r.kind.phase(),
-            pii: r.pii.status.as_str(),
-            usable: group.is_some(),
-            holdout_groups: groups.remove(&h).unwrap_or_default(),
-            cluster: clusters.get(&h).map_or(h, |a| a.cluster),
-            collapse_group: group.unwrap_or(h),
-            places: r.places,
-        });
+    for part in parts {
+        out.extend(part?);
     }
     Ok(out)
 }
@@ -477,69 +511,65 @@ struct GenerationMeta<'a> {
     state_digest: &'a str,
 }
 
-/// Write one generation: the changed signatures, then a `deleted` row per deleted hash.
-fn write_parquet(
-    path: &Path,
-    meta: &GenerationMeta<'_>,
-    rows: &[&Signature],
-    deleted: &[Hash128],
-) -> Result<()> {
-    let bad = |e: String| Error::Scale(format!("{}: {e}", path.display()));
-    let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(
-            parquet::basic::ZstdLevel::default(),
-        ))
-        .set_max_row_group_row_count(Some(BATCH_ROWS))
-        .set_key_value_metadata(Some(vec![
-            parquet::file::metadata::KeyValue::new(
-                "idx.format".into(),
-                "idx-signatures".to_string(),
-            ),
-            parquet::file::metadata::KeyValue::new(
-                "idx.format_version".into(),
-                SIGNATURES_FORMAT_VERSION.to_string(),
-            ),
-            parquet::file::metadata::KeyValue::new("idx.shard".into(), meta.shard.to_string()),
-            parquet::file::metadata::KeyValue::new(
-                "idx.state_digest".into(),
-                meta.state_digest.to_string(),
-            ),
-        ]))
-        .build();
-    let entries: Vec<Entry<'_>> = rows
-        .iter()
-        .map(|s| Entry::Row(s))
-        .chain(deleted.iter().map(|h| Entry::Deleted(*h)))
-        .collect();
-    let mut writer: Option<parquet::arrow::ArrowWriter<File>> = None;
-    let mut file = Some(file);
-    // An empty generation still gets a file with the schema.
-    let chunks: Vec<&[Entry<'_>]> = if entries.is_empty() {
-        vec![&[]]
-    } else {
-        entries.chunks(BATCH_ROWS).collect()
-    };
-    for part in chunks {
-        let batch = batch_of(meta, part).map_err(|e| bad(e.to_string()))?;
-        if writer.is_none() {
-            let f = file.take().expect("the file is taken once");
-            writer = Some(
-                parquet::arrow::ArrowWriter::try_new(f, batch.schema(), Some(props.clone()))
-                    .map_err(|e| bad(e.to_string()))?,
-            );
-        }
-        if let Some(w) = writer.as_mut() {
-            w.write(&batch).map_err(|e| bad(e.to_string()))?;
-        }
+/// One generation's Parquet file, written a record batch at a time under a temporary name
+/// and renamed when finished.
+struct GenerationWriter<'a> {
+    path: PathBuf,
+    tmp: PathBuf,
+    meta: &'a GenerationMeta<'a>,
+    writer: parquet::arrow::ArrowWriter<File>,
+}
+
+impl<'a> GenerationWriter<'a> {
+    fn create(path: &Path, meta: &'a GenerationMeta<'a>) -> Result<GenerationWriter<'a>> {
+        let tmp = path.with_extension("parquet.tmp");
+        let file = File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+        let kv = |k: &str, v: String| parquet::file::metadata::KeyValue::new(k.to_string(), v);
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(
+                parquet::basic::ZstdLevel::default(),
+            ))
+            .set_max_row_group_row_count(Some(BATCH_ROWS))
+            .set_key_value_metadata(Some(vec![
+                kv("idx.format", "idx-signatures".into()),
+                kv("idx.format_version", SIGNATURES_FORMAT_VERSION.to_string()),
+                kv("idx.shard", meta.shard.to_string()),
+                kv("idx.state_digest", meta.state_digest.to_string()),
+            ]))
+            .build();
+        // The schema is that of any batch, an empty one included.
+        let schema = batch_of(meta, &[])
+            .map_err(|e| Error::Scale(format!("{}: {e}", path.display())))?
+            .schema();
+        let writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+            .map_err(|e| Error::Scale(format!("{}: {e}", path.display())))?;
+        Ok(GenerationWriter {
+            path: path.to_path_buf(),
+            tmp,
+            meta,
+            writer,
+        })
     }
-    if let Some(w) = writer {
-        let f = w.into_inner().map_err(|e| bad(e.to_string()))?;
-        f.sync_all().map_err(|e| io_error(&tmp, e))?;
+
+    fn write(&mut self, entries: &[Entry<'_>]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let bad = |e: parquet::errors::ParquetError| {
+            Error::Scale(format!("{}: {e}", self.path.display()))
+        };
+        let batch = batch_of(self.meta, entries).map_err(bad)?;
+        self.writer.write(&batch).map_err(bad)
     }
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))?;
-    Ok(())
+
+    fn finish(self) -> Result<()> {
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| Error::Scale(format!("{}: {e}", self.path.display())))?;
+        file.sync_all().map_err(|e| io_error(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| io_error(&self.path, e))
+    }
 }
 
 enum Entry<'a> {
@@ -654,5 +684,9 @@ fn batch_of(
         ("record_digest", Arc::new(digest.finish())),
         ("state_digest", Arc::new(state.finish())),
     ];
-    Ok(RecordBatch::try_from_iter(columns)?)
+    // Every column nullable: the schema must not depend on which rows a batch holds
+    // (deletions leave all but four columns null).
+    Ok(RecordBatch::try_from_iter_with_nullable(
+        columns.into_iter().map(|(name, array)| (name, array, true)),
+    )?)
 }
