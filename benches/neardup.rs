@@ -273,14 +273,15 @@ fn quality_report() {
             );
         }
         let policy = settings.policy();
-        let (candidates, found, correct) = sketch_quality(docs, &truth, &policy);
+        let (candidates, found, correct, same) = sketch_quality(docs, &truth, &policy);
         eprintln!(
             "across shards (sketch bands, SimHash <= {} bits, estimated Jaccard >= {}): {candidates} \
-             candidates, {found} confirmed, precision {:.4}, recall {:.4}",
+             candidates, {found} confirmed, precision {:.4}, recall {:.4}, same-cluster {:.4}",
             policy.hamming,
             policy.jaccard,
             correct as f64 / found.max(1) as f64,
-            correct as f64 / truth.len().max(1) as f64
+            correct as f64 / truth.len().max(1) as f64,
+            same as f64 / truth.len().max(1) as f64
         );
     }
 }
@@ -288,12 +289,13 @@ fn quality_report() {
 /// The pair test of the global job (`scale/idx_global.py`), where two texts are in different
 /// shards: candidates share one of 25 bands of 5 sketch bins, and a pair counts when the
 /// SimHashes are within `hamming` bits and the sketch estimates Jaccard >= the threshold.
-/// Returns (candidates, found, correct) against the exact ground truth.
+/// Returns (candidates, found, correct, truth pairs in one cluster) against the exact ground
+/// truth.
 fn sketch_quality(
     docs: &[Doc],
     truth: &BTreeSet<(Hash128, Hash128)>,
     policy: &Policy,
-) -> (usize, usize, usize) {
+) -> (usize, usize, usize, usize) {
     use idx::scale::sketch::{estimate, sketch};
     let eligible: Vec<(&Doc, Vec<u32>)> = docs
         .iter()
@@ -324,7 +326,15 @@ fn sketch_quality(
         }
     }
     let correct = found.intersection(truth).count();
-    (candidates.len(), found.len(), correct)
+    let mut sets = UnionFind::default();
+    for &(a, b) in &found {
+        sets.union(a, b);
+    }
+    let same_cluster = truth
+        .iter()
+        .filter(|(a, b)| sets.find(*a) == sets.find(*b))
+        .count();
+    (candidates.len(), found.len(), correct, same_cluster)
 }
 
 /// `n` fingerprints: random ones, a tenth of them with a neighbour a few bits away.
