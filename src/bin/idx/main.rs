@@ -35,11 +35,15 @@ macro_rules! out {
 
 mod args;
 mod commands;
+mod export;
+mod queries;
 mod render;
 mod scale;
 
 use args::{Cli, Command};
-use commands::{check, curriculum, export, ingest, init, pii, run_query, serve, verify};
+use commands::{check, curriculum, ingest, init, pii, serve, verify};
+use export::export;
+use queries::run_query;
 use render::{print_daemon, print_json, print_status, print_storage, DaemonView, StatusOut};
 
 fn main() -> ExitCode {
