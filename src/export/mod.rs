@@ -34,6 +34,7 @@ use target::Target;
 
 pub use lines::{ExportLine, LineMessage, LineMetadata, ProvenanceLine, ProvenancePlace};
 pub use manifest::{verify_export, ExportCheck, Manifest};
+pub(crate) use out::hex;
 
 /// One occurrence of a row in an object (the same shape `idx query hash` prints).
 pub use crate::query::SourceRef as Place;

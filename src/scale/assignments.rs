@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{hex, io_error};
+use super::io_error;
 use crate::error::{Error, Result};
+use crate::export::hex;
 use crate::fingerprint::Hash128;
 use crate::store::{GlobalAssignment, GlobalInfo, Store};
 

@@ -19,6 +19,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::export::hex;
 use crate::source::s3::{S3Client, S3Url};
 
 pub use assignments::{import_assignments, ImportSummary};
@@ -70,10 +71,6 @@ fn file_sha256(path: &Path) -> Result<(u64, String)> {
     let mut sha = Sha256::new();
     let bytes = std::io::copy(&mut file, &mut sha).map_err(|e| io_error(path, e))?;
     Ok((bytes, hex(&sha.finalize())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Write `value` as pretty JSON to `path` through a temporary file and a rename.

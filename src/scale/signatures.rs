@@ -243,8 +243,9 @@ pub fn export_signatures(
         rows += batch.len() as u64;
         let changed: Vec<Entry<'_>> = batch
             .iter()
-            .filter(|s| previous.remove(&s.hash) != Some(s.digest()))
-            .map(Entry::Row)
+            .map(|s| (s, s.digest()))
+            .filter(|(s, digest)| previous.remove(&s.hash) != Some(*digest))
+            .map(|(s, digest)| Entry::Row(s, digest))
             .collect();
         written += changed.len() as u64;
         out.write(&changed)
@@ -573,7 +574,8 @@ impl<'a> GenerationWriter<'a> {
 }
 
 enum Entry<'a> {
-    Row(&'a Signature),
+    /// A signature and its record digest.
+    Row(&'a Signature, u64),
     Deleted(Hash128),
 }
 
@@ -610,7 +612,7 @@ fn batch_of(
         snapshot.append_value(meta.snapshot);
         state.append_value(meta.state_digest);
         match e {
-            Entry::Row(s) => {
+            Entry::Row(s, record_digest) => {
                 deleted.append_value(false);
                 hash.append_value(s.hash.to_hex());
                 variant.append_value(s.variant.to_hex());
@@ -638,7 +640,7 @@ fn batch_of(
                 cluster.append_value(s.cluster.to_hex());
                 collapse_group.append_value(s.collapse_group.to_hex());
                 places.append_value(s.places as i64);
-                digest.append_value(s.digest() as i64);
+                digest.append_value(*record_digest as i64);
             }
             Entry::Deleted(h) => {
                 deleted.append_value(true);

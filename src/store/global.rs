@@ -103,10 +103,8 @@ impl Store {
 impl ReadView {
     /// Every imported global assignment (empty when none was imported).
     pub fn global_assignments(&self) -> Result<BTreeMap<Hash128, GlobalAssignment>> {
-        let t = match self.txn.open_table(GLOBAL) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(e.into()),
+        let Some(t) = self.global_table()? else {
+            return Ok(BTreeMap::new());
         };
         let mut out = BTreeMap::new();
         for entry in t.iter()? {
@@ -122,10 +120,8 @@ impl ReadView {
 
     /// One row's imported global assignment.
     pub fn global_assignment(&self, row: Hash128) -> Result<Option<GlobalAssignment>> {
-        let t = match self.txn.open_table(GLOBAL) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(t) = self.global_table()? else {
+            return Ok(None);
         };
         t.get(row.to_bytes().as_slice())?
             .map(|v| GlobalAssignment::decode(v.value()))
@@ -142,7 +138,8 @@ impl ReadView {
         self.meta(META_SHARD)
     }
 
-    /// Feed the global table into a state digest (nothing when it does not exist).
+    /// The global table, or `None` in an index that never imported one (it is created by the
+    /// first import, not when the index is).
     pub(super) fn global_table(
         &self,
     ) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>> {

@@ -146,6 +146,16 @@ fn export(index: &Path, out: &Path) {
     );
 }
 
+/// `idx export signatures` of `index` as `shard` into `out`; its JSON summary.
+fn signatures_of(index: &Path, shard: &str, out: &Path, incremental: bool) -> serde_json::Value {
+    let mut args = vec!["--json", "export", "signatures", "--shard", shard];
+    args.extend(["--out", out.to_str().unwrap()]);
+    if incremental {
+        args.push("--incremental");
+    }
+    run_ok(index, &args)
+}
+
 fn run_ok(index_dir: &Path, args: &[&str]) -> serde_json::Value {
     json_of(&run_idx(index_dir, args))
 }
@@ -178,18 +188,7 @@ fn three_shards_joined_by_the_spark_job_export_what_one_index_exports() {
     for (s, dir) in SHARDS.iter().zip(&shard_dirs) {
         let index = root.join(format!("index-{s}"));
         f.ingest_into(&index, [dir]);
-        let out = run_ok(
-            &index,
-            &[
-                "--json",
-                "export",
-                "signatures",
-                "--shard",
-                s,
-                "--out",
-                signatures.to_str().unwrap(),
-            ],
-        );
+        let out = signatures_of(&index, s, &signatures, false);
         assert_eq!(out["generation"], 1);
         assert_eq!(out["snapshot"], true);
         shard_indexes.push(index);
@@ -389,16 +388,7 @@ fn incremental_signatures_add_up_to_a_fresh_snapshot() {
     f.ingest();
     let root = f.data.parent().unwrap().to_path_buf();
     let sig = root.join("signatures");
-    let args = [
-        "--json",
-        "export",
-        "signatures",
-        "--shard",
-        "s1",
-        "--out",
-        sig.to_str().unwrap(),
-    ];
-    let first = run_ok(&f.index_dir, &args);
+    let first = signatures_of(&f.index_dir, "s1", &sig, false);
     assert_eq!(first["rows"], 119);
     // A file gone, one changed (a row replaced by a near-duplicate of another), one kept.
     f.remove("two.jsonl");
@@ -407,32 +397,21 @@ fn incremental_signatures_add_up_to_a_fresh_snapshot() {
         lines(80..119) + &edited(&base(5), 2, 99, 5).line() + "\n",
     );
     f.ingest();
-    let mut incremental = args.to_vec();
-    incremental.push("--incremental");
-    let second = run_ok(&f.index_dir, &incremental);
+    let second = signatures_of(&f.index_dir, "s1", &sig, true);
     assert_eq!(second["generation"], 2);
     assert_eq!(second["snapshot"], false);
     assert_eq!(second["deleted"], 41, "{second}");
     // The new row, and base(5) whose cluster it joined.
     assert_eq!(second["written"], 2, "{second}");
     // Nothing changed: an empty generation.
-    let third = run_ok(&f.index_dir, &incremental);
+    let third = signatures_of(&f.index_dir, "s1", &sig, true);
     assert_eq!(
         (third["written"].as_u64(), third["deleted"].as_u64()),
         (Some(0), Some(0))
     );
 
     let fresh = root.join("fresh");
-    let args = [
-        "--json",
-        "export",
-        "signatures",
-        "--shard",
-        "s1",
-        "--out",
-        fresh.to_str().unwrap(),
-    ];
-    run_ok(&f.index_dir, &args);
+    signatures_of(&f.index_dir, "s1", &fresh, false);
     assert_eq!(effective(&sig.join("s1")), effective(&fresh.join("s1")));
     assert_eq!(effective(&fresh.join("s1")).len(), 79);
 
@@ -503,18 +482,7 @@ fn an_imported_table_is_checked_by_verify_and_refused_once_stale() {
     f.ingest();
     let root = f.data.parent().unwrap().to_path_buf();
     let sig = root.join("signatures");
-    let out = run_ok(
-        &f.index_dir,
-        &[
-            "--json",
-            "export",
-            "signatures",
-            "--shard",
-            "s1",
-            "--out",
-            sig.to_str().unwrap(),
-        ],
-    );
+    let out = signatures_of(&f.index_dir, "s1", &sig, false);
     let state = out["state_digest"].as_str().unwrap().to_string();
     let leakage =
         |dir: &Path| json_of_any(&run_idx(dir, &["--json", "verify"]))["gates"]["leakage"].clone();
