@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use idx::config::{IdxConfig, Settings};
-use idx::fingerprint::{fingerprint, fingerprint_text, jaccard, shingle_set, Hash128};
+use idx::fingerprint::{fingerprint, fingerprint_text, jaccard, Hash128, Shingles};
 use idx::model::{Conversation, Message, RecordKind, Role};
 use idx::neardup::{candidate_pairs, Policy, UnionFind};
 use idx::normalize::canonicalize;
@@ -110,7 +110,7 @@ struct Doc {
     hash: Hash128,
     simhash: u64,
     words: u32,
-    shingles: Vec<u64>,
+    shingles: Shingles,
 }
 
 fn doc(turns: &[String]) -> Doc {
@@ -137,7 +137,7 @@ fn doc(turns: &[String]) -> Doc {
         hash: fp.content_hash,
         simhash: fp.simhash,
         words: fp.words,
-        shingles: shingle_set(&fingerprint_text(&c)),
+        shingles: Shingles::of_text(&fingerprint_text(&c)),
     }
 }
 
@@ -211,7 +211,7 @@ fn ground_truth(docs: &[Doc], policy: &Policy) -> BTreeSet<(Hash128, Hash128)> {
     let mut truth = BTreeSet::new();
     for (i, a) in eligible.iter().enumerate() {
         for b in &eligible[i + 1..] {
-            if jaccard(&a.shingles, &b.shingles) >= policy.jaccard {
+            if jaccard(a.shingles.set(), b.shingles.set()) >= policy.jaccard {
                 truth.insert((a.hash.min(b.hash), a.hash.max(b.hash)));
             }
         }
@@ -300,7 +300,7 @@ fn sketch_quality(
     let eligible: Vec<(&Doc, Vec<u32>)> = docs
         .iter()
         .filter(|d| policy.fingerprintable(d.words))
-        .filter_map(|d| sketch(&d.shingles).map(|s| (d, s)))
+        .filter_map(|d| sketch(d.shingles.set()).map(|s| (d, s)))
         .collect();
     let mut bands: BTreeMap<(usize, &[u32]), Vec<usize>> = BTreeMap::new();
     for (i, (_, s)) in eligible.iter().enumerate() {

@@ -218,6 +218,71 @@ pub fn shingle_set(text: &str) -> Vec<u64> {
     out
 }
 
+/// Buckets of a [`Shingles`]' counts: a shingle falls in the bucket its hash's top six bits name.
+const SHINGLE_BUCKETS: usize = 64;
+
+/// A row's shingle set (see [`shingle_set`]) with how many of its shingles fall in each of 64
+/// buckets of the hash space. Two sets can share at most `min(a, b)` shingles in a bucket, so the
+/// counts bound the overlap from above in a few vector instructions over 256 bytes, where the
+/// merge walks both sets: most pairs a crowded SimHash bucket proposes (rows built from one
+/// template, chats made of common phrases) are ruled out by the bound alone, and a pair it
+/// admits gets the exact test, so the decision is exactly the merge's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shingles {
+    set: Vec<u64>,
+    counts: [u16; SHINGLE_BUCKETS],
+}
+
+impl Shingles {
+    /// The shingles of a fingerprint text.
+    pub fn of_text(text: &str) -> Shingles {
+        Shingles::from_set(shingle_set(text))
+    }
+
+    /// Counts a sorted, deduplicated set (as [`shingle_set`] makes it).
+    pub fn from_set(set: Vec<u64>) -> Shingles {
+        let mut counts = [0u16; SHINGLE_BUCKETS];
+        for &h in &set {
+            // A full bucket (65,535 shingles, a text of millions of words) saturates: the
+            // bound then holds only for the other buckets, and `bounded` says so.
+            let c = &mut counts[(h >> 58) as usize];
+            *c = c.saturating_add(1);
+        }
+        Shingles { set, counts }
+    }
+
+    /// The sorted, deduplicated shingle hashes.
+    pub fn set(&self) -> &[u64] {
+        &self.set
+    }
+
+    /// An upper bound of the number of shingles the two sets share.
+    pub fn overlap_bound(&self, other: &Shingles) -> usize {
+        if !self.bounded() || !other.bounded() {
+            return self.set.len().min(other.set.len());
+        }
+        self.counts
+            .iter()
+            .zip(&other.counts)
+            .map(|(&a, &b)| a.min(b) as usize)
+            .sum()
+    }
+
+    fn bounded(&self) -> bool {
+        !self.counts.contains(&u16::MAX)
+    }
+
+    /// Their Jaccard similarity when it is at least `threshold` (the decision of
+    /// [`jaccard_at_least`] on the two sets), tried against the counts' bound first.
+    pub fn similar_at_least(&self, other: &Shingles, threshold: f64) -> Option<f64> {
+        let (na, nb) = (self.set.len(), other.set.len());
+        if na + nb > 0 && ratio(na, nb, self.overlap_bound(other)) < threshold {
+            return None;
+        }
+        jaccard_at_least(&self.set, &other.set, threshold)
+    }
+}
+
 /// Jaccard similarity of two sorted, deduplicated sets (1.0 for two empty sets).
 pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     if a.is_empty() && b.is_empty() {
@@ -503,7 +568,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The early-exit decision is the full computation's, on sets of every overlap (drawn
+        /// The early-exit decisions are the full computation's, on sets of every overlap (drawn
         /// from a small universe so that overlaps are common) and thresholds around them.
         #[test]
         fn jaccard_early_exit_decides_as_the_full_merge(
@@ -522,7 +587,50 @@ mod tests {
                     jaccard(&a, &b) >= t
                 );
             }
+            // The bucket counts' bound never undercounts the overlap, so with it the decision
+            // is still the merge's. The values are spread over the hash space (a bijection, so
+            // the overlap is the same) for every bucket to be used.
+            let spread = |s: &[u64]| -> Vec<u64> {
+                let mut v: Vec<u64> = s.iter().map(|x| x.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+                v.sort_unstable();
+                v
+            };
+            let (sa, sb) = (Shingles::from_set(spread(&a)), Shingles::from_set(spread(&b)));
+            let common = a.iter().filter(|x| b.binary_search(x).is_ok()).count();
+            proptest::prop_assert!(sa.overlap_bound(&sb) >= common);
+            proptest::prop_assert!(sa.overlap_bound(&sb) <= a.len().min(b.len()));
+            for t in [threshold, full, full - 1e-9, full + 1e-9] {
+                proptest::prop_assert_eq!(
+                    sa.similar_at_least(&sb, t),
+                    jaccard_at_least(sa.set(), sb.set(), t)
+                );
+            }
         }
+    }
+
+    #[test]
+    fn the_bucket_bound_rules_out_sets_far_apart() {
+        let a = Shingles::of_text(
+            &(0..300)
+                .map(|i| format!("w{i}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        let b = Shingles::of_text(
+            &(150..450)
+                .map(|i| format!("w{i}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        // 148 of 298 shingles shared: Jaccard about a third; the bound alone says no to 0.8.
+        let bound = a.overlap_bound(&b);
+        assert!((148..298).contains(&bound), "{bound}");
+        assert!(ratio(a.set().len(), b.set().len(), bound) < 0.8);
+        assert_eq!(a.similar_at_least(&b, 0.8), None);
+        assert_eq!(a.similar_at_least(&a, 0.8), Some(1.0));
+        let empty = Shingles::of_text("");
+        assert_eq!(empty.similar_at_least(&empty, 0.8), Some(1.0));
+        assert_eq!(empty.similar_at_least(&a, 0.1), None);
     }
 
     proptest::proptest! {

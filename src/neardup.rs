@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::{jaccard_at_least, Hash128, Hash128Map};
+use crate::fingerprint::{Hash128, Shingles};
 
 /// The three splits, in their on-disk order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -152,11 +152,11 @@ impl Policy {
 
     /// Decide a proposed pair of fingerprintable rows: `Some(similarity)` when their SimHashes
     /// are within `hamming` bits and their shingle sets within the Jaccard threshold.
-    pub fn judge(&self, hamming: u32, a: &[u64], b: &[u64]) -> Option<f64> {
+    pub fn judge(&self, hamming: u32, a: &Shingles, b: &Shingles) -> Option<f64> {
         if hamming > self.hamming {
             return None;
         }
-        jaccard_at_least(a, b, self.jaccard)
+        a.similar_at_least(b, self.jaccard)
     }
 }
 
@@ -173,6 +173,8 @@ pub struct BlockTables {
     blocks: Vec<(u32, u32)>,
     /// Bit flips (within a block prefix) each lookup probes, the empty flip first.
     flips: Vec<Vec<u64>>,
+    /// Differing bits a probe allows within a block.
+    radius: u32,
 }
 
 impl BlockTables {
@@ -203,7 +205,22 @@ impl BlockTables {
         BlockTables {
             blocks: spec,
             flips,
+            radius: radius as u32,
         }
+    }
+
+    /// The first table whose probes find `y` from `x` (and `x` from `y`): the one that reports
+    /// the pair when every table proposes its pairs, so that each is reported once.
+    pub fn first_table(&self, x: u64, y: u64) -> Option<usize> {
+        let diff = x ^ y;
+        self.blocks.iter().position(|&(shift, width)| {
+            let mask = if width == 64 {
+                u64::MAX
+            } else {
+                (1u64 << width) - 1
+            };
+            ((diff >> shift) & mask).count_ones() <= self.radius
+        })
     }
 
     /// Number of tables (one per block).
@@ -272,52 +289,22 @@ impl BlockTables {
     }
 }
 
-/// The near-duplicate candidates of chosen rows among every fingerprint, found in memory by one
-/// [`join`] instead of a lookup per row: used when a large ingest batch links its rows. Every
-/// chosen row has an entry, empty when nothing is within the distance.
-#[derive(Debug, Default)]
-pub struct Neighbours {
-    of: Hash128Map<Vec<(Hash128, u32)>>,
-}
-
-impl Neighbours {
-    /// The candidates of the rows for which `chosen` holds among all of `fingerprints`.
-    pub fn build(
-        policy: &Policy,
-        fingerprints: &[(Hash128, u64)],
-        chosen: impl Fn(Hash128) -> bool,
-    ) -> Neighbours {
-        let wanted: Vec<bool> = fingerprints.iter().map(|&(h, _)| chosen(h)).collect();
-        let mut of: Hash128Map<Vec<(Hash128, u32)>> = fingerprints
-            .iter()
-            .zip(&wanted)
-            .filter(|(_, &w)| w)
-            .map(|(&(h, _), _)| (h, Vec::new()))
-            .collect();
-        for (a, b, d) in join(fingerprints, policy, Some(&wanted)) {
-            let (a, b) = (fingerprints[a as usize].0, fingerprints[b as usize].0);
-            if a == b {
-                continue;
-            }
-            for (x, y) in [(a, b), (b, a)] {
-                if let Some(list) = of.get_mut(&x) {
-                    list.push((y, d));
-                }
-            }
+/// The pairs within the policy's Hamming distance with at least one entry for which `chosen`
+/// holds, as (index, index, distance) into `fingerprints`: each pair once, the smaller index
+/// first, closest pairs first. A large batch finds its rows' candidates this way, by one join.
+pub fn pairs_with(
+    policy: &Policy,
+    fingerprints: &[(Hash128, u64)],
+    chosen: impl Fn(Hash128) -> bool,
+) -> Vec<(u32, u32, u32)> {
+    let wanted: Vec<bool> = fingerprints.iter().map(|&(h, _)| chosen(h)).collect();
+    let mut by_distance: Vec<Vec<(u32, u32, u32)>> = vec![Vec::new(); policy.hamming as usize + 1];
+    for (a, b, d) in join(fingerprints, policy, Some(&wanted)) {
+        if fingerprints[a as usize].0 != fingerprints[b as usize].0 {
+            by_distance[d as usize].push((a.min(b), a.max(b), d));
         }
-        for list in of.values_mut() {
-            // A pair proposed by several tables is one candidate.
-            list.sort_unstable();
-            list.dedup_by_key(|&mut (h, _)| h);
-        }
-        Neighbours { of }
     }
-
-    /// Every fingerprint within the policy's distance of `row` but itself, as (row, distance) in
-    /// row order; `None` when `row` was not chosen.
-    pub fn of(&self, row: Hash128) -> Option<&[(Hash128, u32)]> {
-        self.of.get(&row).map(Vec::as_slice)
-    }
+    by_distance.concat()
 }
 
 /// Calls `found(id, distance)` for the entries of `permuted` within `hamming` bits of `q`.
@@ -356,7 +343,7 @@ pub fn candidate_pairs(
 }
 
 /// The pairs within the policy's Hamming distance as (index, index, distance) into
-/// `fingerprints`, each at least once (a pair close in several blocks comes once per table that
+/// `fingerprints`, each once (a pair close in several blocks is reported by the first table that
 /// proposes it); with `wanted`, only pairs with at least one wanted entry.
 ///
 /// A join rather than a lookup per row: each table's entries are sorted by permuted SimHash, and
@@ -458,12 +445,18 @@ fn join_table(
                     (false, false) => (from, to_wanted),
                 };
                 let a = ids[i];
+                let simhash_a = fingerprints[a as usize].1;
                 scan(
                     &permuted[from..to],
                     &ids[from..to],
                     permuted[i],
                     hamming,
-                    |b, d| found.push((a, b, d)),
+                    |b, d| {
+                        // Every table that proposes the pair finds it: the first one reports it.
+                        if tables.first_table(simhash_a, fingerprints[b as usize].1) == Some(t) {
+                            found.push((a, b, d));
+                        }
+                    },
                 );
             }
         }
@@ -663,21 +656,22 @@ mod tests {
             let brute = brute_pairs(&fps, hamming);
             assert!(!brute.is_empty());
             assert_eq!(candidate_pairs(&fps, &p), brute, "{blocks}/{hamming}");
-            // Neighbours of three rows in seven: their pairs, with either side chosen.
+            // The pairs of three rows in seven, with either side chosen.
             let chosen = |h: Hash128| h.0 % 7 < 3;
-            let n = Neighbours::build(&p, &fps, chosen);
+            let pairs = pairs_with(&p, &fps, chosen);
+            assert!(pairs.windows(2).all(|w| w[0].2 <= w[1].2), "closest first");
+            // Every table proposes the pairs close in its block: each is still reported once.
+            assert_eq!(
+                join(&fps, &p, None).len(),
+                brute.len(),
+                "{blocks}/{hamming} once"
+            );
             let mut by_row = BTreeMap::new();
-            for &(a, _) in &fps {
-                match n.of(a) {
-                    Some(list) => {
-                        assert!(chosen(a));
-                        assert!(list.windows(2).all(|w| w[0].0 < w[1].0));
-                        for &(b, d) in list {
-                            by_row.insert((a.min(b), a.max(b)), d);
-                        }
-                    }
-                    None => assert!(!chosen(a)),
-                }
+            for &(a, b, d) in &pairs {
+                assert!(a < b);
+                let (a, b) = (fps[a as usize].0, fps[b as usize].0);
+                assert!(chosen(a) || chosen(b));
+                by_row.insert((a.min(b), a.max(b)), d);
             }
             let mut expected = brute.clone();
             expected.retain(|&(a, b), _| chosen(a) || chosen(b));
@@ -737,9 +731,8 @@ mod tests {
     #[test]
     fn pairs_need_both_tests() {
         let p = policy();
-        let a: Vec<u64> = (0..10).collect();
-        let b: Vec<u64> = (0..9).collect();
-        let c: Vec<u64> = (0..5).collect();
+        let set = |n: u64| Shingles::from_set((0..n).collect());
+        let (a, b, c) = (set(10), set(9), set(5));
         assert_eq!(p.judge(2, &a, &b), Some(0.9));
         assert_eq!(p.judge(p.hamming + 1, &a, &b), None);
         assert_eq!(p.judge(0, &a, &c), None);

@@ -207,7 +207,7 @@ fn select_with(
         for (h, a) in view.cluster_entries()? {
             clusters.entry(a.cluster).or_default().push(h);
         }
-        let mut shingles: Hash128Map<Vec<u64>> = Hash128Map::default();
+        let mut shingles: Hash128Map<crate::fingerprint::Shingles> = Hash128Map::default();
         for members in clusters.values() {
             let usable: Vec<Hash128> = members
                 .iter()

@@ -31,9 +31,9 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::{codec, keys, WriteBatch};
 use crate::error::{Error, Result};
-use crate::fingerprint::{fingerprint_text, shingle_set, Hash128, Hash128Map, Hash128Set};
+use crate::fingerprint::{fingerprint_text, Hash128, Hash128Map, Hash128Set, Shingles};
 use crate::model::RecordMeta;
-use crate::neardup::{BlockTables, Neighbours, Policy, Split, UnionFind};
+use crate::neardup::{self, BlockTables, Policy, Split, UnionFind};
 use crate::source::derived::DERIVED_SOURCE;
 use crate::store::VariantRecord;
 
@@ -165,8 +165,6 @@ pub(super) fn candidates(
 struct Link<'a> {
     /// Only candidates in this set (re-linking a broken cluster).
     within: Option<&'a Hash128Set>,
-    /// Candidates found in memory beforehand (the redb tables for a row it lacks).
-    memory: Option<&'a Neighbours>,
     /// Also link the members of the row's holdout groups.
     groups: bool,
 }
@@ -185,7 +183,7 @@ const MEMORY_LOOKUP_SHARE: u64 = 128;
 pub(super) fn shingles_of(
     variants: &impl ReadableTable<&'static [u8], &'static [u8]>,
     row: Hash128,
-) -> Result<Vec<u64>> {
+) -> Result<Shingles> {
     let variant: VariantRecord = match super::first_variant(variants, row)? {
         Some(value) => codec::decode_variant(value.value())?,
         None => {
@@ -195,7 +193,35 @@ pub(super) fn shingles_of(
             })
         }
     };
-    Ok(shingle_set(&fingerprint_text(&variant.conversation)))
+    Ok(Shingles::of_text(&fingerprint_text(&variant.conversation)))
+}
+
+/// The shingles of stored `variants` values, made on every core (decompressing and shingling
+/// is most of a large batch's linking when its rows are alike).
+fn shingles_in_parallel(stored: &[Vec<u8>]) -> Result<Vec<Shingles>> {
+    let one = |value: &Vec<u8>| -> Result<Shingles> {
+        let variant: VariantRecord = codec::decode_variant(value)?;
+        Ok(Shingles::of_text(&fingerprint_text(&variant.conversation)))
+    };
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    if workers < 2 || stored.len() < 64 {
+        return stored.iter().map(one).collect();
+    }
+    let chunk = stored.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = stored
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(stored.len());
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => out.extend(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(out)
+    })
 }
 
 impl<'t> WriteBatch<'t> {
@@ -304,38 +330,33 @@ impl<'t> WriteBatch<'t> {
     }
 
     /// Link `row` to its confirmed SimHash candidates (restricted to `within` when given) and to
-    /// the members of its holdout groups. Candidates already in the same set are not checked.
+    /// the members of its holdout groups. Candidates already in the same set are not checked,
+    /// nor those in `linked`: the rows this pass linked before, which met `row` among their own
+    /// candidates (the candidate relation is symmetric), so each pair is judged once. `row`
+    /// joins `linked`.
     fn link(
         &mut self,
         sets: &mut UnionFind,
-        texts: &mut Hash128Map<Rc<Vec<u64>>>,
+        texts: &mut Hash128Map<Rc<Shingles>>,
+        linked: &mut Hash128Set,
         row: Hash128,
         simhash: Option<u64>,
         how: Link<'_>,
     ) -> Result<()> {
-        let Link {
-            within,
-            memory,
-            groups,
-        } = how;
+        let Link { within, groups } = how;
         self.admit(sets, row)?;
         if let Some(simhash) = simhash {
-            let found = match memory.and_then(|m| m.of(row)) {
-                Some(found) => found.to_vec(),
-                None => candidates(
-                    &self.simhash_tables,
-                    &self.tables,
-                    &self.policy,
-                    row,
-                    simhash,
-                )?
-                .into_iter()
-                .collect(),
-            };
+            let found = candidates(
+                &self.simhash_tables,
+                &self.tables,
+                &self.policy,
+                row,
+                simhash,
+            )?;
             let mut ordered: Vec<(u32, Hash128)> = found.into_iter().map(|(h, d)| (d, h)).collect();
             ordered.sort_unstable();
             for (distance, other) in ordered {
-                if within.is_some_and(|w| !w.contains(&other)) {
+                if within.is_some_and(|w| !w.contains(&other)) || linked.contains(&other) {
                     continue;
                 }
                 self.admit(sets, other)?;
@@ -348,6 +369,7 @@ impl<'t> WriteBatch<'t> {
                     sets.union(row, other);
                 }
             }
+            linked.insert(row);
         }
         if !groups {
             return Ok(());
@@ -367,9 +389,9 @@ impl<'t> WriteBatch<'t> {
 
     fn cached_shingles(
         &self,
-        cache: &mut Hash128Map<Rc<Vec<u64>>>,
+        cache: &mut Hash128Map<Rc<Shingles>>,
         row: Hash128,
-    ) -> Result<Rc<Vec<u64>>> {
+    ) -> Result<Rc<Shingles>> {
         if let Some(s) = cache.get(&row) {
             return Ok(s.clone());
         }
@@ -384,6 +406,89 @@ impl<'t> WriteBatch<'t> {
         };
         let (simhash, words): (u64, u32) = codec::decode_prefix("rows", v.value())?;
         Ok(self.policy.fingerprintable(words).then_some(simhash))
+    }
+
+    /// Link a large batch's rows (`created`, and the members of broken clusters) by one join
+    /// over every fingerprint (`neardup::pairs_with`) instead of a lookup per row. A pair counts
+    /// when one of its rows was created, or both are broken members (a broken member's other
+    /// near-duplicates were in its cluster). The texts of every row in such a pair are read
+    /// first and their shingles made on every core; pairs are then judged closest first, each
+    /// once, skipping those the union-find has joined already.
+    fn link_in_memory(
+        &mut self,
+        sets: &mut UnionFind,
+        created: &[(Hash128, u64)],
+        broken_rows: &[Hash128],
+        broken: &Hash128Set,
+    ) -> Result<()> {
+        // Table 0 holds every fingerprint once (this batch's changes included), unpermuted.
+        let end = simhash_key(0, u64::MAX, Hash128(u128::MAX));
+        let mut all = Vec::new();
+        for entry in self.simhash_tables.range::<&[u8]>(..=end.as_slice())? {
+            let (simhash, h) = split_simhash_key(entry?.0.value())?;
+            all.push((h, simhash));
+        }
+        let created: Hash128Set = created.iter().map(|&(row, _)| row).collect();
+        let mut pairs = neardup::pairs_with(&self.policy, &all, |h| {
+            created.contains(&h) || broken.contains(&h)
+        });
+        pairs.retain(|&(a, b, _)| {
+            let (a, b) = (all[a as usize].0, all[b as usize].0);
+            created.contains(&a)
+                || created.contains(&b)
+                || (broken.contains(&a) && broken.contains(&b))
+        });
+        for &row in broken_rows {
+            // Their holdout groups; their pairs are among `pairs`.
+            let how = Link {
+                within: None,
+                groups: true,
+            };
+            let mut none = Hash128Set::default();
+            self.link(sets, &mut Hash128Map::default(), &mut none, row, None, how)?;
+        }
+        // Every row of a pair, by its index in `all`, and its slot in `shingles`.
+        let mut slot = vec![u32::MAX; all.len()];
+        let mut needed: Vec<u32> = Vec::new();
+        for &(a, b, _) in &pairs {
+            for i in [a, b] {
+                if slot[i as usize] == u32::MAX {
+                    slot[i as usize] = needed.len() as u32;
+                    needed.push(i);
+                }
+            }
+        }
+        let mut stored = Vec::with_capacity(needed.len());
+        for &i in &needed {
+            let row = all[i as usize].0;
+            match super::first_variant(&self.variants, row)? {
+                Some(value) => stored.push(value.value().to_vec()),
+                None => {
+                    return Err(Error::Codec {
+                        table: "variants",
+                        message: format!("row {row} has no stored text"),
+                    })
+                }
+            }
+        }
+        let shingles = shingles_in_parallel(&stored)?;
+        drop(stored);
+        for (a, b, distance) in pairs {
+            let (ra, rb) = (all[a as usize].0, all[b as usize].0);
+            self.admit(sets, ra)?;
+            self.admit(sets, rb)?;
+            if sets.find(ra) == sets.find(rb) {
+                continue;
+            }
+            let (sa, sb) = (
+                &shingles[slot[a as usize] as usize],
+                &shingles[slot[b as usize] as usize],
+            );
+            if self.policy.judge(distance, sa, sb).is_some() {
+                sets.union(ra, rb);
+            }
+        }
+        Ok(())
     }
 
     /// Apply the batch's cluster work (see the module doc). `seq` labels the split moves, whose
@@ -466,7 +571,7 @@ impl<'t> WriteBatch<'t> {
 
         // Re-link broken clusters among their remaining members, then link what joined.
         let mut sets = UnionFind::default();
-        let mut texts: Hash128Map<Rc<Vec<u64>>> = Hash128Map::default();
+        let mut texts: Hash128Map<Rc<Shingles>> = Hash128Map::default();
         let broken: Hash128Set = broken
             .into_iter()
             .filter(|r| !work.removed_all.contains(r))
@@ -479,52 +584,45 @@ impl<'t> WriteBatch<'t> {
         }
         let linking = (work.created.len() + ordered_broken.len()) as u64;
         let indexed = self.simhash_tables.len()? / tables.len().max(1) as u64;
-        let memory = if linking >= MEMORY_LOOKUP_ROWS && linking * MEMORY_LOOKUP_SHARE >= indexed {
-            // Table 0 holds every fingerprint once (this batch's changes included), unpermuted.
-            let end = simhash_key(0, u64::MAX, Hash128(u128::MAX));
-            let mut all = Vec::new();
-            for entry in self.simhash_tables.range::<&[u8]>(..=end.as_slice())? {
-                let (simhash, h) = split_simhash_key(entry?.0.value())?;
-                all.push((h, simhash));
-            }
-            let chosen: Hash128Set = work
-                .created
-                .iter()
-                .map(|&(row, _)| row)
-                .chain(ordered_broken.iter().copied())
-                .collect();
-            Some(Neighbours::build(&self.policy, &all, |h| {
-                chosen.contains(&h)
-            }))
+        if linking >= MEMORY_LOOKUP_ROWS && linking * MEMORY_LOOKUP_SHARE >= indexed {
+            self.link_in_memory(&mut sets, &work.created, &ordered_broken, &broken)?;
         } else {
-            None
-        };
-        for &row in &ordered_broken {
-            let simhash = self.simhash_of_row(row)?;
+            // Broken members first, among themselves; then the created rows, among everything
+            // (a broken member has not met a created row yet: each pass has its own `linked`).
+            let mut linked = Hash128Set::default();
+            for &row in &ordered_broken {
+                let simhash = self.simhash_of_row(row)?;
+                let how = Link {
+                    within: Some(&broken),
+                    groups: true,
+                };
+                self.link(&mut sets, &mut texts, &mut linked, row, simhash, how)?;
+            }
+            linked.clear();
+            // Group links of created rows are made below: they all joined their groups now.
             let how = Link {
-                within: Some(&broken),
-                memory: memory.as_ref(),
-                groups: true,
+                within: None,
+                groups: false,
             };
-            self.link(&mut sets, &mut texts, row, simhash, how)?;
-        }
-        // Group links of created rows are made below: they all joined their groups now.
-        let how = Link {
-            within: None,
-            memory: memory.as_ref(),
-            groups: false,
-        };
-        for &(row, simhash) in &work.created {
-            self.link(&mut sets, &mut texts, row, Some(simhash), how)?;
+            for &(row, simhash) in &work.created {
+                self.link(&mut sets, &mut texts, &mut linked, row, Some(simhash), how)?;
+            }
         }
         let how = Link {
             within: None,
-            memory: None,
             groups: true,
         };
         for &row in &joined {
             if self.rows.get(row.to_bytes().as_slice())?.is_some() {
-                self.link(&mut sets, &mut texts, row, None, how)?;
+                // No SimHash: only group links.
+                self.link(
+                    &mut sets,
+                    &mut texts,
+                    &mut Hash128Set::default(),
+                    row,
+                    None,
+                    how,
+                )?;
             }
         }
 

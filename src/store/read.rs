@@ -10,7 +10,7 @@ use super::tables::*;
 use super::write::{Assignment, SplitMove};
 use super::{clusters, codec, keys};
 use crate::error::{Error, Result};
-use crate::fingerprint::Hash128;
+use crate::fingerprint::{Hash128, Shingles};
 use crate::model::{RecordMeta, Role};
 use crate::neardup::{Policy, Split};
 
@@ -409,7 +409,7 @@ impl ReadView {
     }
 
     /// The shingle set of a row's representative text.
-    pub fn shingles(&self, row: Hash128) -> Result<Vec<u64>> {
+    pub fn shingles(&self, row: Hash128) -> Result<Shingles> {
         clusters::shingles_of(&self.txn.open_table(VARIANTS)?, row)
     }
 

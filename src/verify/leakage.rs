@@ -115,8 +115,9 @@ pub(super) fn leakage(
     }
     // Candidate pairs: rows sharing a permuted prefix, within the Hamming distance.
     let pairs = candidate_pairs(&view.fingerprints(policy)?, policy);
-    let mut shingles: crate::fingerprint::Hash128Map<std::rc::Rc<Vec<u64>>> = Default::default();
-    let mut load = |h: Hash128| -> Result<std::rc::Rc<Vec<u64>>> {
+    let mut shingles: crate::fingerprint::Hash128Map<std::rc::Rc<crate::fingerprint::Shingles>> =
+        Default::default();
+    let mut load = |h: Hash128| -> Result<std::rc::Rc<crate::fingerprint::Shingles>> {
         if let Some(s) = shingles.get(&h) {
             return Ok(s.clone());
         }
@@ -134,7 +135,8 @@ pub(super) fn leakage(
         if sets.find(a) == sets.find(b) && split_a == split_b {
             continue;
         }
-        let Some(sim) = policy.judge(d, &load(a)?, &load(b)?) else {
+        let (shingles_a, shingles_b) = (load(a)?, load(b)?);
+        let Some(sim) = policy.judge(d, &shingles_a, &shingles_b) else {
             continue;
         };
         near_duplicate_pairs += 1;

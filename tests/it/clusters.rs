@@ -548,3 +548,39 @@ fn large_batches_looking_up_in_memory_find_the_same_clusters_as_redb_lookups() {
     assert_leak_free(&one, &f.settings);
     assert_leak_free(&each, &f.settings);
 }
+
+#[test]
+fn a_large_batch_that_removes_a_bridge_splits_its_cluster_in_memory() {
+    // The batch that takes the bridge away also brings 300 rows: it links in memory
+    // (`link_in_memory`), re-linking the broken cluster's members among themselves there.
+    let f = Fixture::new();
+    let (a, b, c) = chain();
+    let filler = |from: u64| {
+        (0..300)
+            .map(|i| base(from + i).line() + "\n")
+            .collect::<String>()
+    };
+    f.write("a.jsonl", a.line());
+    f.write("c.jsonl", c.line());
+    f.write("b.jsonl", b.line());
+    f.write("first.jsonl", filler(5000));
+    f.ingest();
+    let cluster = [a.hash(), b.hash(), c.hash()].into_iter().min().unwrap();
+    assert_eq!(assignment(&f.index_dir, &a).cluster, cluster);
+    assert_eq!(assignment(&f.index_dir, &c).cluster, cluster);
+
+    f.remove("b.jsonl");
+    f.write("second.jsonl", filler(6000));
+    let r = f.ingest();
+    assert_eq!(r.objects_new, 1);
+    let (sa, sc) = (assignment(&f.index_dir, &a), assignment(&f.index_dir, &c));
+    assert_eq!(sa.cluster, a.hash());
+    assert_eq!(sc.cluster, c.hash());
+    assert_leak_free(&f.index_dir, &f.settings);
+
+    // The same content ingested at once gives the same assignments.
+    let fresh = f.with_index("fresh");
+    f.ingest_into(&fresh, [&f.data]);
+    assert_eq!(assignment(&fresh, &a), sa);
+    assert_eq!(assignment(&fresh, &c), sc);
+}
