@@ -182,14 +182,14 @@ pub fn ingest(
                         }
                     }
                 }
-                // Only a run that grew the file by a quarter is worth the look (measuring the
-                // free space reads the whole file; small runs reuse the free pages anyway).
                 let file_now = index.store.file_bytes()?;
                 let grown = file_now.saturating_sub(file_before);
-                if report.commits > 0
-                    && grown >= options.compact_min_free_bytes.max(1)
-                    && grown * 4 >= file_now
-                {
+                if worth_compacting(
+                    grown,
+                    file_now,
+                    report.commits,
+                    options.compact_min_free_bytes,
+                ) {
                     report.compaction = index
                         .store
                         .compact_if_sparse(options.compact_min_free_bytes)?;
@@ -218,6 +218,18 @@ pub fn ingest(
             }
         }
     }
+}
+
+/// Whether an ingest that grew the index file by `grown` bytes to `file_now` in `commits`
+/// commits should measure the free space and compact. Only a run of several commits is worth
+/// it: each commit frees the pages the one before rewrote (copy-on-write; keys are hashes
+/// spread over every leaf, so a large batch rewrites most leaves), and those pile up. A single
+/// commit also grows a freshly compacted file, by the leaves it rewrote, but the pages it freed
+/// are what the next change reuses: compacting after a one-file change was most of its time
+/// and won nothing for long. Measuring the free space reads the whole file, so the question is
+/// not even asked otherwise.
+fn worth_compacting(grown: u64, file_now: u64, commits: u64, min_free_bytes: u64) -> bool {
+    commits >= 2 && grown >= min_free_bytes.max(1) && grown.saturating_mul(4) >= file_now
 }
 
 /// How one pass of [`ingest`] ended.
@@ -375,5 +387,25 @@ pub(super) fn ingest_once(
                 report: committed,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worth_compacting;
+
+    #[test]
+    fn only_a_run_of_several_commits_compacts() {
+        const MB: u64 = 1 << 20;
+        // A first ingest of two 64 MB batches that left a 400 MB file.
+        assert!(worth_compacting(400 * MB, 400 * MB, 2, 64 * MB));
+        // One changed file, one commit, that grew a compacted 200 MB file by a quarter.
+        assert!(!worth_compacting(60 * MB, 240 * MB, 1, 1));
+        // A large load into a much larger index: the file grew too little to look.
+        assert!(!worth_compacting(100 * MB, 4000 * MB, 12, 64 * MB));
+        // Below the floor nothing is measured; nothing committed, nothing to win.
+        assert!(!worth_compacting(10 * MB, 20 * MB, 30, 64 * MB));
+        assert!(worth_compacting(10 * MB, 20 * MB, 30, 1));
+        assert!(!worth_compacting(10 * MB, 20 * MB, 0, 1));
     }
 }

@@ -365,9 +365,10 @@ pub(crate) struct IngestArgs {
     #[arg(long)]
     pub(crate) workers: Option<usize>,
 
-    /// Do not compact the index file afterwards. By default a run that grew it by a quarter
-    /// gives its free pages back (after a first large ingest about half the file; 13.6 s for a
-    /// 4.3 GB file at 1.37M rows)
+    /// Do not compact the index file afterwards. By default a run of several commits that grew
+    /// it by a quarter gives its free pages back (after a first large ingest about half the
+    /// file; 13.6 s for a 4.3 GB file at 1.37M rows); a one-commit change leaves them for the
+    /// next change to reuse
     #[arg(long)]
     pub(crate) no_compact: bool,
 
