@@ -184,25 +184,30 @@ pub(super) fn shingles_of(
     variants: &impl ReadableTable<&'static [u8], &'static [u8]>,
     row: Hash128,
 ) -> Result<Shingles> {
-    let variant: VariantRecord = match super::first_variant(variants, row)? {
-        Some(value) => codec::decode_variant(value.value())?,
-        None => {
-            return Err(Error::Codec {
-                table: "variants",
-                message: format!("row {row} has no stored text"),
-            })
-        }
-    };
+    shingles_of_stored(stored_text(variants, row)?.value())
+}
+
+/// A row's representative `variants` value; an error when the row has no stored text.
+fn stored_text<'a>(
+    variants: &'a impl ReadableTable<&'static [u8], &'static [u8]>,
+    row: Hash128,
+) -> Result<redb::AccessGuard<'a, &'static [u8]>> {
+    super::first_variant(variants, row)?.ok_or_else(|| Error::Codec {
+        table: "variants",
+        message: format!("row {row} has no stored text"),
+    })
+}
+
+/// The shingle set of a stored `variants` value.
+fn shingles_of_stored(value: &[u8]) -> Result<Shingles> {
+    let variant: VariantRecord = codec::decode_variant(value)?;
     Ok(Shingles::of_text(&fingerprint_text(&variant.conversation)))
 }
 
 /// The shingles of stored `variants` values, made on every core (decompressing and shingling
 /// is most of a large batch's linking when its rows are alike).
 fn shingles_in_parallel(stored: &[Vec<u8>]) -> Result<Vec<Shingles>> {
-    let one = |value: &Vec<u8>| -> Result<Shingles> {
-        let variant: VariantRecord = codec::decode_variant(value)?;
-        Ok(Shingles::of_text(&fingerprint_text(&variant.conversation)))
-    };
+    let one = |value: &Vec<u8>| shingles_of_stored(value);
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     if workers < 2 || stored.len() < 64 {
         return stored.iter().map(one).collect();
@@ -371,9 +376,15 @@ impl<'t> WriteBatch<'t> {
             }
             linked.insert(row);
         }
-        if !groups {
-            return Ok(());
+        if groups {
+            self.link_groups(sets, row)?;
         }
+        Ok(())
+    }
+
+    /// Link `row` to the members of its holdout and link groups.
+    fn link_groups(&mut self, sets: &mut UnionFind, row: Hash128) -> Result<()> {
+        self.admit(sets, row)?;
         for group in Self::firsts(&self.row_groups, row)? {
             for m in Self::firsts(&self.group_rows, group)? {
                 // A derived row's input may be gone until the next derive run drops the link.
@@ -439,13 +450,8 @@ impl<'t> WriteBatch<'t> {
                 || (broken.contains(&a) && broken.contains(&b))
         });
         for &row in broken_rows {
-            // Their holdout groups; their pairs are among `pairs`.
-            let how = Link {
-                within: None,
-                groups: true,
-            };
-            let mut none = Hash128Set::default();
-            self.link(sets, &mut Hash128Map::default(), &mut none, row, None, how)?;
+            // Their groups; their pairs are among `pairs`.
+            self.link_groups(sets, row)?;
         }
         // Every row of a pair, by its index in `all`, and its slot in `shingles`.
         let mut slot = vec![u32::MAX; all.len()];
@@ -460,16 +466,11 @@ impl<'t> WriteBatch<'t> {
         }
         let mut stored = Vec::with_capacity(needed.len());
         for &i in &needed {
-            let row = all[i as usize].0;
-            match super::first_variant(&self.variants, row)? {
-                Some(value) => stored.push(value.value().to_vec()),
-                None => {
-                    return Err(Error::Codec {
-                        table: "variants",
-                        message: format!("row {row} has no stored text"),
-                    })
-                }
-            }
+            stored.push(
+                stored_text(&self.variants, all[i as usize].0)?
+                    .value()
+                    .to_vec(),
+            );
         }
         let shingles = shingles_in_parallel(&stored)?;
         drop(stored);
@@ -608,21 +609,9 @@ impl<'t> WriteBatch<'t> {
                 self.link(&mut sets, &mut texts, &mut linked, row, Some(simhash), how)?;
             }
         }
-        let how = Link {
-            within: None,
-            groups: true,
-        };
         for &row in &joined {
             if self.rows.get(row.to_bytes().as_slice())?.is_some() {
-                // No SimHash: only group links.
-                self.link(
-                    &mut sets,
-                    &mut texts,
-                    &mut Hash128Set::default(),
-                    row,
-                    None,
-                    how,
-                )?;
+                self.link_groups(&mut sets, row)?;
             }
         }
 
