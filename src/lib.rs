@@ -25,6 +25,7 @@ pub mod model;
 pub mod neardup;
 pub mod normalize;
 pub mod overlap;
+pub mod parallel;
 pub mod parse;
 pub mod pii;
 pub mod query;

@@ -361,31 +361,15 @@ fn join(
     let tables = policy.tables();
     // One worker per core, each taking every `workers`-th table: a table's sorted copy of the
     // fingerprints is what the join holds in memory, so no more are held at once.
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, tables.len().max(1));
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|k| {
-                let tables = &tables;
-                scope.spawn(move || {
-                    let mut found = Vec::new();
-                    for t in (k..tables.len()).step_by(workers) {
-                        found.extend(join_table(fingerprints, tables, t, policy.hamming, wanted));
-                    }
-                    found
-                })
-            })
-            .collect();
+    let workers = crate::parallel::workers().clamp(1, tables.len().max(1));
+    crate::parallel::on_threads(workers, |k| {
         let mut found = Vec::new();
-        for handle in handles {
-            match handle.join() {
-                Ok(pairs) => found.extend(pairs),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+        for t in (k..tables.len()).step_by(workers) {
+            found.extend(join_table(fingerprints, &tables, t, policy.hamming, wanted));
         }
         found
     })
+    .concat()
 }
 
 /// [`join`] for table `t`. Within a bucket the wanted entries come first, so the pairs with a

@@ -391,45 +391,20 @@ fn sketch_rows(
     policy: &Policy,
     rows: &[(Hash128, RowRecord)],
 ) -> Result<Vec<Sketched>> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = rows.len().div_ceil(workers).max(1);
-    let parts: Vec<Result<Vec<Sketched>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = rows
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(h, r)| {
-                            let (variant, text) =
-                                view.representative_variant(*h)?
-                                    .ok_or_else(|| Error::Codec {
-                                        table: "variants",
-                                        message: format!("row {h} has no stored text"),
-                                    })?;
-                            let sk = if policy.fingerprintable(r.words) {
-                                sketch(&shingle_set(&fingerprint_text(&text.conversation)))
-                            } else {
-                                None
-                            };
-                            Ok((variant, sk))
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Invariant("a sketch worker panicked".into())))
-            })
-            .collect()
-    });
-    let mut out = Vec::with_capacity(rows.len());
-    for part in parts {
-        out.extend(part?);
-    }
-    Ok(out)
+    crate::parallel::map_items(rows, 2, |(h, r)| {
+        let (variant, text) = view
+            .representative_variant(*h)?
+            .ok_or_else(|| Error::Codec {
+                table: "variants",
+                message: format!("row {h} has no stored text"),
+            })?;
+        let sk = if policy.fingerprintable(r.words) {
+            sketch(&shingle_set(&fingerprint_text(&text.conversation)))
+        } else {
+            None
+        };
+        Ok((variant, sk))
+    })
 }
 
 /// The effective state of a shard's generations: row → signature digest (the latest snapshot,

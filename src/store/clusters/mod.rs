@@ -24,18 +24,20 @@
 //! Singleton rows (the vast majority) store nothing: no entry means "a cluster of one, id = own
 //! hash".
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
+mod link;
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::ReadableTable;
 
 use super::{codec, keys, WriteBatch};
 use crate::error::{Error, Result};
-use crate::fingerprint::{fingerprint_text, Hash128, Hash128Map, Hash128Set, Shingles};
+use crate::fingerprint::{Hash128, Hash128Map, Hash128Set};
 use crate::model::RecordMeta;
-use crate::neardup::{self, BlockTables, Policy, Split, UnionFind};
+use crate::neardup::{Policy, Split, UnionFind};
 use crate::source::derived::DERIVED_SOURCE;
-use crate::store::VariantRecord;
+
+pub(super) use link::{candidates, shingles_of};
 
 /// Cluster work gathered during a batch.
 #[derive(Default)]
@@ -131,102 +133,6 @@ pub(super) fn second_hash(key: &[u8]) -> Result<Hash128> {
             table: "clusters",
             message: "pair key is not two hashes".into(),
         })
-}
-
-/// Every indexed row within `policy.hamming` bits of `simhash`, except `row`: (row, distance).
-pub(super) fn candidates(
-    table: &impl ReadableTable<&'static [u8], ()>,
-    tables: &BlockTables,
-    policy: &Policy,
-    row: Hash128,
-    simhash: u64,
-) -> Result<BTreeMap<Hash128, u32>> {
-    let mut out = BTreeMap::new();
-    for t in 0..tables.len() {
-        let permuted = tables.permute(t, simhash);
-        for (lo, hi) in tables.ranges(t, simhash) {
-            let start = simhash_key(t, lo, Hash128(0));
-            let end = simhash_key(t, hi, Hash128(u128::MAX));
-            for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
-                let (k, _) = entry?;
-                let (their, other) = split_simhash_key(k.value())?;
-                let distance = (their ^ permuted).count_ones();
-                if other != row && distance <= policy.hamming {
-                    out.insert(other, distance);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// How `link` looks for a row's neighbours.
-#[derive(Clone, Copy)]
-struct Link<'a> {
-    /// Only candidates in this set (re-linking a broken cluster).
-    within: Option<&'a Hash128Set>,
-    /// Also link the members of the row's holdout groups.
-    groups: bool,
-}
-
-/// Batches linking at least this many rows, and at least one row per `MEMORY_LOOKUP_SHARE` of
-/// those indexed, load the SimHash tables into memory and find their candidates there, by one
-/// join (`neardup::Neighbours`) instead of a lookup each: 68 redb range scans
-/// per lookup cost ~100 µs, loading ~0.6 µs per indexed row (measured with the incremental
-/// bench: one changed file of 100, ~1,400 rows linked against 70k indexed, took 0.45 s loading
-/// and 0.54 s without), so loading pays from about one linked row per 150 indexed. A small
-/// change to a very large index does not pay for the whole index.
-const MEMORY_LOOKUP_ROWS: u64 = 256;
-const MEMORY_LOOKUP_SHARE: u64 = 128;
-
-/// The shingle set of a row's representative text (every spelling gives the same set).
-pub(super) fn shingles_of(
-    variants: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    row: Hash128,
-) -> Result<Shingles> {
-    shingles_of_stored(stored_text(variants, row)?.value())
-}
-
-/// A row's representative `variants` value; an error when the row has no stored text.
-fn stored_text<'a>(
-    variants: &'a impl ReadableTable<&'static [u8], &'static [u8]>,
-    row: Hash128,
-) -> Result<redb::AccessGuard<'a, &'static [u8]>> {
-    super::first_variant(variants, row)?.ok_or_else(|| Error::Codec {
-        table: "variants",
-        message: format!("row {row} has no stored text"),
-    })
-}
-
-/// The shingle set of a stored `variants` value.
-fn shingles_of_stored(value: &[u8]) -> Result<Shingles> {
-    let variant: VariantRecord = codec::decode_variant(value)?;
-    Ok(Shingles::of_text(&fingerprint_text(&variant.conversation)))
-}
-
-/// The shingles of stored `variants` values, made on every core (decompressing and shingling
-/// is most of a large batch's linking when its rows are alike).
-fn shingles_in_parallel(stored: &[Vec<u8>]) -> Result<Vec<Shingles>> {
-    let one = |value: &Vec<u8>| shingles_of_stored(value);
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    if workers < 2 || stored.len() < 64 {
-        return stored.iter().map(one).collect();
-    }
-    let chunk = stored.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = stored
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
-            .collect();
-        let mut out = Vec::with_capacity(stored.len());
-        for handle in handles {
-            match handle.join() {
-                Ok(part) => out.extend(part?),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        Ok(out)
-    })
 }
 
 impl<'t> WriteBatch<'t> {
@@ -334,164 +240,6 @@ impl<'t> WriteBatch<'t> {
         Ok(())
     }
 
-    /// Link `row` to its confirmed SimHash candidates (restricted to `within` when given) and to
-    /// the members of its holdout groups. Candidates already in the same set are not checked,
-    /// nor those in `linked`: the rows this pass linked before, which met `row` among their own
-    /// candidates (the candidate relation is symmetric), so each pair is judged once. `row`
-    /// joins `linked`.
-    fn link(
-        &mut self,
-        sets: &mut UnionFind,
-        texts: &mut Hash128Map<Rc<Shingles>>,
-        linked: &mut Hash128Set,
-        row: Hash128,
-        simhash: Option<u64>,
-        how: Link<'_>,
-    ) -> Result<()> {
-        let Link { within, groups } = how;
-        self.admit(sets, row)?;
-        if let Some(simhash) = simhash {
-            let found = candidates(
-                &self.simhash_tables,
-                &self.tables,
-                &self.policy,
-                row,
-                simhash,
-            )?;
-            let mut ordered: Vec<(u32, Hash128)> = found.into_iter().map(|(h, d)| (d, h)).collect();
-            ordered.sort_unstable();
-            for (distance, other) in ordered {
-                if within.is_some_and(|w| !w.contains(&other)) || linked.contains(&other) {
-                    continue;
-                }
-                self.admit(sets, other)?;
-                if sets.find(row) == sets.find(other) {
-                    continue;
-                }
-                let a = self.cached_shingles(texts, row)?;
-                let b = self.cached_shingles(texts, other)?;
-                if self.policy.judge(distance, &a, &b).is_some() {
-                    sets.union(row, other);
-                }
-            }
-            linked.insert(row);
-        }
-        if groups {
-            self.link_groups(sets, row)?;
-        }
-        Ok(())
-    }
-
-    /// Link `row` to the members of its holdout and link groups.
-    fn link_groups(&mut self, sets: &mut UnionFind, row: Hash128) -> Result<()> {
-        self.admit(sets, row)?;
-        for group in Self::firsts(&self.row_groups, row)? {
-            for m in Self::firsts(&self.group_rows, group)? {
-                // A derived row's input may be gone until the next derive run drops the link.
-                if m != row && !self.exists(m)? {
-                    continue;
-                }
-                self.admit(sets, m)?;
-                sets.union(row, m);
-            }
-        }
-        Ok(())
-    }
-
-    fn cached_shingles(
-        &self,
-        cache: &mut Hash128Map<Rc<Shingles>>,
-        row: Hash128,
-    ) -> Result<Rc<Shingles>> {
-        if let Some(s) = cache.get(&row) {
-            return Ok(s.clone());
-        }
-        let s = Rc::new(shingles_of(&self.variants, row)?);
-        cache.insert(row, s.clone());
-        Ok(s)
-    }
-
-    fn simhash_of_row(&self, row: Hash128) -> Result<Option<u64>> {
-        let Some(v) = self.rows.get(row.to_bytes().as_slice())? else {
-            return Ok(None);
-        };
-        let (simhash, words): (u64, u32) = codec::decode_prefix("rows", v.value())?;
-        Ok(self.policy.fingerprintable(words).then_some(simhash))
-    }
-
-    /// Link a large batch's rows (`created`, and the members of broken clusters) by one join
-    /// over every fingerprint (`neardup::pairs_with`) instead of a lookup per row. A pair counts
-    /// when one of its rows was created, or both are broken members (a broken member's other
-    /// near-duplicates were in its cluster). The texts of every row in such a pair are read
-    /// first and their shingles made on every core; pairs are then judged closest first, each
-    /// once, skipping those the union-find has joined already.
-    fn link_in_memory(
-        &mut self,
-        sets: &mut UnionFind,
-        created: &[(Hash128, u64)],
-        broken_rows: &[Hash128],
-        broken: &Hash128Set,
-    ) -> Result<()> {
-        // Table 0 holds every fingerprint once (this batch's changes included), unpermuted.
-        let end = simhash_key(0, u64::MAX, Hash128(u128::MAX));
-        let mut all = Vec::new();
-        for entry in self.simhash_tables.range::<&[u8]>(..=end.as_slice())? {
-            let (simhash, h) = split_simhash_key(entry?.0.value())?;
-            all.push((h, simhash));
-        }
-        let created: Hash128Set = created.iter().map(|&(row, _)| row).collect();
-        let mut pairs = neardup::pairs_with(&self.policy, &all, |h| {
-            created.contains(&h) || broken.contains(&h)
-        });
-        pairs.retain(|&(a, b, _)| {
-            let (a, b) = (all[a as usize].0, all[b as usize].0);
-            created.contains(&a)
-                || created.contains(&b)
-                || (broken.contains(&a) && broken.contains(&b))
-        });
-        for &row in broken_rows {
-            // Their groups; their pairs are among `pairs`.
-            self.link_groups(sets, row)?;
-        }
-        // Every row of a pair, by its index in `all`, and its slot in `shingles`.
-        let mut slot = vec![u32::MAX; all.len()];
-        let mut needed: Vec<u32> = Vec::new();
-        for &(a, b, _) in &pairs {
-            for i in [a, b] {
-                if slot[i as usize] == u32::MAX {
-                    slot[i as usize] = needed.len() as u32;
-                    needed.push(i);
-                }
-            }
-        }
-        let mut stored = Vec::with_capacity(needed.len());
-        for &i in &needed {
-            stored.push(
-                stored_text(&self.variants, all[i as usize].0)?
-                    .value()
-                    .to_vec(),
-            );
-        }
-        let shingles = shingles_in_parallel(&stored)?;
-        drop(stored);
-        for (a, b, distance) in pairs {
-            let (ra, rb) = (all[a as usize].0, all[b as usize].0);
-            self.admit(sets, ra)?;
-            self.admit(sets, rb)?;
-            if sets.find(ra) == sets.find(rb) {
-                continue;
-            }
-            let (sa, sb) = (
-                &shingles[slot[a as usize] as usize],
-                &shingles[slot[b as usize] as usize],
-            );
-            if self.policy.judge(distance, sa, sb).is_some() {
-                sets.union(ra, rb);
-            }
-        }
-        Ok(())
-    }
-
     /// Apply the batch's cluster work (see the module doc). `seq` labels the split moves, whose
     /// number is returned.
     pub(super) fn maintain_clusters(&mut self, seq: u64) -> Result<u64> {
@@ -572,43 +320,8 @@ impl<'t> WriteBatch<'t> {
 
         // Re-link broken clusters among their remaining members, then link what joined.
         let mut sets = UnionFind::default();
-        let mut texts: Hash128Map<Rc<Shingles>> = Hash128Map::default();
-        let broken: Hash128Set = broken
-            .into_iter()
-            .filter(|r| !work.removed_all.contains(r))
-            .collect();
-        let mut ordered_broken: Vec<Hash128> = broken.iter().copied().collect();
-        ordered_broken.sort_unstable();
-        for &row in &ordered_broken {
-            // Seed each member alone: its stored cluster is what is being recomputed.
-            sets.find(row);
-        }
-        let linking = (work.created.len() + ordered_broken.len()) as u64;
-        let indexed = self.simhash_tables.len()? / tables.len().max(1) as u64;
-        if linking >= MEMORY_LOOKUP_ROWS && linking * MEMORY_LOOKUP_SHARE >= indexed {
-            self.link_in_memory(&mut sets, &work.created, &ordered_broken, &broken)?;
-        } else {
-            // Broken members first, among themselves; then the created rows, among everything
-            // (a broken member has not met a created row yet: each pass has its own `linked`).
-            let mut linked = Hash128Set::default();
-            for &row in &ordered_broken {
-                let simhash = self.simhash_of_row(row)?;
-                let how = Link {
-                    within: Some(&broken),
-                    groups: true,
-                };
-                self.link(&mut sets, &mut texts, &mut linked, row, simhash, how)?;
-            }
-            linked.clear();
-            // Group links of created rows are made below: they all joined their groups now.
-            let how = Link {
-                within: None,
-                groups: false,
-            };
-            for &(row, simhash) in &work.created {
-                self.link(&mut sets, &mut texts, &mut linked, row, Some(simhash), how)?;
-            }
-        }
+        broken.retain(|r| !work.removed_all.contains(r));
+        self.link_batch(&mut sets, &work.created, &broken)?;
         for &row in &joined {
             if self.rows.get(row.to_bytes().as_slice())?.is_some() {
                 self.link_groups(&mut sets, row)?;

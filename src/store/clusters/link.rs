@@ -1,0 +1,306 @@
+//! Finding and confirming a batch's near-duplicate pairs: the SimHash candidates of a row (redb
+//! range scans of the permuted `simhash_tables`, also what `query near` uses), the shingle sets
+//! that confirm them (decompressed from `variants`), and the two ways a batch links its rows
+//! into the union-find: a lookup per row for a small batch, one join over every fingerprint in
+//! memory for a batch large against the index. What the resulting sets mean and how they are
+//! written back is the parent module's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::{simhash_key, split_simhash_key};
+use crate::error::{Error, Result};
+use crate::fingerprint::{fingerprint_text, Hash128, Hash128Map, Hash128Set, Shingles};
+use crate::neardup::{self, BlockTables, Policy, UnionFind};
+use crate::store::{codec, VariantRecord, WriteBatch};
+
+/// Rows whose stored texts a large batch reads (and shingles on every core) at a time.
+const SHINGLE_PART: usize = 8192;
+
+/// Every indexed row within `policy.hamming` bits of `simhash`, except `row`: (row, distance).
+pub(in crate::store) fn candidates(
+    table: &impl ReadableTable<&'static [u8], ()>,
+    tables: &BlockTables,
+    policy: &Policy,
+    row: Hash128,
+    simhash: u64,
+) -> Result<BTreeMap<Hash128, u32>> {
+    let mut out = BTreeMap::new();
+    for t in 0..tables.len() {
+        let permuted = tables.permute(t, simhash);
+        for (lo, hi) in tables.ranges(t, simhash) {
+            let start = simhash_key(t, lo, Hash128(0));
+            let end = simhash_key(t, hi, Hash128(u128::MAX));
+            for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+                let (k, _) = entry?;
+                let (their, other) = split_simhash_key(k.value())?;
+                let distance = (their ^ permuted).count_ones();
+                if other != row && distance <= policy.hamming {
+                    out.insert(other, distance);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How `link` looks for a row's neighbours.
+#[derive(Clone, Copy)]
+struct Link<'a> {
+    /// Only candidates in this set (re-linking a broken cluster).
+    within: Option<&'a Hash128Set>,
+    /// Also link the members of the row's holdout groups.
+    groups: bool,
+}
+
+/// Batches linking at least this many rows, and at least one row per `MEMORY_LOOKUP_SHARE` of
+/// those indexed, load the SimHash tables into memory and find their candidates there, by one
+/// join (`neardup::Neighbours`) instead of a lookup each: 68 redb range scans
+/// per lookup cost ~100 µs, loading ~0.6 µs per indexed row (measured with the incremental
+/// bench: one changed file of 100, ~1,400 rows linked against 70k indexed, took 0.45 s loading
+/// and 0.54 s without), so loading pays from about one linked row per 150 indexed. A small
+/// change to a very large index does not pay for the whole index.
+const MEMORY_LOOKUP_ROWS: u64 = 256;
+const MEMORY_LOOKUP_SHARE: u64 = 128;
+
+/// The shingle set of a row's representative text (every spelling gives the same set).
+pub(in crate::store) fn shingles_of(
+    variants: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    row: Hash128,
+) -> Result<Shingles> {
+    shingles_of_stored(stored_text(variants, row)?.value())
+}
+
+/// A row's representative `variants` value; an error when the row has no stored text.
+fn stored_text<'a>(
+    variants: &'a impl ReadableTable<&'static [u8], &'static [u8]>,
+    row: Hash128,
+) -> Result<redb::AccessGuard<'a, &'static [u8]>> {
+    crate::store::first_variant(variants, row)?.ok_or_else(|| Error::Codec {
+        table: "variants",
+        message: format!("row {row} has no stored text"),
+    })
+}
+
+/// The shingle set of a stored `variants` value.
+fn shingles_of_stored(value: &[u8]) -> Result<Shingles> {
+    let variant: VariantRecord = codec::decode_variant(value)?;
+    Ok(Shingles::of_text(&fingerprint_text(&variant.conversation)))
+}
+
+/// The shingles of stored `variants` values, made on every core (decompressing and shingling
+/// is most of a large batch's linking when its rows are alike).
+fn shingles_in_parallel(stored: &[Vec<u8>]) -> Result<Vec<Shingles>> {
+    crate::parallel::map_items(stored, 64, |value| shingles_of_stored(value))
+}
+
+impl WriteBatch<'_> {
+    /// Link the batch's rows into `sets`: the remaining members of `broken` clusters among
+    /// themselves (each seeded alone: its stored cluster is what is being recomputed), then the
+    /// `created` rows among everything. A batch large against the index does it in memory by
+    /// one join ([`Self::link_in_memory`]), a small one by a lookup per row.
+    pub(super) fn link_batch(
+        &mut self,
+        sets: &mut UnionFind,
+        created: &[(Hash128, u64)],
+        broken: &BTreeSet<Hash128>,
+    ) -> Result<()> {
+        let ordered_broken: Vec<Hash128> = broken.iter().copied().collect();
+        let broken: Hash128Set = broken.iter().copied().collect();
+        for &row in &ordered_broken {
+            sets.find(row);
+        }
+        let linking = (created.len() + ordered_broken.len()) as u64;
+        let indexed = self.simhash_tables.len()? / self.tables.len().max(1) as u64;
+        if linking >= MEMORY_LOOKUP_ROWS && linking * MEMORY_LOOKUP_SHARE >= indexed {
+            return self.link_in_memory(sets, created, &ordered_broken, &broken);
+        }
+        // Broken members first, among themselves; then the created rows, among everything
+        // (a broken member has not met a created row yet: each pass has its own `linked`).
+        let mut texts: Hash128Map<Rc<Shingles>> = Hash128Map::default();
+        let mut linked = Hash128Set::default();
+        for &row in &ordered_broken {
+            let simhash = self.simhash_of_row(row)?;
+            let how = Link {
+                within: Some(&broken),
+                groups: true,
+            };
+            self.link(sets, &mut texts, &mut linked, row, simhash, how)?;
+        }
+        linked.clear();
+        // Group links of created rows are made by the caller, once they all joined their groups.
+        let how = Link {
+            within: None,
+            groups: false,
+        };
+        for &(row, simhash) in created {
+            self.link(sets, &mut texts, &mut linked, row, Some(simhash), how)?;
+        }
+        Ok(())
+    }
+
+    /// Link `row` to its confirmed SimHash candidates (restricted to `within` when given) and to
+    /// the members of its holdout groups. Candidates already in the same set are not checked,
+    /// nor those in `linked`: the rows this pass linked before, which met `row` among their own
+    /// candidates (the candidate relation is symmetric), so each pair is judged once. `row`
+    /// joins `linked`.
+    fn link(
+        &mut self,
+        sets: &mut UnionFind,
+        texts: &mut Hash128Map<Rc<Shingles>>,
+        linked: &mut Hash128Set,
+        row: Hash128,
+        simhash: Option<u64>,
+        how: Link<'_>,
+    ) -> Result<()> {
+        let Link { within, groups } = how;
+        self.admit(sets, row)?;
+        if let Some(simhash) = simhash {
+            let found = candidates(
+                &self.simhash_tables,
+                &self.tables,
+                &self.policy,
+                row,
+                simhash,
+            )?;
+            let mut ordered: Vec<(u32, Hash128)> = found.into_iter().map(|(h, d)| (d, h)).collect();
+            ordered.sort_unstable();
+            for (distance, other) in ordered {
+                if within.is_some_and(|w| !w.contains(&other)) || linked.contains(&other) {
+                    continue;
+                }
+                self.admit(sets, other)?;
+                if sets.find(row) == sets.find(other) {
+                    continue;
+                }
+                let a = self.cached_shingles(texts, row)?;
+                let b = self.cached_shingles(texts, other)?;
+                if self.policy.judge(distance, &a, &b).is_some() {
+                    sets.union(row, other);
+                }
+            }
+            linked.insert(row);
+        }
+        if groups {
+            self.link_groups(sets, row)?;
+        }
+        Ok(())
+    }
+
+    /// Link `row` to the members of its holdout and link groups.
+    pub(super) fn link_groups(&mut self, sets: &mut UnionFind, row: Hash128) -> Result<()> {
+        self.admit(sets, row)?;
+        for group in Self::firsts(&self.row_groups, row)? {
+            for m in Self::firsts(&self.group_rows, group)? {
+                // A derived row's input may be gone until the next derive run drops the link.
+                if m != row && !self.exists(m)? {
+                    continue;
+                }
+                self.admit(sets, m)?;
+                sets.union(row, m);
+            }
+        }
+        Ok(())
+    }
+
+    fn cached_shingles(
+        &self,
+        cache: &mut Hash128Map<Rc<Shingles>>,
+        row: Hash128,
+    ) -> Result<Rc<Shingles>> {
+        if let Some(s) = cache.get(&row) {
+            return Ok(s.clone());
+        }
+        let s = Rc::new(shingles_of(&self.variants, row)?);
+        cache.insert(row, s.clone());
+        Ok(s)
+    }
+
+    fn simhash_of_row(&self, row: Hash128) -> Result<Option<u64>> {
+        let Some(v) = self.rows.get(row.to_bytes().as_slice())? else {
+            return Ok(None);
+        };
+        let (simhash, words): (u64, u32) = codec::decode_prefix("rows", v.value())?;
+        Ok(self.policy.fingerprintable(words).then_some(simhash))
+    }
+
+    /// Link a large batch's rows (`created`, and the members of broken clusters) by one join
+    /// over every fingerprint (`neardup::pairs_with`) instead of a lookup per row. A pair counts
+    /// when one of its rows was created, or both are broken members (a broken member's other
+    /// near-duplicates were in its cluster). The texts of every row in such a pair are read
+    /// first and their shingles made on every core; pairs are then judged closest first, each
+    /// once, skipping those the union-find has joined already.
+    fn link_in_memory(
+        &mut self,
+        sets: &mut UnionFind,
+        created: &[(Hash128, u64)],
+        broken_rows: &[Hash128],
+        broken: &Hash128Set,
+    ) -> Result<()> {
+        // Table 0 holds every fingerprint once (this batch's changes included), unpermuted.
+        let end = simhash_key(0, u64::MAX, Hash128(u128::MAX));
+        let mut all = Vec::new();
+        for entry in self.simhash_tables.range::<&[u8]>(..=end.as_slice())? {
+            let (simhash, h) = split_simhash_key(entry?.0.value())?;
+            all.push((h, simhash));
+        }
+        let created: Hash128Set = created.iter().map(|&(row, _)| row).collect();
+        let mut pairs = neardup::pairs_with(&self.policy, &all, |h| {
+            created.contains(&h) || broken.contains(&h)
+        });
+        pairs.retain(|&(a, b, _)| {
+            let (a, b) = (all[a as usize].0, all[b as usize].0);
+            created.contains(&a)
+                || created.contains(&b)
+                || (broken.contains(&a) && broken.contains(&b))
+        });
+        for &row in broken_rows {
+            // Their groups; their pairs are among `pairs`.
+            self.link_groups(sets, row)?;
+        }
+        // Every row of a pair, by its index in `all`, and its slot in `shingles`.
+        let mut slot = vec![u32::MAX; all.len()];
+        let mut needed: Vec<u32> = Vec::new();
+        for &(a, b, _) in &pairs {
+            for i in [a, b] {
+                if slot[i as usize] == u32::MAX {
+                    slot[i as usize] = needed.len() as u32;
+                    needed.push(i);
+                }
+            }
+        }
+        // Read and shingled a part at a time: the compressed texts of every row in a pair are
+        // never held at once, only their shingle sets.
+        let mut shingles = Vec::with_capacity(needed.len());
+        let mut stored = Vec::with_capacity(SHINGLE_PART.min(needed.len()));
+        for part in needed.chunks(SHINGLE_PART) {
+            stored.clear();
+            for &i in part {
+                stored.push(
+                    stored_text(&self.variants, all[i as usize].0)?
+                        .value()
+                        .to_vec(),
+                );
+            }
+            shingles.extend(shingles_in_parallel(&stored)?);
+        }
+        for (a, b, distance) in pairs {
+            let (ra, rb) = (all[a as usize].0, all[b as usize].0);
+            self.admit(sets, ra)?;
+            self.admit(sets, rb)?;
+            if sets.find(ra) == sets.find(rb) {
+                continue;
+            }
+            let (sa, sb) = (
+                &shingles[slot[a as usize] as usize],
+                &shingles[slot[b as usize] as usize],
+            );
+            if self.policy.judge(distance, sa, sb).is_some() {
+                sets.union(ra, rb);
+            }
+        }
+        Ok(())
+    }
+}
