@@ -24,7 +24,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use idx::config::{IdxConfig, Settings};
 use idx::fingerprint::{fingerprint, fingerprint_text, jaccard, Hash128, Shingles};
 use idx::model::{Conversation, Message, RecordKind, Role};
-use idx::neardup::{candidate_pairs, Policy, UnionFind};
+use idx::neardup::{all_pairs, Policy, UnionFind};
 use idx::normalize::canonicalize;
 use idx::rng::Rng;
 
@@ -178,9 +178,11 @@ fn evaluate(docs: &[Doc], truth: &BTreeSet<(Hash128, Hash128)>, policy: &Policy)
     let fps: Vec<(Hash128, u64)> = eligible.iter().map(|d| (d.hash, d.simhash)).collect();
     let mut found = BTreeSet::new();
     let mut sets = UnionFind::default();
-    let candidates = candidate_pairs(&fps, policy);
+    let candidates = all_pairs(&fps, policy);
     let n_candidates = candidates.len();
-    for ((a, b), distance) in candidates {
+    for (a, b, distance) in candidates {
+        let (x, y) = (fps[a as usize].0, fps[b as usize].0);
+        let (a, b) = (x.min(y), x.max(y));
         if policy
             .judge(distance, &by_hash[&a].shingles, &by_hash[&b].shingles)
             .is_some()

@@ -283,6 +283,49 @@ impl Shingles {
     }
 }
 
+impl Shingles {
+    /// What the bucket bound needs of this set (its size and counts), in 68 bytes.
+    pub fn summary(&self) -> ShingleSummary {
+        ShingleSummary {
+            len: u32::try_from(self.set.len()).unwrap_or(u32::MAX),
+            counts: self.counts.map(|c| c.min(u16::from(u8::MAX)) as u8),
+        }
+    }
+}
+
+/// A shingle set's size and bucket counts (saturated at 255): what the bound of
+/// [`Shingles::similar_at_least`] needs, in 68 bytes instead of the set's 8 per shingle. Held for
+/// every row of a large pass (verify's recomputation, a large ingest batch), it rules out most
+/// pairs of a crowded SimHash bucket before either set is made again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShingleSummary {
+    len: u32,
+    counts: [u8; SHINGLE_BUCKETS],
+}
+
+impl ShingleSummary {
+    /// An upper bound of the number of shingles the two sets share. A bucket's smaller count
+    /// is exact unless both saturated; then only the smaller size bounds the overlap.
+    pub fn overlap_bound(&self, other: &ShingleSummary) -> usize {
+        let most = self.len.min(other.len) as usize;
+        let mut sum = 0usize;
+        for (&a, &b) in self.counts.iter().zip(&other.counts) {
+            if a == u8::MAX && b == u8::MAX {
+                return most;
+            }
+            sum += usize::from(a.min(b));
+        }
+        sum.min(most)
+    }
+
+    /// Whether the two sets may be at least `threshold` similar: `false` only when the bound
+    /// rules the pair out, and then [`Shingles::similar_at_least`] is `None` too.
+    pub fn may_reach(&self, other: &ShingleSummary, threshold: f64) -> bool {
+        let (na, nb) = (self.len as usize, other.len as usize);
+        na + nb == 0 || ratio(na, nb, self.overlap_bound(other)) >= threshold
+    }
+}
+
 /// Jaccard similarity of two sorted, deduplicated sets (1.0 for two empty sets).
 pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     if a.is_empty() && b.is_empty() {
@@ -436,6 +479,7 @@ mod tests {
     use super::*;
     use crate::model::{RecordKind, Role};
     use crate::normalize::canonicalize;
+    use std::collections::BTreeSet;
 
     fn conv(parts: &[(Role, &str)]) -> Conversation {
         let mut c = Conversation {
@@ -608,6 +652,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// A summary never rules out a pair the sets would pass, also when its counts saturate
+        /// (values crowded into four buckets, up to 300 in each).
+        #[test]
+        fn a_summary_rules_out_only_what_the_sets_would(
+            a in proptest::collection::btree_set(0u64..1200, 0..1200),
+            b in proptest::collection::btree_set(0u64..1200, 0..1200),
+            threshold in 0.0f64..1.0,
+        ) {
+            let crowd = |s: &BTreeSet<u64>| -> Shingles {
+                let mut v: Vec<u64> = s.iter().map(|&x| ((x % 4) << 58) | x).collect();
+                v.sort_unstable();
+                Shingles::from_set(v)
+            };
+            let (sa, sb) = (crowd(&a), crowd(&b));
+            let common = a.intersection(&b).count();
+            let bound = sa.summary().overlap_bound(&sb.summary());
+            proptest::prop_assert!(bound >= common);
+            let full = reference_jaccard(sa.set(), sb.set());
+            for t in [threshold, full, full - 1e-9, full + 1e-9] {
+                if !sa.summary().may_reach(&sb.summary(), t) {
+                    proptest::prop_assert_eq!(sa.similar_at_least(&sb, t), None);
+                }
+            }
+            proptest::prop_assert!(sa.summary().may_reach(&sb.summary(), full));
+        }
+    }
+
     #[test]
     fn the_bucket_bound_rules_out_sets_far_apart() {
         let a = Shingles::of_text(
@@ -628,6 +700,10 @@ mod tests {
         assert!(ratio(a.set().len(), b.set().len(), bound) < 0.8);
         assert_eq!(a.similar_at_least(&b, 0.8), None);
         assert_eq!(a.similar_at_least(&a, 0.8), Some(1.0));
+        // The summary bounds as the counts do (none saturates here).
+        assert_eq!(a.summary().overlap_bound(&b.summary()), bound);
+        assert!(!a.summary().may_reach(&b.summary(), 0.8));
+        assert!(a.summary().may_reach(&a.summary(), 1.0));
         let empty = Shingles::of_text("");
         assert_eq!(empty.similar_at_least(&empty, 0.8), Some(1.0));
         assert_eq!(empty.similar_at_least(&a, 0.1), None);

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::{Hash128, Shingles};
+use crate::fingerprint::{Hash128, ShingleSummary, Shingles};
 
 /// The three splits, in their on-disk order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -157,6 +157,12 @@ impl Policy {
             return None;
         }
         a.similar_at_least(b, self.jaccard)
+    }
+
+    /// Whether [`Policy::judge`] may accept a pair, from the sets' summaries: `false` only when
+    /// it would not.
+    pub fn may_judge(&self, hamming: u32, a: &ShingleSummary, b: &ShingleSummary) -> bool {
+        hamming <= self.hamming && a.may_reach(b, self.jaccard)
     }
 }
 
@@ -327,19 +333,18 @@ fn scan(permuted: &[u64], ids: &[u32], q: u64, hamming: u32, mut found: impl FnM
 }
 
 /// Every pair of fingerprints within the policy's Hamming distance, found the way the redb
-/// tables find them but in memory. Keys are (smaller, larger) hash; values the distance. Used by
-/// `verify` to recompute from scratch, and by the quality benchmark.
-pub fn candidate_pairs(
-    fingerprints: &[(Hash128, u64)],
-    policy: &Policy,
-) -> std::collections::BTreeMap<(Hash128, Hash128), u32> {
-    join(fingerprints, policy, None)
+/// tables find them but in memory, as (index, index, distance) into `fingerprints`: each pair
+/// once, the smaller index first, in index order (for fingerprints in hash order, the order of
+/// their hashes, whatever the number of cores). Used by `verify` to recompute from scratch, and
+/// by the quality benchmark.
+pub fn all_pairs(fingerprints: &[(Hash128, u64)], policy: &Policy) -> Vec<(u32, u32, u32)> {
+    let mut pairs: Vec<(u32, u32, u32)> = join(fingerprints, policy, None)
         .into_iter()
-        .filter_map(|(a, b, d)| {
-            let (a, b) = (fingerprints[a as usize].0, fingerprints[b as usize].0);
-            (a != b).then(|| ((a.min(b), a.max(b)), d))
-        })
-        .collect()
+        .filter(|&(a, b, _)| fingerprints[a as usize].0 != fingerprints[b as usize].0)
+        .map(|(a, b, d)| (a.min(b), a.max(b), d))
+        .collect();
+    pairs.sort_unstable();
+    pairs
 }
 
 /// The pairs within the policy's Hamming distance as (index, index, distance) into
@@ -359,17 +364,28 @@ fn join(
     wanted: Option<&[bool]>,
 ) -> Vec<(u32, u32, u32)> {
     let tables = policy.tables();
-    // One worker per core, each taking every `workers`-th table: a table's sorted copy of the
-    // fingerprints is what the join holds in memory, so no more are held at once.
+    // One worker per core, each taking the next table not yet taken when it is done with one
+    // (tables take unequal times: a crowded block is slow): a table's sorted copy of the
+    // fingerprints is what the join holds in memory, so no more are held at once. Each table's
+    // pairs are kept apart and put together in table order, whichever worker made them.
     let workers = crate::parallel::workers().clamp(1, tables.len().max(1));
-    crate::parallel::on_threads(workers, |k| {
-        let mut found = Vec::new();
-        for t in (k..tables.len()).step_by(workers) {
-            found.extend(join_table(fingerprints, &tables, t, policy.hamming, wanted));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut by_table = crate::parallel::on_threads(workers, |_| {
+        let mut done = Vec::new();
+        loop {
+            let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if t >= tables.len() {
+                return done;
+            }
+            done.push((
+                t,
+                join_table(fingerprints, &tables, t, policy.hamming, wanted),
+            ));
         }
-        found
     })
-    .concat()
+    .concat();
+    by_table.sort_unstable_by_key(|&(t, _)| t);
+    by_table.into_iter().flat_map(|(_, pairs)| pairs).collect()
 }
 
 /// [`join`] for table `t`. Within a bucket the wanted entries come first, so the pairs with a
@@ -592,7 +608,23 @@ mod tests {
         }
         let brute = brute_pairs(&fps, p.hamming);
         assert!(brute.len() > 100);
-        assert_eq!(candidate_pairs(&fps, &p), brute);
+        assert_eq!(all_pairs_by_hash(&fps, &p), brute);
+    }
+
+    /// [`all_pairs`] keyed by the pairs' hashes, checked to come in index order, each once.
+    fn all_pairs_by_hash(fps: &[(Hash128, u64)], p: &Policy) -> BTreeMap<(Hash128, Hash128), u32> {
+        let pairs = all_pairs(fps, p);
+        assert!(pairs
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+        assert!(pairs.iter().all(|&(a, b, _)| a < b));
+        pairs
+            .into_iter()
+            .map(|(a, b, d)| {
+                let (x, y) = (fps[a as usize].0, fps[b as usize].0);
+                ((x.min(y), x.max(y)), d)
+            })
+            .collect()
     }
 
     /// Pairs within the policy's distance by comparing every pair.
@@ -639,7 +671,7 @@ mod tests {
             );
             let brute = brute_pairs(&fps, hamming);
             assert!(!brute.is_empty());
-            assert_eq!(candidate_pairs(&fps, &p), brute, "{blocks}/{hamming}");
+            assert_eq!(all_pairs_by_hash(&fps, &p), brute, "{blocks}/{hamming}");
             // The pairs of three rows in seven, with either side chosen.
             let chosen = |h: Hash128| h.0 % 7 < 3;
             let pairs = pairs_with(&p, &fps, chosen);

@@ -38,14 +38,23 @@ pub fn map_items<T: Sync, R: Send>(
     min_parallel: usize,
     f: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    map_parts(items, min_parallel, |part| part.iter().map(&f).collect())
+}
+
+/// [`map_items`] with `f` given a whole part, for work that sets something up once per part
+/// (a table opened, a buffer reused); `f` returns one result per item of its part.
+pub fn map_parts<T: Sync, R: Send>(
+    items: &[T],
+    min_parallel: usize,
+    f: impl Fn(&[T]) -> Result<Vec<R>> + Sync,
+) -> Result<Vec<R>> {
     let workers = workers();
     if workers < 2 || items.len() < min_parallel.max(2) {
-        return items.iter().map(&f).collect();
+        return f(items);
     }
     let chunk = items.len().div_ceil(workers);
     let parts = on_threads(items.len().div_ceil(chunk), |k| {
-        let part = &items[k * chunk..((k + 1) * chunk).min(items.len())];
-        part.iter().map(&f).collect::<Result<Vec<R>>>()
+        f(&items[k * chunk..((k + 1) * chunk).min(items.len())])
     });
     let mut out = Vec::with_capacity(items.len());
     for part in parts {

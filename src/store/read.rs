@@ -10,7 +10,7 @@ use super::tables::*;
 use super::write::{Assignment, SplitMove};
 use super::{clusters, codec, keys};
 use crate::error::{Error, Result};
-use crate::fingerprint::{Hash128, Shingles};
+use crate::fingerprint::{Hash128, ShingleSummary, Shingles};
 use crate::model::{RecordMeta, Role};
 use crate::neardup::{Policy, Split};
 
@@ -411,6 +411,16 @@ impl ReadView {
     /// The shingle set of a row's representative text.
     pub fn shingles(&self, row: Hash128) -> Result<Shingles> {
         clusters::shingles_of(&self.txn.open_table(VARIANTS)?, row)
+    }
+
+    /// The shingle summaries of rows' representative texts, in their order, made on every core.
+    pub fn shingle_summaries(&self, rows: &[Hash128]) -> Result<Vec<ShingleSummary>> {
+        crate::parallel::map_parts(rows, 64, |part| {
+            let variants = self.txn.open_table(VARIANTS)?;
+            part.iter()
+                .map(|&row| Ok(clusters::shingles_of(&variants, row)?.summary()))
+                .collect()
+        })
     }
 
     /// Split changes of existing rows recorded by commits after `after`, in commit order.

@@ -2,13 +2,14 @@
 //! compared with the stored clusters and splits.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use serde::Serialize;
 
 use super::EXAMPLES;
 use crate::error::Result;
-use crate::fingerprint::Hash128;
-use crate::neardup::{candidate_pairs, Policy, Split, UnionFind};
+use crate::fingerprint::{Hash128, Hash128Map, Shingles};
+use crate::neardup::{all_pairs, Policy, Split, UnionFind};
 use crate::store::{Assignment, ObjectStatus, ReadView};
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,22 +114,47 @@ pub(super) fn leakage(
             }
         }
     }
-    // Candidate pairs: rows sharing a permuted prefix, within the Hamming distance.
-    let pairs = candidate_pairs(&view.fingerprints(policy)?, policy);
-    let mut shingles: crate::fingerprint::Hash128Map<std::rc::Rc<crate::fingerprint::Shingles>> =
-        Default::default();
-    let mut load = |h: Hash128| -> Result<std::rc::Rc<crate::fingerprint::Shingles>> {
+    // Candidate pairs: rows sharing a permuted prefix, within the Hamming distance, in the
+    // order of their hashes.
+    let fingerprints = view.fingerprints(policy)?;
+    let pairs = all_pairs(&fingerprints, policy);
+    // The bound's summary of every row in a pair, made on every core (decompressing and
+    // shingling the texts is most of this gate); full shingle sets are made only for the pairs
+    // the bound lets through, so memory holds 68 bytes per row, not every row's set.
+    let mut slot = vec![u32::MAX; fingerprints.len()];
+    let mut needed = Vec::new();
+    for &(a, b, _) in &pairs {
+        for i in [a as usize, b as usize] {
+            if slot[i] == u32::MAX {
+                slot[i] = needed.len() as u32;
+                needed.push(fingerprints[i].0);
+            }
+        }
+    }
+    let summaries = view.shingle_summaries(&needed)?;
+    drop(needed);
+    let mut shingles: Hash128Map<Rc<Shingles>> = Hash128Map::default();
+    let mut load = |h: Hash128| -> Result<Rc<Shingles>> {
         if let Some(s) = shingles.get(&h) {
             return Ok(s.clone());
         }
-        let s = std::rc::Rc::new(view.shingles(h)?);
+        let s = Rc::new(view.shingles(h)?);
         shingles.insert(h, s.clone());
         Ok(s)
     };
     let mut near_duplicate_pairs = 0u64;
     let mut cross_split_pairs = 0u64;
     let mut cross_split_examples = Vec::new();
-    for (&(a, b), &d) in &pairs {
+    for &(ia, ib, d) in &pairs {
+        // The summaries' bound first: it rules out nearly every pair from two array reads.
+        let (sa, sb) = (
+            &summaries[slot[ia as usize] as usize],
+            &summaries[slot[ib as usize] as usize],
+        );
+        if !policy.may_judge(d, sa, sb) {
+            continue;
+        }
+        let (a, b) = (fingerprints[ia as usize].0, fingerprints[ib as usize].0);
         let split_a = stored.get(&a).map(|x| x.split);
         let split_b = stored.get(&b).map(|x| x.split);
         // A pair needs its texts checked only when the answer can matter.

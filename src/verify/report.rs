@@ -206,9 +206,9 @@ pub(super) fn report(
         let (tokens, turns) = lengths.entry(row.primary_family).or_default();
         tokens.push(row.tokens);
         if row.kind != RecordKind::Text {
-            // A conversation that passes the structure checks has a system message first or
-            // not at all: its turns are its message count, read without decoding its text.
-            if row.flaws.is_empty() {
+            // A conversation without a system message after its first turn has one first or
+            // none at all: its turns are its message count, read without decoding its text.
+            if !row.flaws.has(crate::structure::Check::SystemInside) {
                 if let Some((n, first)) = view.message_count(h)? {
                     turns.push(n - u64::from(first == Some(Role::System)));
                 }

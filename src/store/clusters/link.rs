@@ -90,12 +90,6 @@ fn shingles_of_stored(value: &[u8]) -> Result<Shingles> {
     Ok(Shingles::of_text(&fingerprint_text(&variant.conversation)))
 }
 
-/// The shingles of stored `variants` values, made on every core (decompressing and shingling
-/// is most of a large batch's linking when its rows are alike).
-fn shingles_in_parallel(stored: &[Vec<u8>]) -> Result<Vec<Shingles>> {
-    crate::parallel::map_items(stored, 64, |value| shingles_of_stored(value))
-}
-
 impl WriteBatch<'_> {
     /// Link the batch's rows into `sets`: the remaining members of `broken` clusters among
     /// themselves (each seeded alone: its stored cluster is what is being recomputed), then the
@@ -229,9 +223,10 @@ impl WriteBatch<'_> {
     /// Link a large batch's rows (`created`, and the members of broken clusters) by one join
     /// over every fingerprint (`neardup::pairs_with`) instead of a lookup per row. A pair counts
     /// when one of its rows was created, or both are broken members (a broken member's other
-    /// near-duplicates were in its cluster). The texts of every row in such a pair are read
-    /// first and their shingles made on every core; pairs are then judged closest first, each
-    /// once, skipping those the union-find has joined already.
+    /// near-duplicates were in its cluster). The texts of every row in such a pair are read and
+    /// summarised on every core, and the pairs the summaries' bound rules out dropped; the rest
+    /// are judged closest first, each once, skipping those the union-find has joined already.
+    /// A row of a dropped pair is not brought into the union-find for it: it links to nothing.
     fn link_in_memory(
         &mut self,
         sets: &mut UnionFind,
@@ -260,32 +255,20 @@ impl WriteBatch<'_> {
             // Their groups; their pairs are among `pairs`.
             self.link_groups(sets, row)?;
         }
-        // Every row of a pair, by its index in `all`, and its slot in `shingles`.
-        let mut slot = vec![u32::MAX; all.len()];
-        let mut needed: Vec<u32> = Vec::new();
-        for &(a, b, _) in &pairs {
-            for i in [a, b] {
-                if slot[i as usize] == u32::MAX {
-                    slot[i as usize] = needed.len() as u32;
-                    needed.push(i);
-                }
-            }
-        }
-        // Read and shingled a part at a time: the compressed texts of every row in a pair are
-        // never held at once, only their shingle sets.
-        let mut shingles = Vec::with_capacity(needed.len());
-        let mut stored = Vec::with_capacity(SHINGLE_PART.min(needed.len()));
-        for part in needed.chunks(SHINGLE_PART) {
-            stored.clear();
-            for &i in part {
-                stored.push(
-                    stored_text(&self.variants, all[i as usize].0)?
-                        .value()
-                        .to_vec(),
-                );
-            }
-            shingles.extend(shingles_in_parallel(&stored)?);
-        }
+        // The bound first, from summaries (68 bytes a row): in a crowded bucket it rules out
+        // most pairs, and full shingle sets are then made and held only for the rows of the
+        // pairs left.
+        let (summaries, slot) =
+            self.of_pair_rows(&all, &pairs, |v| Ok(shingles_of_stored(v)?.summary()))?;
+        pairs.retain(|&(a, b, d)| {
+            let (sa, sb) = (
+                &summaries[slot[a as usize] as usize],
+                &summaries[slot[b as usize] as usize],
+            );
+            self.policy.may_judge(d, sa, sb)
+        });
+        drop(summaries);
+        let (shingles, slot) = self.of_pair_rows(&all, &pairs, shingles_of_stored)?;
         for (a, b, distance) in pairs {
             let (ra, rb) = (all[a as usize].0, all[b as usize].0);
             self.admit(sets, ra)?;
@@ -302,5 +285,40 @@ impl WriteBatch<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `f` of the stored text of every row in `pairs` (indices into `all`), made on every core
+    /// a part at a time, so the compressed texts are never all held at once; with each index's
+    /// slot in the results (`u32::MAX` for a row in no pair).
+    fn of_pair_rows<R: Send>(
+        &self,
+        all: &[(Hash128, u64)],
+        pairs: &[(u32, u32, u32)],
+        f: impl Fn(&[u8]) -> Result<R> + Sync,
+    ) -> Result<(Vec<R>, Vec<u32>)> {
+        let mut slot = vec![u32::MAX; all.len()];
+        let mut needed: Vec<u32> = Vec::new();
+        for &(a, b, _) in pairs {
+            for i in [a, b] {
+                if slot[i as usize] == u32::MAX {
+                    slot[i as usize] = needed.len() as u32;
+                    needed.push(i);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(needed.len());
+        let mut stored = Vec::with_capacity(SHINGLE_PART.min(needed.len()));
+        for part in needed.chunks(SHINGLE_PART) {
+            stored.clear();
+            for &i in part {
+                stored.push(
+                    stored_text(&self.variants, all[i as usize].0)?
+                        .value()
+                        .to_vec(),
+                );
+            }
+            out.extend(crate::parallel::map_items(&stored, 64, |v| f(v))?);
+        }
+        Ok((out, slot))
     }
 }
