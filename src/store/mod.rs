@@ -99,23 +99,28 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// redb's page cache, per open database: 256 MiB unless `IDX_CACHE_MB` says otherwise (redb's
-/// own default, 1 GiB, made the ingest of a large index hold a gigabyte it barely used; see
-/// docs/PERFORMANCE.md).
+/// redb's page cache, per open database: 256 MiB for a writer unless `IDX_CACHE_MB` says
+/// otherwise (redb's own default, 1 GiB, made the ingest of a large index hold a gigabyte it
+/// barely used; see docs/PERFORMANCE.md).
 pub const DEFAULT_CACHE_MB: usize = 256;
 
-fn cache_bytes() -> usize {
+/// The page cache of a read-only open (`verify`, `export`, CLI queries), which read most
+/// tables through once: at 1.37M rows, 128 MiB instead of 256 took `idx export` from 1,077 to
+/// 822 MiB without slowing it (docs/PERFORMANCE.md § Scale).
+pub const DEFAULT_READ_CACHE_MB: usize = 128;
+
+fn cache_bytes(default_mb: usize) -> usize {
     std::env::var("IDX_CACHE_MB")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(DEFAULT_CACHE_MB)
+        .unwrap_or(default_mb)
         .saturating_mul(1 << 20)
 }
 
-fn builder() -> Builder {
+fn builder(default_cache_mb: usize) -> Builder {
     let mut b = Builder::new();
     b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
-    b.set_cache_size(cache_bytes());
+    b.set_cache_size(cache_bytes(default_cache_mb));
     b
 }
 
@@ -128,10 +133,12 @@ impl Store {
                 source,
             })?;
         }
-        let db = builder().create(path).map_err(|e| Error::Database {
-            path: path.to_path_buf(),
-            source: Box::new(e.into()),
-        })?;
+        let db = builder(DEFAULT_CACHE_MB)
+            .create(path)
+            .map_err(|e| Error::Database {
+                path: path.to_path_buf(),
+                source: Box::new(e.into()),
+            })?;
         let store = Store {
             db: Db::Write(db),
             path: path.to_path_buf(),
@@ -148,13 +155,15 @@ impl Store {
         if !path.exists() {
             return Err(Error::NoIndex(path.to_path_buf()));
         }
-        let db = builder().open_read_only(path).map_err(|e| match e {
-            redb::DatabaseError::RepairAborted => Error::NeedsRecovery(path.to_path_buf()),
-            e => Error::Database {
-                path: path.to_path_buf(),
-                source: Box::new(e.into()),
-            },
-        })?;
+        let db = builder(DEFAULT_READ_CACHE_MB)
+            .open_read_only(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::RepairAborted => Error::NeedsRecovery(path.to_path_buf()),
+                e => Error::Database {
+                    path: path.to_path_buf(),
+                    source: Box::new(e.into()),
+                },
+            })?;
         let store = Store {
             db: Db::Read(db),
             path: path.to_path_buf(),
