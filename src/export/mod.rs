@@ -138,6 +138,7 @@ pub fn export(
         plan,
         previous,
         verdicts,
+        state_digest: view.state_digest()?,
     };
     let mut summary = write_export(
         view,
@@ -162,6 +163,8 @@ struct Decided {
     plan: curriculum::Plan,
     previous: Option<manifest::PreviousExport>,
     verdicts: crate::decontaminate::Verdicts,
+    /// The index's state digest (`ReadView::state_digest`) for the manifest.
+    state_digest: String,
 }
 
 /// Write every file of the export into `out` (the staging folder), the manifest last.
@@ -180,6 +183,7 @@ fn write_export(
         plan,
         previous,
         verdicts,
+        state_digest,
     } = decided;
     let selection = &selection;
     let redactor = settings.redactor();
@@ -211,95 +215,79 @@ fn write_export(
     let mut totals = manifest::Totals::default();
     let total = selection.rows.len();
     let mut done = 0usize;
-    for ((split, family), rows) in &groups {
-        let mut index = 0u32;
-        let mut shard: Option<OutFile> = None;
-        for r in rows {
-            let conversation = view
-                .representative(r.hash)?
-                .ok_or_else(|| Error::Codec {
-                    table: "variants",
-                    message: format!("row {} has no stored text", r.hash.to_hex()),
-                })?
-                .conversation;
-            let mut places = public_refs(view, r.hash, &redactor)?;
-            // The primary place the keep policy chose leads (the line's `source_key`).
-            if let Some((key, line)) = &r.primary_place {
-                if let Some(i) = places.iter().position(|p| &p.key == key && p.line == *line) {
-                    let p = places.remove(i);
-                    places.insert(0, p);
+    // The lines are made a part at a time on every core (decoding, place lookups and JSON are
+    // most of an export) by a maker thread, one part ahead of this thread, which writes them
+    // in order: making and writing overlap.
+    std::thread::scope(|scope| -> Result<()> {
+        let (send, made_parts) = std::sync::mpsc::sync_channel::<Result<Vec<MadeRow>>>(1);
+        let groups = &groups;
+        let (redactor, licenses) = (&redactor, &licenses);
+        scope.spawn(move || {
+            for rows in groups.values() {
+                for part in rows.chunks(EXPORT_PART) {
+                    let made = crate::parallel::map_items(part, 64, |r| {
+                        format_row(view, r, selection, redactor, licenses)
+                    });
+                    let failed = made.is_err();
+                    // The writer gone (it failed) or this part failed: nothing more to make.
+                    if send.send(made).is_err() || failed {
+                        return;
+                    }
                 }
             }
-
-            let near = selection
-                .collapsed
-                .get(&r.hash)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let license = licenses
-                .get(r.primary_family.as_str())
-                .copied()
-                .unwrap_or("unspecified");
-            let line = line_of(r, &conversation, places.first(), license, near);
-            let text = serde_json::to_string(&line).map_err(|e| Error::Export(e.to_string()))?;
-            let needed = text.len() as u64 + 1;
-            if shard
-                .as_ref()
-                .is_some_and(|s| s.rows > 0 && s.bytes + needed > options.shard_bytes)
-            {
-                let s = shard.take().expect("checked above");
+        });
+        for ((split, family), rows) in groups {
+            let mut index = 0u32;
+            let mut shard: Option<OutFile> = None;
+            for part in rows.chunks(EXPORT_PART) {
+                let made = made_parts.recv().map_err(|_| {
+                    Error::Invariant("the export's line maker stopped early".into())
+                })??;
+                for (r, made) in part.iter().zip(made) {
+                    let needed = made.line.len() as u64 + 1;
+                    if shard
+                        .as_ref()
+                        .is_some_and(|s| s.rows > 0 && s.bytes + needed > options.shard_bytes)
+                    {
+                        let s = shard.take().expect("checked above");
+                        shards.push(manifest::Shard::new(s.finish()?, *split, family));
+                        index += 1;
+                    }
+                    if shard.is_none() {
+                        let rel = format!(
+                            "data/{}/{}-{index:05}.chatml.jsonl",
+                            split.as_str(),
+                            file_safe(family)
+                        );
+                        shard = Some(OutFile::create(out, &rel)?);
+                    }
+                    shard
+                        .as_mut()
+                        .expect("opened above")
+                        .line(&made.line, r.tokens)?;
+                    finals.line(&made.line, r.tokens)?;
+                    let mut counted: BTreeSet<&str> = BTreeSet::new();
+                    for source in &made.sources {
+                        let c = sources.entry(source.clone()).or_default();
+                        c.places += 1;
+                        if counted.insert(source.as_str()) {
+                            c.rows += 1;
+                        }
+                    }
+                    provenance.line(&made.provenance, 0)?;
+                    totals.add(r);
+                    done += 1;
+                    if done.is_multiple_of(10_000) {
+                        progress(&format!("{done}/{total} rows written"));
+                    }
+                }
+            }
+            if let Some(s) = shard {
                 shards.push(manifest::Shard::new(s.finish()?, *split, family));
-                index += 1;
-            }
-            if shard.is_none() {
-                let rel = format!(
-                    "data/{}/{}-{index:05}.chatml.jsonl",
-                    split.as_str(),
-                    file_safe(family)
-                );
-                shard = Some(OutFile::create(out, &rel)?);
-            }
-            shard
-                .as_mut()
-                .expect("opened above")
-                .line(&text, r.tokens)?;
-            finals.line(&text, r.tokens)?;
-            // Provenance: every place of the row and of the near-duplicates it stands for.
-            let mut all_places: Vec<ProvenancePlace> = places
-                .into_iter()
-                .map(|p| ProvenancePlace::of(r.hash, p))
-                .collect();
-            for &n in near {
-                for p in public_refs(view, n, &redactor)? {
-                    all_places.push(ProvenancePlace::of(n, p));
-                }
-            }
-            let mut counted: BTreeSet<&str> = BTreeSet::new();
-            for p in &all_places {
-                let c = sources.entry(p.source.clone()).or_default();
-                c.places += 1;
-                if counted.insert(p.source.as_str()) {
-                    c.rows += 1;
-                }
-            }
-            let prov = ProvenanceLine {
-                content_hash: r.hash.to_hex(),
-                split: r.split,
-                family: r.primary_family.clone(),
-                sources: all_places,
-            };
-            let text = serde_json::to_string(&prov).map_err(|e| Error::Export(e.to_string()))?;
-            provenance.line(&text, 0)?;
-            totals.add(r);
-            done += 1;
-            if done.is_multiple_of(10_000) {
-                progress(&format!("{done}/{total} rows written"));
             }
         }
-        if let Some(s) = shard {
-            shards.push(manifest::Shard::new(s.finish()?, *split, family));
-        }
-    }
+        Ok(())
+    })?;
     let mut files = vec![finals.finish()?, provenance.finish()?];
     files.push(dataset_card(out, &shards, totals.rows)?);
     progress("writing the curriculum");
@@ -331,7 +319,7 @@ fn write_export(
         format_version: EXPORT_FORMAT_VERSION,
         index: manifest::IndexState {
             format_version: crate::store::FORMAT_VERSION,
-            state_digest: view.state_digest()?,
+            state_digest,
         },
         config: manifest::ConfigDigests {
             families: settings.classifier.digest().to_string(),
@@ -407,6 +395,75 @@ fn write_export(
 /// `README.md`: a dataset card whose `configs:` name the splits and their shards and whose
 /// `dataset_info.features` type every column, so `datasets.load_dataset(EXPORT_DIR)` loads the
 /// export as train/validation/test whatever row kinds each file holds.
+/// Rows whose lines are made together (on every core) before they are written.
+const EXPORT_PART: usize = 4096;
+
+/// One exported row, made ready to write: its ChatML line, its provenance line and the source
+/// of each place it lists (for the manifest's per-source counts).
+struct MadeRow {
+    line: String,
+    provenance: String,
+    sources: Vec<String>,
+}
+
+fn format_row(
+    view: &ReadView,
+    r: &SelectedRow,
+    selection: &crate::select::Selection,
+    redactor: &crate::pii::Redactor,
+    licenses: &BTreeMap<&str, &str>,
+) -> Result<MadeRow> {
+    let conversation = view
+        .representative(r.hash)?
+        .ok_or_else(|| Error::Codec {
+            table: "variants",
+            message: format!("row {} has no stored text", r.hash.to_hex()),
+        })?
+        .conversation;
+    let mut places = public_refs(view, r.hash, redactor)?;
+    // The primary place the keep policy chose leads (the line's `source_key`).
+    if let Some((key, line)) = &r.primary_place {
+        if let Some(i) = places.iter().position(|p| &p.key == key && p.line == *line) {
+            let p = places.remove(i);
+            places.insert(0, p);
+        }
+    }
+    let near = selection
+        .collapsed
+        .get(&r.hash)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let license = licenses
+        .get(r.primary_family.as_str())
+        .copied()
+        .unwrap_or("unspecified");
+    let line = line_of(r, &conversation, places.first(), license, near);
+    let line = serde_json::to_string(&line).map_err(|e| Error::Export(e.to_string()))?;
+    // Provenance: every place of the row and of the near-duplicates it stands for.
+    let mut all_places: Vec<ProvenancePlace> = places
+        .into_iter()
+        .map(|p| ProvenancePlace::of(r.hash, p))
+        .collect();
+    for &n in near {
+        for p in public_refs(view, n, redactor)? {
+            all_places.push(ProvenancePlace::of(n, p));
+        }
+    }
+    let sources = all_places.iter().map(|p| p.source.clone()).collect();
+    let prov = ProvenanceLine {
+        content_hash: r.hash.to_hex(),
+        split: r.split,
+        family: r.primary_family.clone(),
+        sources: all_places,
+    };
+    let provenance = serde_json::to_string(&prov).map_err(|e| Error::Export(e.to_string()))?;
+    Ok(MadeRow {
+        line,
+        provenance,
+        sources,
+    })
+}
+
 fn dataset_card(out: &Path, shards: &[manifest::Shard], rows: u64) -> Result<out::FileEntry> {
     let splits: BTreeSet<Split> = shards.iter().map(|s| s.split).collect();
     let mut card = String::from("---\nconfigs:\n- config_name: default\n  data_files:\n");

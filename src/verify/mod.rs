@@ -5,7 +5,7 @@
 //!   failed to index, or that has some rows but fewer than required, is `partial`.
 //! - *Leakage*: recomputed from scratch, in memory and independently of the incremental state in
 //!   `store::clusters`: candidate pairs from in-memory permuted block tables (hash maps probed
-//!   the way the redb tables are; `neardup::candidate_pairs`), confirmed by Jaccard, and holdout groups, joined with a union-find. The gate
+//!   the way the redb tables are; `neardup::all_pairs`), confirmed by Jaccard, and holdout groups, joined with a union-find. The gate
 //!   passes when no near-duplicate pair sits in two stored splits and every row's stored cluster
 //!   and split equal the recomputed ones.
 //! - *Report*: unique rows and tokens by primary family, split and phase.
