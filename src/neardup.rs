@@ -347,6 +347,23 @@ pub fn all_pairs(fingerprints: &[(Hash128, u64)], policy: &Policy) -> Vec<(u32, 
     pairs
 }
 
+/// The entries that appear in `pairs` (indices into a list of `n`), each once in order of first
+/// appearance, and each entry's slot in that list (`u32::MAX` for one in no pair): what is
+/// loaded once per row for a pair list (its text's shingles or their summary).
+pub fn rows_in_pairs(n: usize, pairs: &[(u32, u32, u32)]) -> (Vec<u32>, Vec<u32>) {
+    let mut slot = vec![u32::MAX; n];
+    let mut rows = Vec::new();
+    for &(a, b, _) in pairs {
+        for i in [a, b] {
+            if slot[i as usize] == u32::MAX {
+                slot[i as usize] = rows.len() as u32;
+                rows.push(i);
+            }
+        }
+    }
+    (rows, slot)
+}
+
 /// The pairs within the policy's Hamming distance as (index, index, distance) into
 /// `fingerprints`, each once (a pair close in several blocks is reported by the first table that
 /// proposes it); with `wanted`, only pairs with at least one wanted entry.
@@ -609,6 +626,13 @@ mod tests {
         let brute = brute_pairs(&fps, p.hamming);
         assert!(brute.len() > 100);
         assert_eq!(all_pairs_by_hash(&fps, &p), brute);
+    }
+
+    #[test]
+    fn rows_in_pairs_lists_each_row_once_with_its_slot() {
+        let (rows, slot) = rows_in_pairs(5, &[(3, 1, 0), (1, 4, 2), (3, 4, 1)]);
+        assert_eq!(rows, vec![3, 1, 4]);
+        assert_eq!(slot, vec![u32::MAX, 1, u32::MAX, 0, 2]);
     }
 
     /// [`all_pairs`] keyed by the pairs' hashes, checked to come in index order, each once.

@@ -392,9 +392,6 @@ fn write_export(
     })
 }
 
-/// `README.md`: a dataset card whose `configs:` name the splits and their shards and whose
-/// `dataset_info.features` type every column, so `datasets.load_dataset(EXPORT_DIR)` loads the
-/// export as train/validation/test whatever row kinds each file holds.
 /// Rows whose lines are made together (on every core) before they are written.
 const EXPORT_PART: usize = 4096;
 
@@ -464,6 +461,9 @@ fn format_row(
     })
 }
 
+/// `README.md`: a dataset card whose `configs:` name the splits and their shards and whose
+/// `dataset_info.features` type every column, so `datasets.load_dataset(EXPORT_DIR)` loads the
+/// export as train/validation/test whatever row kinds each file holds.
 fn dataset_card(out: &Path, shards: &[manifest::Shard], rows: u64) -> Result<out::FileEntry> {
     let splits: BTreeSet<Split> = shards.iter().map(|s| s.split).collect();
     let mut card = String::from("---\nconfigs:\n- config_name: default\n  data_files:\n");

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::EXAMPLES;
 use crate::error::Result;
 use crate::fingerprint::{Hash128, Hash128Map, Shingles};
-use crate::neardup::{all_pairs, Policy, Split, UnionFind};
+use crate::neardup::{all_pairs, rows_in_pairs, Policy, Split, UnionFind};
 use crate::store::{Assignment, ObjectStatus, ReadView};
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,16 +121,8 @@ pub(super) fn leakage(
     // The bound's summary of every row in a pair, made on every core (decompressing and
     // shingling the texts is most of this gate); full shingle sets are made only for the pairs
     // the bound lets through, so memory holds 68 bytes per row, not every row's set.
-    let mut slot = vec![u32::MAX; fingerprints.len()];
-    let mut needed = Vec::new();
-    for &(a, b, _) in &pairs {
-        for i in [a as usize, b as usize] {
-            if slot[i] == u32::MAX {
-                slot[i] = needed.len() as u32;
-                needed.push(fingerprints[i].0);
-            }
-        }
-    }
+    let (needed, slot) = rows_in_pairs(fingerprints.len(), &pairs);
+    let needed: Vec<Hash128> = needed.iter().map(|&i| fingerprints[i as usize].0).collect();
     let summaries = view.shingle_summaries(&needed)?;
     drop(needed);
     let mut shingles: Hash128Map<Rc<Shingles>> = Hash128Map::default();

@@ -257,7 +257,7 @@ impl WriteBatch<'_> {
         // Shingled on every core, a part at a time. (Summaries first, as verify makes them, cost
         // the templated bench 7%: there the bound passes most pairs, whose texts were then
         // shingled twice; and the peak memory of a 1.37M-row ingest did not move.)
-        let (shingles, slot) = self.of_pair_rows(&all, &pairs, shingles_of_stored)?;
+        let (shingles, slot) = self.shingles_of_pair_rows(&all, &pairs)?;
         for (a, b, distance) in pairs {
             let (ra, rb) = (all[a as usize].0, all[b as usize].0);
             self.admit(sets, ra)?;
@@ -276,25 +276,15 @@ impl WriteBatch<'_> {
         Ok(())
     }
 
-    /// `f` of the stored text of every row in `pairs` (indices into `all`), made on every core
-    /// a part at a time, so the compressed texts are never all held at once; with each index's
-    /// slot in the results (`u32::MAX` for a row in no pair).
-    fn of_pair_rows<R: Send>(
+    /// The shingles of the stored text of every row in `pairs` (indices into `all`), made on
+    /// every core a part at a time, so the compressed texts are never all held at once; with
+    /// each index's slot in them (`neardup::rows_in_pairs`).
+    fn shingles_of_pair_rows(
         &self,
         all: &[(Hash128, u64)],
         pairs: &[(u32, u32, u32)],
-        f: impl Fn(&[u8]) -> Result<R> + Sync,
-    ) -> Result<(Vec<R>, Vec<u32>)> {
-        let mut slot = vec![u32::MAX; all.len()];
-        let mut needed: Vec<u32> = Vec::new();
-        for &(a, b, _) in pairs {
-            for i in [a, b] {
-                if slot[i as usize] == u32::MAX {
-                    slot[i as usize] = needed.len() as u32;
-                    needed.push(i);
-                }
-            }
-        }
+    ) -> Result<(Vec<Shingles>, Vec<u32>)> {
+        let (needed, slot) = neardup::rows_in_pairs(all.len(), pairs);
         let mut out = Vec::with_capacity(needed.len());
         let mut stored = Vec::with_capacity(SHINGLE_PART.min(needed.len()));
         for part in needed.chunks(SHINGLE_PART) {
@@ -306,7 +296,9 @@ impl WriteBatch<'_> {
                         .to_vec(),
                 );
             }
-            out.extend(crate::parallel::map_items(&stored, 64, |v| f(v))?);
+            out.extend(crate::parallel::map_items(&stored, 64, |v| {
+                shingles_of_stored(v)
+            })?);
         }
         Ok((out, slot))
     }
