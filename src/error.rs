@@ -57,6 +57,13 @@ pub enum Error {
         expected: u32,
     },
 
+    #[error(
+        "index at {path} is format version {found}, which the next writer upgrades in place: \
+         run `idx recover` (or any `idx ingest`, or start `idx serve`) once; commands that only \
+         read never write to the index"
+    )]
+    NeedsUpgrade { path: PathBuf, found: u32 },
+
     #[error("no index at {0} (run `idx ingest PATH` first)")]
     NoIndex(PathBuf),
 
@@ -130,7 +137,7 @@ impl Error {
                 _ => ErrorKind::Io,
             },
             Error::NoIndex(_) => ErrorKind::NotFound,
-            Error::NeedsRecovery(_) => ErrorKind::NeedsRecovery,
+            Error::NeedsRecovery(_) | Error::NeedsUpgrade { .. } => ErrorKind::NeedsRecovery,
             Error::S3Request { kind, .. } => *kind,
             Error::GatesFailed(_) => ErrorKind::Gate,
             Error::Invariant(_) => ErrorKind::Invariant,

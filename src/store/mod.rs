@@ -6,7 +6,8 @@
 //! touched to `fts_log`, from which the full-text index catches up (see `search`).
 //!
 //! Files: `tables` (the table definitions), `write` (the write batch), `read` (the read view),
-//! `clusters` (near-duplicate clusters and splits), `footprint` (what each table costs on
+//! `clusters` (near-duplicate clusters and splits), `buckets` (the packed SimHash tables),
+//! `footprint` (what each table costs on
 //! disk), `keys`, `records` and `codec`.
 //!
 //! Tables (keys in `keys`, values in `records`, encoded by `codec`):
@@ -22,7 +23,7 @@
 //! | rows           | hash                              | RowRecord                      |
 //! | family_stats   | family                            | FamilyStats                    |
 //! | fts_log        | seq                               | hashes touched by that commit  |
-//! | simhash_tables | table ‖ permuted simhash ‖ hash   | ()                             |
+//! | simhash_buckets| table ‖ bucket (block prefix)     | packed (permuted simhash, hash)|
 //! | clusters       | hash (rows in clusters of 2+)     | cluster id, split, holdout     |
 //! | cluster_members| cluster id ‖ hash                 | ()                             |
 //! | row_groups     | hash ‖ holdout group              | places of the row in the group |
@@ -35,6 +36,7 @@
 //!
 //! The near-duplicate tables are maintained by `clusters` under the [`Policy`] stored in `meta`.
 
+mod buckets;
 mod clusters;
 mod codec;
 mod contamination;
@@ -204,6 +206,9 @@ impl Store {
             }
         };
         if initialised {
+            if self.read()?.meta::<u32>(META_VERSION)? == Some(UPGRADES_FROM) {
+                self.upgrade(db)?;
+            }
             return self.check_version();
         }
         let txn = db.begin_write()?;
@@ -219,7 +224,7 @@ impl Store {
             txn.open_table(ROWS)?;
             txn.open_table(FAMILY_STATS)?;
             txn.open_table(FTS_LOG)?;
-            txn.open_table(SIMHASH_TABLES)?;
+            txn.open_table(SIMHASH_BUCKETS)?;
             txn.open_table(CLUSTERS)?;
             txn.open_table(CLUSTER_MEMBERS)?;
             txn.open_table(ROW_GROUPS)?;
@@ -240,16 +245,8 @@ impl Store {
     pub fn index_fingerprints(&self, policy: &Policy, items: &[(Hash128, u64)]) -> Result<()> {
         let txn = self.begin_write()?;
         {
-            let mut table = txn.open_table(SIMHASH_TABLES)?;
-            let tables = policy.tables();
-            for &(row, simhash) in items {
-                for t in 0..tables.len() {
-                    table.insert(
-                        clusters::simhash_key(t, tables.permute(t, simhash), row).as_slice(),
-                        (),
-                    )?;
-                }
-            }
+            let mut table = txn.open_table(SIMHASH_BUCKETS)?;
+            buckets::apply(&mut table, &policy.tables(), &[], items)?;
         }
         txn.commit()?;
         Ok(())
@@ -277,10 +274,27 @@ impl Store {
         Ok(Some(moved))
     }
 
+    /// Bring an index of format `UPGRADES_FROM` to this one, in one commit: its SimHash tables
+    /// become buckets (nothing else changed). Without a stored policy there are no clusters to
+    /// keep, so the old tables are just dropped (the next `ensure_policy` builds them).
+    fn upgrade(&self, db: &Database) -> Result<()> {
+        let policy: Option<Policy> = self.read()?.meta(META_POLICY)?;
+        let txn = db.begin_write()?;
+        buckets::upgrade_from_format_4(&txn, policy.as_ref())?;
+        txn.open_table(META)?
+            .insert(META_VERSION, codec::encode(&FORMAT_VERSION).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
     fn check_version(&self) -> Result<()> {
         let view = self.read()?;
         match view.meta::<u32>(META_VERSION)? {
             Some(v) if v == FORMAT_VERSION => Ok(()),
+            Some(found) if found == UPGRADES_FROM => Err(Error::NeedsUpgrade {
+                path: self.path.clone(),
+                found,
+            }),
             Some(found) => Err(Error::Version {
                 path: self.path.clone(),
                 found,

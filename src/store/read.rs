@@ -8,7 +8,7 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinitio
 use super::records::{FamilyStats, ObjectRecord, RowRecord, Totals, VariantRecord};
 use super::tables::*;
 use super::write::{Assignment, SplitMove};
-use super::{clusters, codec, keys};
+use super::{buckets, clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Hash128, ShingleSummary, Shingles};
 use crate::model::{RecordMeta, Role};
@@ -368,12 +368,12 @@ impl ReadView {
         if !policy.fingerprintable(record.words) {
             return Ok(Vec::new());
         }
-        let simhash_tables = self.txn.open_table(SIMHASH_TABLES)?;
+        let simhash_buckets = self.txn.open_table(SIMHASH_BUCKETS)?;
         let variants = self.txn.open_table(VARIANTS)?;
-        let found = clusters::candidates(
-            &simhash_tables,
+        let found = buckets::candidates(
+            &simhash_buckets,
             &policy.tables(),
-            policy,
+            policy.hamming,
             row,
             record.simhash,
         )?;
@@ -391,8 +391,14 @@ impl ReadView {
 
     /// Every indexed fingerprint within `policy.hamming` bits of `simhash`: (row, distance).
     pub fn candidates(&self, simhash: u64, policy: &Policy) -> Result<Vec<(Hash128, u32)>> {
-        let table = self.txn.open_table(SIMHASH_TABLES)?;
-        let found = clusters::candidates(&table, &policy.tables(), policy, Hash128(0), simhash)?;
+        let table = self.txn.open_table(SIMHASH_BUCKETS)?;
+        let found = buckets::candidates(
+            &table,
+            &policy.tables(),
+            policy.hamming,
+            Hash128(0),
+            simhash,
+        )?;
         Ok(found.into_iter().collect())
     }
 
@@ -498,8 +504,8 @@ impl ReadView {
         // Split moves are history (they depend on the order things arrived in), not state.
         feed(
             &mut h,
-            &self.txn.open_table(SIMHASH_TABLES)?,
-            "simhash_tables",
+            &self.txn.open_table(SIMHASH_BUCKETS)?,
+            "simhash_buckets",
         )?;
         feed(&mut h, &self.txn.open_table(CLUSTERS)?, "clusters")?;
         feed(

@@ -8,7 +8,12 @@ use redb::TableDefinition;
 /// hashes in `object_places`, the mapping and sessions on objects.
 /// 4: `simhash_tables` keys carry no value; `variants` values are a head (tokens, kind, messages, first role) and the conversation,
 /// zstd-compressed when that is smaller.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: `simhash_buckets` (one packed entry per table and bucket) replaces `simhash_tables` (one
+/// key per table and row); a format 4 index is upgraded in place by the next writer.
+pub const FORMAT_VERSION: u32 = 5;
+
+/// The one older format a writer upgrades in place (see `Store::open_write`).
+pub(super) const UPGRADES_FROM: u32 = 4;
 
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -29,11 +34,11 @@ pub(super) const FAMILY_STATS: TableDefinition<&str, &[u8]> = TableDefinition::n
 
 pub(super) const FTS_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("fts_log");
 
-/// Table number ‖ permuted SimHash ‖ row hash → nothing: the permutation moves bits, so the
-/// Hamming distance of two permuted values is that of the SimHashes (and table 0's permutation
-/// is the identity).
-pub(super) const SIMHASH_TABLES: TableDefinition<&[u8], ()> =
-    TableDefinition::new("simhash_tables");
+/// Table number ‖ bucket (a permuted SimHash's block prefix) → every (permuted SimHash, row)
+/// in the bucket, packed (see `buckets`): the permutation moves bits, so the Hamming distance of
+/// two permuted values is that of the SimHashes (and table 0's permutation is the identity).
+pub(super) const SIMHASH_BUCKETS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("simhash_buckets");
 
 pub(super) const CLUSTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("clusters");
 

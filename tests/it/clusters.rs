@@ -584,3 +584,80 @@ fn a_large_batch_that_removes_a_bridge_splits_its_cluster_in_memory() {
     assert_eq!(assignment(&fresh, &a), sa);
     assert_eq!(assignment(&fresh, &c), sc);
 }
+
+/// Rewrite an index's SimHash buckets as format 4 kept them (a key per table and row, no value)
+/// and mark it format 4.
+fn downgrade_to_format_4(index_dir: &Path) {
+    use redb::{ReadableTable, TableDefinition};
+    let buckets = TableDefinition::<&[u8], &[u8]>::new("simhash_buckets");
+    let old = TableDefinition::<&[u8], ()>::new("simhash_tables");
+    let db = redb::Database::builder()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .open(index_dir.join("index.redb"))
+        .unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut keys = Vec::new();
+        for entry in txn.open_table(buckets).unwrap().iter().unwrap() {
+            let (k, v) = entry.unwrap();
+            let v = v.value();
+            let n = v.len() / 24;
+            for i in 0..n {
+                let permuted = u64::from_le_bytes(v[i * 8..i * 8 + 8].try_into().unwrap());
+                let mut key = vec![k.value()[0]];
+                key.extend_from_slice(&permuted.to_be_bytes());
+                key.extend_from_slice(&v[n * 8 + i * 16..n * 8 + i * 16 + 16]);
+                keys.push(key);
+            }
+        }
+        assert!(!keys.is_empty());
+        let mut t = txn.open_table(old).unwrap();
+        for key in keys {
+            t.insert(key.as_slice(), ()).unwrap();
+        }
+        let mut meta = txn
+            .open_table(TableDefinition::<&str, &[u8]>::new("meta"))
+            .unwrap();
+        let v = bincode::serde::encode_to_vec(4u32, bincode::config::standard()).unwrap();
+        meta.insert("format_version", v.as_slice()).unwrap();
+    }
+    txn.delete_table(buckets).unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn an_index_of_format_4_is_upgraded_in_place_by_the_next_writer() {
+    let f = Fixture::new();
+    let a = base(41);
+    let b = edited(&a, 2, 5, 3);
+    let lines: String = [a.line(), b.line(), base(42).line(), base(43).line()]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    f.write("x/rows.jsonl", lines);
+    f.ingest();
+    let digest = digest_of(&f.index_dir);
+    let neighbours = near(&f.index_dir, &a).neighbours;
+    assert_eq!(neighbours.len(), 1);
+
+    downgrade_to_format_4(&f.index_dir);
+    // Readers never write: they say what upgrades it.
+    let out = super::common::run_idx(&f.index_dir, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("format version 4"), "{err}");
+    assert!(err.contains("idx recover"), "{err}");
+    // The next writer upgrades it to the same state, and it goes on working.
+    let out = super::common::run_idx(&f.index_dir, &["recover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(digest_of(&f.index_dir), digest);
+    assert_eq!(near(&f.index_dir, &a).neighbours, neighbours);
+    f.write("x/more.jsonl", edited(&a, 1, 9, 3).line());
+    f.ingest();
+    assert_eq!(near(&f.index_dir, &a).neighbours.len(), 2);
+    assert_leak_free(&f.index_dir, &f.settings);
+}

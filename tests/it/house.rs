@@ -110,8 +110,10 @@ fn an_index_of_an_older_format_is_refused_with_what_to_do() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded on a v2 index");
         assert!(
-            stderr.contains("format version 2, this idx reads version 4")
-                && stderr.contains("run `idx ingest`"),
+            stderr.contains(&format!(
+                "format version 2, this idx reads version {}",
+                idx::store::FORMAT_VERSION
+            )) && stderr.contains("run `idx ingest`"),
             "{args:?}: {stderr}"
         );
         assert!(!stderr.contains("panicked"), "{stderr}");

@@ -1,50 +1,24 @@
-//! Finding and confirming a batch's near-duplicate pairs: the SimHash candidates of a row (redb
-//! range scans of the permuted `simhash_tables`, also what `query near` uses), the shingle sets
+//! Finding and confirming a batch's near-duplicate pairs: the SimHash candidates of a row (its
+//! probes' buckets in `simhash_buckets`, as `query near` finds them), the shingle sets
 //! that confirm them (decompressed from `variants`), and the two ways a batch links its rows
 //! into the union-find: a lookup per row for a small batch, one join over every fingerprint in
 //! memory for a batch large against the index. What the resulting sets mean and how they are
 //! written back is the parent module's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::{simhash_key, split_simhash_key};
+use crate::store::buckets;
+
 use crate::error::{Error, Result};
 use crate::fingerprint::{fingerprint_text, Hash128, Hash128Map, Hash128Set, Shingles};
-use crate::neardup::{self, BlockTables, Policy, UnionFind};
+use crate::neardup::{self, UnionFind};
 use crate::store::{codec, VariantRecord, WriteBatch};
 
 /// Rows whose stored texts a large batch reads (and shingles on every core) at a time.
 const SHINGLE_PART: usize = 8192;
-
-/// Every indexed row within `policy.hamming` bits of `simhash`, except `row`: (row, distance).
-pub(in crate::store) fn candidates(
-    table: &impl ReadableTable<&'static [u8], ()>,
-    tables: &BlockTables,
-    policy: &Policy,
-    row: Hash128,
-    simhash: u64,
-) -> Result<BTreeMap<Hash128, u32>> {
-    let mut out = BTreeMap::new();
-    for t in 0..tables.len() {
-        let permuted = tables.permute(t, simhash);
-        for (lo, hi) in tables.ranges(t, simhash) {
-            let start = simhash_key(t, lo, Hash128(0));
-            let end = simhash_key(t, hi, Hash128(u128::MAX));
-            for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
-                let (k, _) = entry?;
-                let (their, other) = split_simhash_key(k.value())?;
-                let distance = (their ^ permuted).count_ones();
-                if other != row && distance <= policy.hamming {
-                    out.insert(other, distance);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
 
 /// How `link` looks for a row's neighbours.
 #[derive(Clone, Copy)]
@@ -107,7 +81,8 @@ impl WriteBatch<'_> {
             sets.find(row);
         }
         let linking = (created.len() + ordered_broken.len()) as u64;
-        let indexed = self.simhash_tables.len()? / self.tables.len().max(1) as u64;
+        // Rows, this batch's included (short ones too: counting fingerprints would read them).
+        let indexed = self.rows.len()?;
         if linking >= MEMORY_LOOKUP_ROWS && linking * MEMORY_LOOKUP_SHARE >= indexed {
             return self.link_in_memory(sets, created, &ordered_broken, &broken);
         }
@@ -152,10 +127,10 @@ impl WriteBatch<'_> {
         let Link { within, groups } = how;
         self.admit(sets, row)?;
         if let Some(simhash) = simhash {
-            let found = candidates(
-                &self.simhash_tables,
+            let found = buckets::candidates(
+                &self.simhash_buckets,
                 &self.tables,
-                &self.policy,
+                self.policy.hamming,
                 row,
                 simhash,
             )?;
@@ -233,13 +208,8 @@ impl WriteBatch<'_> {
         broken_rows: &[Hash128],
         broken: &Hash128Set,
     ) -> Result<()> {
-        // Table 0 holds every fingerprint once (this batch's changes included), unpermuted.
-        let end = simhash_key(0, u64::MAX, Hash128(u128::MAX));
-        let mut all = Vec::new();
-        for entry in self.simhash_tables.range::<&[u8]>(..=end.as_slice())? {
-            let (simhash, h) = split_simhash_key(entry?.0.value())?;
-            all.push((h, simhash));
-        }
+        // Every fingerprint, this batch's changes included.
+        let all = buckets::all_fingerprints(&self.simhash_buckets)?;
         let created: Hash128Set = created.iter().map(|&(row, _)| row).collect();
         let mut pairs = neardup::pairs_with(&self.policy, &all, |h| {
             created.contains(&h) || broken.contains(&h)

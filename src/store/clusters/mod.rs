@@ -2,7 +2,7 @@
 //!
 //! A *cluster* is a connected component of the graph whose nodes are rows (content hashes) and
 //! whose edges are near-duplicate pairs (SimHash within `hamming` bits, found through the
-//! permuted `simhash_tables`, and confirmed by the Jaccard similarity of their word 3-shingle
+//! permuted `simhash_buckets`, and confirmed by the Jaccard similarity of their word 3-shingle
 //! sets) plus, for rows of holdout families, shared holdout groups, and for derived rows, a
 //! *link group* holding the derived row and the rows it was made from (so it shares their split).
 //! Both kinds of group live in `row_groups`/`group_rows`; a link membership's count carries
@@ -13,11 +13,12 @@
 //! Pair edges are not stored: a dense family of templated rows would need a quadratic number of
 //! them. What is stored is each row's cluster; connectivity is recomputed where a batch can change
 //! it, with a union-find that skips the text check for pairs already known to be connected:
-//! 1. removed rows leave the SimHash tables; the clusters they were in are *broken*: their
-//!    remaining members are re-linked from scratch (this is what splits a cluster);
+//! 1. the clusters removed rows were in are *broken*: their remaining members are re-linked
+//!    from scratch (this is what splits a cluster);
 //! 2. holdout group changes are applied; a row leaving a group breaks its cluster too;
-//! 3. created rows join the SimHash tables and are linked to their confirmed candidates, pulling
-//!    in the intact clusters those belong to, and to the members of their holdout groups;
+//! 3. removed rows leave the SimHash tables and created rows join them (each touched bucket
+//!    rewritten once); created rows are linked to their confirmed candidates, pulling in the
+//!    intact clusters those belong to, and to the members of their holdout groups;
 //! 4. every resulting set is written back: entries rewritten only where they changed, and every
 //!    existing row whose split changed logged in `split_moves`.
 //!
@@ -30,14 +31,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use redb::ReadableTable;
 
-use super::{codec, keys, WriteBatch};
+use super::{buckets, codec, keys, WriteBatch};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Hash128, Hash128Map, Hash128Set};
 use crate::model::RecordMeta;
 use crate::neardup::{Policy, Split, UnionFind};
 use crate::source::derived::DERIVED_SOURCE;
 
-pub(super) use link::{candidates, shingles_of};
+pub(super) use link::shingles_of;
 
 /// Cluster work gathered during a batch.
 #[derive(Default)]
@@ -101,28 +102,6 @@ pub(super) fn pair_key(a: Hash128, b: Hash128) -> [u8; 32] {
     k[..16].copy_from_slice(&a.to_bytes());
     k[16..].copy_from_slice(&b.to_bytes());
     k
-}
-
-pub(super) fn simhash_key(table: usize, permuted: u64, hash: Hash128) -> [u8; 25] {
-    let mut k = [0u8; 25];
-    k[0] = table as u8;
-    k[1..9].copy_from_slice(&permuted.to_be_bytes());
-    k[9..].copy_from_slice(&hash.to_bytes());
-    k
-}
-
-/// The (permuted SimHash, row) of a `simhash_tables` key.
-pub(super) fn split_simhash_key(key: &[u8]) -> Result<(u64, Hash128)> {
-    match (
-        key.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()),
-        key.get(9..).and_then(Hash128::from_bytes),
-    ) {
-        (Some(permuted), Some(row)) => Ok((u64::from_be_bytes(permuted), row)),
-        _ => Err(Error::Codec {
-            table: "simhash_tables",
-            message: "key is not table, permuted SimHash and hash".into(),
-        }),
-    }
 }
 
 /// The second hash of a `hash ‖ hash` key.
@@ -246,17 +225,10 @@ impl<'t> WriteBatch<'t> {
         let mut work = std::mem::take(&mut self.clusters);
         // Kept on `self`: `admit` needs it while `work` is borrowed.
         self.clusters.new_rows = std::mem::take(&mut work.new_rows);
-        let tables = self.tables.clone();
         // Existing rows whose cluster must be re-linked from scratch.
         let mut broken: BTreeSet<Hash128> = BTreeSet::new();
 
-        // (1) Removed rows leave the SimHash tables and break their cluster.
-        for &(row, simhash) in &work.removed {
-            for t in 0..tables.len() {
-                self.simhash_tables
-                    .remove(simhash_key(t, tables.permute(t, simhash), row).as_slice())?;
-            }
-        }
+        // (1) Removed rows break their cluster.
         for &row in &work.removed_all {
             if let Some((cluster, _, _)) = self.entry(row)? {
                 broken.extend(Self::firsts(&self.cluster_members, cluster)?);
@@ -308,15 +280,14 @@ impl<'t> WriteBatch<'t> {
             }
         }
 
-        // (3) Created rows join the SimHash tables.
-        for &(row, simhash) in &work.created {
-            for t in 0..tables.len() {
-                self.simhash_tables.insert(
-                    simhash_key(t, tables.permute(t, simhash), row).as_slice(),
-                    (),
-                )?;
-            }
-        }
+        // (3) Removed rows leave the SimHash tables and created rows join them, each touched
+        // bucket rewritten once.
+        buckets::apply(
+            &mut self.simhash_buckets,
+            &self.tables,
+            &work.removed,
+            &work.created,
+        )?;
 
         // Re-link broken clusters among their remaining members, then link what joined.
         let mut sets = UnionFind::default();
@@ -422,7 +393,7 @@ impl<'t> WriteBatch<'t> {
                 old_splits.insert(row, split);
             }
         }
-        self.simhash_tables.retain(|_, _| false)?;
+        self.simhash_buckets.retain(|_, _| false)?;
         self.cluster_entries.retain(|_, _| false)?;
         self.cluster_members.retain(|_, _| false)?;
         self.row_groups.retain(|_, _| false)?;
