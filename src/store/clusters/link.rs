@@ -31,11 +31,12 @@ struct Link<'a> {
 
 /// Batches linking at least this many rows, and at least one row per `MEMORY_LOOKUP_SHARE` of
 /// those indexed, load the SimHash tables into memory and find their candidates there, by one
-/// join (`neardup::Neighbours`) instead of a lookup each: 68 redb range scans
+/// join (`neardup::pairs_with`) instead of a lookup each: 68 redb range scans
 /// per lookup cost ~100 µs, loading ~0.6 µs per indexed row (measured with the incremental
-/// bench: one changed file of 100, ~1,400 rows linked against 70k indexed, took 0.45 s loading
-/// and 0.54 s without), so loading pays from about one linked row per 150 indexed. A small
-/// change to a very large index does not pay for the whole index.
+/// bench on format 4's key-per-row tables: one changed file of 100, ~1,400 rows linked against
+/// 70k indexed, took 0.45 s loading and 0.54 s without), so loading pays from about one linked
+/// row per 150 indexed. Packed buckets made both cheaper and left that bench where it was. A
+/// small change to a very large index does not pay for the whole index.
 const MEMORY_LOOKUP_ROWS: u64 = 256;
 const MEMORY_LOOKUP_SHARE: u64 = 128;
 
