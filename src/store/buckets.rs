@@ -303,6 +303,22 @@ mod tests {
     }
 
     proptest! {
+        /// A damaged value (any bytes) is an error or entries, never a panic, and a lookup over
+        /// it finds only what it holds.
+        #[test]
+        fn any_bytes_parse_to_entries_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            match Bucket::parse(&bytes) {
+                Ok(bucket) => {
+                    prop_assert_eq!(bytes.len(), bucket.len() * ENTRY);
+                    let entries = bucket.entries().unwrap();
+                    let mut seen = 0;
+                    bucket.within(0, 64, |_, _| seen += 1).unwrap();
+                    prop_assert_eq!(seen, entries.len());
+                }
+                Err(e) => prop_assert!(e.to_string().contains("simhash_buckets")),
+            }
+        }
+
         /// Whatever was added and removed, in whatever batches, a lookup finds exactly the rows
         /// a brute-force scan of what is left finds, and the stored bytes are those of adding
         /// what is left at once.
