@@ -21,7 +21,7 @@ const ENTRY: usize = 8 + 16;
 
 /// The key of a bucket: table number ‖ the bucket's prefix (its low bits cleared), big-endian so
 /// the buckets of a table sort by prefix.
-pub(super) fn bucket_key(table: usize, bucket: u64) -> [u8; 9] {
+fn bucket_key(table: usize, bucket: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = table as u8;
     k[1..].copy_from_slice(&bucket.to_be_bytes());
@@ -38,13 +38,13 @@ fn corrupt(message: &str) -> Error {
 /// A bucket value, read in place: `n` permuted fingerprints (u64 little-endian) followed by the
 /// `n` row hashes, sorted by (fingerprint, row), each pair once. Fingerprints come first so a
 /// lookup scans 8 bytes per row and reads a hash only for the rows within distance.
-pub(super) struct Bucket<'a> {
+struct Bucket<'a> {
     fingerprints: &'a [u8],
     rows: &'a [u8],
 }
 
 impl<'a> Bucket<'a> {
-    pub(super) fn parse(value: &'a [u8]) -> Result<Bucket<'a>> {
+    fn parse(value: &'a [u8]) -> Result<Bucket<'a>> {
         if value.is_empty() || !value.len().is_multiple_of(ENTRY) {
             return Err(corrupt(
                 "value is not a whole number of (fingerprint, hash) entries",
@@ -54,7 +54,7 @@ impl<'a> Bucket<'a> {
         Ok(Bucket { fingerprints, rows })
     }
 
-    pub(super) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.fingerprints.len() / 8
     }
 
@@ -70,7 +70,7 @@ impl<'a> Bucket<'a> {
     }
 
     /// Every (permuted fingerprint, row), in stored order.
-    pub(super) fn entries(&self) -> Result<Vec<(u64, Hash128)>> {
+    fn entries(&self) -> Result<Vec<(u64, Hash128)>> {
         (0..self.len())
             .map(|i| Ok((self.fingerprint(i), self.row(i)?)))
             .collect()
@@ -83,10 +83,8 @@ impl<'a> Bucket<'a> {
         hamming: u32,
         mut found: impl FnMut(Hash128, u32),
     ) -> Result<()> {
-        for (i, chunk) in self.fingerprints.chunks_exact(8).enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            let distance = (u64::from_le_bytes(b) ^ permuted).count_ones();
+        for i in 0..self.len() {
+            let distance = (self.fingerprint(i) ^ permuted).count_ones();
             if distance <= hamming {
                 found(self.row(i)?, distance);
             }
@@ -96,7 +94,7 @@ impl<'a> Bucket<'a> {
 }
 
 /// The value of a bucket holding `entries`, which must be sorted and distinct.
-pub(super) fn encode(entries: &[(u64, Hash128)]) -> Vec<u8> {
+fn encode(entries: &[(u64, Hash128)]) -> Vec<u8> {
     let mut v = Vec::with_capacity(entries.len() * ENTRY);
     for &(fingerprint, _) in entries {
         v.extend_from_slice(&fingerprint.to_le_bytes());

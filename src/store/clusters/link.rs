@@ -10,12 +10,10 @@ use std::rc::Rc;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use crate::store::buckets;
-
 use crate::error::{Error, Result};
 use crate::fingerprint::{fingerprint_text, Hash128, Hash128Map, Hash128Set, Shingles};
 use crate::neardup::{self, UnionFind};
-use crate::store::{codec, VariantRecord, WriteBatch};
+use crate::store::{buckets, codec, VariantRecord, WriteBatch};
 
 /// Rows whose stored texts a large batch reads (and shingles on every core) at a time.
 const SHINGLE_PART: usize = 8192;
