@@ -114,6 +114,23 @@ struct Doc {
 }
 
 fn doc(turns: &[String]) -> Doc {
+    let c = conversation(turns);
+    let fp = fingerprint(&c);
+    Doc {
+        hash: fp.content_hash,
+        simhash: fp.simhash,
+        words: fp.words,
+        shingles: Shingles::of_text(&fingerprint_text(&c)),
+    }
+}
+
+/// The fingerprint text of a dialogue.
+fn doc_text(turns: &[String]) -> String {
+    fingerprint_text(&conversation(turns))
+}
+
+/// A canonical conversation of alternating user and assistant turns.
+fn conversation(turns: &[String]) -> Conversation {
     let mut c = Conversation {
         kind: RecordKind::Chatml,
         messages: turns
@@ -132,13 +149,7 @@ fn doc(turns: &[String]) -> Doc {
         label: None,
     };
     canonicalize(&mut c);
-    let fp = fingerprint(&c);
-    Doc {
-        hash: fp.content_hash,
-        simhash: fp.simhash,
-        words: fp.words,
-        shingles: Shingles::of_text(&fingerprint_text(&c)),
-    }
+    c
 }
 
 /// Bases with perturbed copies; deduplicated by content hash.
@@ -439,5 +450,27 @@ fn bench_tables(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_tables);
+/// Shingle sets per second of text: every fingerprinted row's set is made once at ingest (on
+/// the fingerprint workers) and again by each verify, over the fingerprint texts of the real
+/// dialogues (when present) and generated ones.
+fn bench_shingles(c: &mut Criterion) {
+    let mut rng = Rng(0x5819_0000_0000_0003);
+    let mut dialogues = real_dialogues();
+    dialogues.extend(generated_dialogues(2000, &mut rng));
+    let texts: Vec<String> = dialogues.iter().map(|d| doc_text(d)).collect();
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let mut group = c.benchmark_group("shingles");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function(format!("of_text_{}_dialogues", texts.len()), |b| {
+        b.iter(|| {
+            texts
+                .iter()
+                .map(|t| Shingles::of_text(t).set().len())
+                .sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_shingles, bench_tables);
 criterion_main!(benches);

@@ -57,8 +57,8 @@ def read_shards(folder):
             continue
         with open(path) as f:
             info = json.load(f)
-        if info.get("format") != "idx-signatures" or info.get("format_version") != 1:
-            sys.exit(f"{path}: not idx signatures of format version 1")
+        if info.get("format") != "idx-signatures" or info.get("format_version") != 2:
+            sys.exit(f"{path}: not idx signatures of format version 2")
         shards[info["shard"]] = info
     if not shards:
         sys.exit(f"{folder}: no SHARD/shard.json found (run `idx export signatures` first)")

@@ -110,6 +110,17 @@ pub struct Fingerprints {
 
 /// Compute every fingerprint of a canonical conversation.
 pub fn fingerprint(conversation: &Conversation) -> Fingerprints {
+    fingerprint_with_text(conversation).0
+}
+
+/// [`fingerprint`] and the shingles of the same fingerprint text, made from it once: what ingest
+/// makes on its worker threads, so a new row's near-duplicate check reads no stored text.
+pub fn fingerprint_and_shingles(conversation: &Conversation) -> (Fingerprints, Shingles) {
+    let (fp, text) = fingerprint_with_text(conversation);
+    (fp, Shingles::of_text(&text))
+}
+
+fn fingerprint_with_text(conversation: &Conversation) -> (Fingerprints, String) {
     let folded: Vec<(u8, String)> = conversation
         .all_messages()
         .map(|m| (m.role as u8, folded_text(&m.content)))
@@ -123,13 +134,14 @@ pub fn fingerprint(conversation: &Conversation) -> Fingerprints {
     );
     let text = fingerprint_text_of(conversation, folded.iter().map(|(_, s)| s.as_str()));
     let (simhash, words) = simhash_and_words(&text);
-    Fingerprints {
+    let fp = Fingerprints {
         content_hash,
         variant_hash,
         simhash,
         tokens: count_tokens(conversation.all_messages()),
         words,
-    }
+    };
+    (fp, text)
 }
 
 /// The text SimHash and shingles are computed over: each message's role word and folded content,
@@ -367,6 +379,21 @@ mod tests {
             assert_eq!(simhash_of(&t), simhash::simhash(&t), "{t}");
             seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         }
+    }
+
+    #[test]
+    fn shingles_made_with_the_fingerprints_are_those_of_the_fingerprint_text() {
+        let c = conv(&[
+            (Role::User, "I have not   slept well, not at all."),
+            (Role::Assistant, "That sounds hard. What keeps you up?"),
+        ]);
+        let (fp, shingles) = fingerprint_and_shingles(&c);
+        assert_eq!(fp, fingerprint(&c));
+        assert_eq!(
+            shingles.set(),
+            shingle_set(&fingerprint_text(&c)).as_slice()
+        );
+        assert_eq!(shingles.set().len(), fp.words as usize - 2);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::error::Result;
-use crate::fingerprint::Fingerprints;
+use crate::fingerprint::{Fingerprints, Shingles};
 use crate::index::Index;
 use crate::model::{Conversation, RecordMeta, Rejection};
 use crate::parse::{self, Limits, Mapping};
@@ -118,6 +118,9 @@ pub(super) struct PreparedRow {
     pub(super) meta: RecordMeta,
     /// Its `variants` value (head and compressed text), made on the worker thread.
     pub(super) stored: Vec<u8>,
+    /// The shingles of its fingerprint text, made on the worker thread; the writer takes them
+    /// for a row new to the index, whose near-duplicate check then reads no stored text.
+    pub(super) shingles: Option<Shingles>,
 }
 
 /// What flows from the reader through the fingerprint stage to the writer. Every object is

@@ -1,5 +1,5 @@
 //! The fingerprint stage: a pool of workers prepares each row (repair, normalise, redact,
-//! fingerprint, count tokens), each row under its own panic guard, and hands the rows on in
+//! fingerprint, shingle, count tokens), each row under its own panic guard, and hands the rows on in
 //! the order they were read, at most 4 × workers messages ahead of the writer.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use super::{Msg, PreparedRow};
-use crate::fingerprint::fingerprint;
+use crate::fingerprint::fingerprint_and_shingles;
 use crate::model::Rejection;
 use crate::parse::{self};
 use crate::pii::Redactor;
@@ -54,7 +54,7 @@ pub(super) fn prepare_row(mut r: parse::ParsedRecord, redactor: &Redactor) -> Pr
             *value = serde_json::Value::String(bounded_attribute(value.clone())).to_string();
         }
     }
-    let fp = fingerprint(&r.conversation);
+    let (fp, shingles) = fingerprint_and_shingles(&r.conversation);
     let stored = crate::store::encode_variant(fp.tokens, &r.conversation);
     PreparedRow {
         line: r.line,
@@ -64,6 +64,7 @@ pub(super) fn prepare_row(mut r: parse::ParsedRecord, redactor: &Redactor) -> Pr
         conversation: r.conversation,
         meta: r.meta,
         stored,
+        shingles: Some(shingles),
     }
 }
 

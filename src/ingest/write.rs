@@ -158,13 +158,13 @@ pub(super) fn write_message(
             }
         }
         Msg::Parsed(i, records) => {
-            let (rows, rejected) = prepare(records, plan.redactor);
-            write_rows(batch, search, early, work, i, &rows)?;
+            let (mut rows, rejected) = prepare(records, plan.redactor);
+            write_rows(batch, search, early, work, i, &mut rows)?;
             report.rows_added += rows.len() as u64;
             tallies.add(i, &rows, rejected);
         }
-        Msg::Rows(i, rows, rejected) => {
-            write_rows(batch, search, early, work, i, &rows)?;
+        Msg::Rows(i, mut rows, rejected) => {
+            write_rows(batch, search, early, work, i, &mut rows)?;
             report.rows_added += rows.len() as u64;
             tallies.add(i, &rows, rejected);
         }
@@ -298,7 +298,7 @@ pub(super) fn write_rows(
     early: &mut EarlyText,
     work: &[Work],
     i: usize,
-    rows: &[PreparedRow],
+    rows: &mut [PreparedRow],
 ) -> Result<()> {
     let w = &work[i];
     let id = keys::object_id(&w.source, &w.found.key);
@@ -314,6 +314,9 @@ pub(super) fn write_rows(
         };
         batch.add_place(&id, &w.families, r.line, r.record, row)?;
         if new {
+            if let Some(shingles) = r.shingles.take() {
+                batch.hold_shingles(hash, r.fp.words, shingles);
+            }
             search.add_new_row(hash, &r.conversation, &w.families)?;
             early.clean.insert(hash, (r.fp.variant_hash, i));
         } else if let Some(&(variant, first)) = early.clean.get(&hash) {

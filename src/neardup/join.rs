@@ -9,19 +9,23 @@ use super::{BlockTables, Policy};
 use crate::fingerprint::Hash128;
 
 /// The pairs within the policy's Hamming distance with at least one entry for which `chosen`
-/// holds, as (index, index, distance) into `fingerprints`: each pair once, the smaller index
-/// first, closest pairs first. A large batch finds its rows' candidates this way, by one join.
+/// holds and which `keep` (index, index, distance) keeps, as (index, index, distance) into
+/// `fingerprints`: each pair once, the smaller index first, closest pairs first. A large batch
+/// finds its rows' candidates this way, by one join; `keep` runs on the join's threads, as
+/// each pair is found, so a cheap test there saves holding the pairs it drops.
 pub fn pairs_with(
     policy: &Policy,
     fingerprints: &[(Hash128, u64)],
     chosen: impl Fn(Hash128) -> bool,
+    keep: impl Fn(u32, u32, u32) -> bool + Sync,
 ) -> Vec<(u32, u32, u32)> {
     let wanted: Vec<bool> = fingerprints.iter().map(|&(h, _)| chosen(h)).collect();
     let mut by_distance: Vec<Vec<(u32, u32, u32)>> = vec![Vec::new(); policy.hamming as usize + 1];
-    for (a, b, d) in join(fingerprints, policy, Some(&wanted)) {
-        if fingerprints[a as usize].0 != fingerprints[b as usize].0 {
-            by_distance[d as usize].push((a.min(b), a.max(b), d));
-        }
+    let keep = |a: u32, b: u32, d: u32| {
+        fingerprints[a as usize].0 != fingerprints[b as usize].0 && keep(a, b, d)
+    };
+    for (a, b, d) in join(fingerprints, policy, Some(&wanted), &keep) {
+        by_distance[d as usize].push((a.min(b), a.max(b), d));
     }
     by_distance.concat()
 }
@@ -51,9 +55,9 @@ fn scan(permuted: &[u64], ids: &[u32], q: u64, hamming: u32, mut found: impl FnM
 /// their hashes, whatever the number of cores). Used by `verify` to recompute from scratch, and
 /// by the quality benchmark.
 pub fn all_pairs(fingerprints: &[(Hash128, u64)], policy: &Policy) -> Vec<(u32, u32, u32)> {
-    let mut pairs: Vec<(u32, u32, u32)> = join(fingerprints, policy, None)
+    let distinct = |a: u32, b: u32, _| fingerprints[a as usize].0 != fingerprints[b as usize].0;
+    let mut pairs: Vec<(u32, u32, u32)> = join(fingerprints, policy, None, &distinct)
         .into_iter()
-        .filter(|&(a, b, _)| fingerprints[a as usize].0 != fingerprints[b as usize].0)
         .map(|(a, b, d)| (a.min(b), a.max(b), d))
         .collect();
     pairs.sort_unstable();
@@ -79,7 +83,7 @@ pub fn rows_in_pairs(n: usize, pairs: &[(u32, u32, u32)]) -> (Vec<u32>, Vec<u32>
 
 /// The pairs within the policy's Hamming distance as (index, index, distance) into
 /// `fingerprints`, each once (a pair close in several blocks is reported by the first table that
-/// proposes it); with `wanted`, only pairs with at least one wanted entry.
+/// proposes it), that `keep` keeps; with `wanted`, only pairs with at least one wanted entry.
 ///
 /// A join rather than a lookup per row: each table's entries are sorted by permuted SimHash, and
 /// every bucket is compared with itself and with each neighbouring bucket (prefix within the
@@ -92,6 +96,7 @@ fn join(
     fingerprints: &[(Hash128, u64)],
     policy: &Policy,
     wanted: Option<&[bool]>,
+    keep: &(impl Fn(u32, u32, u32) -> bool + Sync),
 ) -> Vec<(u32, u32, u32)> {
     let tables = policy.tables();
     // One worker per core, each taking the next table not yet taken when it is done with one
@@ -109,7 +114,7 @@ fn join(
             }
             done.push((
                 t,
-                join_table(fingerprints, &tables, t, policy.hamming, wanted),
+                join_table(fingerprints, &tables, t, policy.hamming, wanted, keep),
             ));
         }
     })
@@ -127,6 +132,7 @@ fn join_table(
     t: usize,
     hamming: u32,
     wanted: Option<&[bool]>,
+    keep: &impl Fn(u32, u32, u32) -> bool,
 ) -> Vec<(u32, u32, u32)> {
     let mut entries: Vec<(u64, u32)> = fingerprints
         .iter()
@@ -183,7 +189,9 @@ fn join_table(
                     hamming,
                     |b, d| {
                         // Every table that proposes the pair finds it: the first one reports it.
-                        if tables.first_table(simhash_a, fingerprints[b as usize].1) == Some(t) {
+                        if tables.first_table(simhash_a, fingerprints[b as usize].1) == Some(t)
+                            && keep(a, b, d)
+                        {
                             found.push((a, b, d));
                         }
                     },
@@ -290,11 +298,15 @@ mod tests {
             assert_eq!(all_pairs_by_hash(&fps, &p), brute, "{blocks}/{hamming}");
             // The pairs of three rows in seven, with either side chosen.
             let chosen = |h: Hash128| h.0 % 7 < 3;
-            let pairs = pairs_with(&p, &fps, chosen);
+            // And of those, the pairs a test on the join's threads keeps.
+            let kept = |a: Hash128, b: Hash128| !(a.0 + b.0).is_multiple_of(5);
+            let pairs = pairs_with(&p, &fps, chosen, |a, b, _| {
+                kept(fps[a as usize].0, fps[b as usize].0)
+            });
             assert!(pairs.windows(2).all(|w| w[0].2 <= w[1].2), "closest first");
             // Every table proposes the pairs close in its block: each is still reported once.
             assert_eq!(
-                join(&fps, &p, None).len(),
+                join(&fps, &p, None, &|_, _, _| true).len(),
                 brute.len(),
                 "{blocks}/{hamming} once"
             );
@@ -306,7 +318,7 @@ mod tests {
                 by_row.insert((a.min(b), a.max(b)), d);
             }
             let mut expected = brute.clone();
-            expected.retain(|&(a, b), _| chosen(a) || chosen(b));
+            expected.retain(|&(a, b), _| (chosen(a) || chosen(b)) && kept(a, b));
             assert_eq!(by_row, expected, "{blocks}/{hamming} by row");
         }
     }

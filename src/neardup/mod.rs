@@ -164,6 +164,12 @@ impl Policy {
         a.similar_at_least(b, self.jaccard)
     }
 
+    /// Whether [`Policy::judge`] may accept a pair, from the sets' bucket counts alone (the
+    /// test it starts with): `false` only when it would not.
+    pub fn may_judge_sets(&self, hamming: u32, a: &Shingles, b: &Shingles) -> bool {
+        hamming <= self.hamming && a.may_reach(b, self.jaccard)
+    }
+
     /// Whether [`Policy::judge`] may accept a pair, from the sets' summaries: `false` only when
     /// it would not.
     pub fn may_judge(&self, hamming: u32, a: &ShingleSummary, b: &ShingleSummary) -> bool {
@@ -345,6 +351,45 @@ impl UnionFind {
     }
 }
 
+/// Union-find over the indices `0..n` of a pair list's entries: what a pass over candidate pairs
+/// asks first ("already joined?"), answered from one array instead of hash lookups. A pair it
+/// has joined is joined in the pass's [`UnionFind`] too; it knows nothing of joins made there
+/// otherwise (stored clusters, holdout groups), so "not joined" here means "ask there".
+#[derive(Debug)]
+pub struct IndexSets {
+    parent: Vec<u32>,
+}
+
+impl IndexSets {
+    pub fn new(n: usize) -> IndexSets {
+        IndexSets {
+            parent: (0..n as u32).collect(),
+        }
+    }
+
+    /// The root of `x`'s set (path halving).
+    pub fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let grand = self.parent[self.parent[x as usize] as usize];
+            self.parent[x as usize] = grand;
+            x = grand;
+        }
+        x
+    }
+
+    /// Whether `a` and `b` are in one set.
+    pub fn joined(&mut self, a: u32, b: u32) -> bool {
+        self.find(a) == self.find(b)
+    }
+
+    pub fn union(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[ra.max(rb) as usize] = ra.min(rb);
+        }
+    }
+}
+
 /// Every `k`-subset of `0..n`, in lexicographic order.
 fn combinations(n: usize, k: usize) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
@@ -424,6 +469,26 @@ mod tests {
         assert!(!u.contains(h(1)));
         assert_eq!(u.find(h(1)), h(1));
         assert_eq!(u.members().len(), 6);
+    }
+
+    proptest::proptest! {
+        /// Index sets join exactly what the hash union-find joins, under any sequence of unions.
+        #[test]
+        fn index_sets_agree_with_the_union_find(
+            unions in proptest::collection::vec((0u32..40, 0u32..40), 0..80),
+            asks in proptest::collection::vec((0u32..40, 0u32..40), 1..40),
+        ) {
+            let mut dense = IndexSets::new(40);
+            let mut u = UnionFind::default();
+            for &(a, b) in &unions {
+                dense.union(a, b);
+                u.union(Hash128(a.into()), Hash128(b.into()));
+            }
+            for &(a, b) in &asks {
+                let hashed = u.find(Hash128(a.into())) == u.find(Hash128(b.into()));
+                proptest::prop_assert_eq!(dense.joined(a, b), hashed);
+            }
+        }
     }
 
     #[test]

@@ -25,8 +25,10 @@ use crate::neardup::{Fractions, Policy};
 use crate::select::{select_local, SelectOptions};
 use crate::store::{ReadView, RowRecord};
 
-/// The signature format's version (`shard.json` and the Parquet metadata carry it).
-pub const SIGNATURES_FORMAT_VERSION: u32 = 1;
+/// The signature format's version (`shard.json` and the Parquet metadata carry it). Version 2:
+/// the sketches are of shingle hashes made from word hashes (`fingerprint::shingle_set`), which
+/// version 1's sketches cannot be compared with.
+pub const SIGNATURES_FORMAT_VERSION: u32 = 2;
 
 /// Rows per Parquet record batch (and row group).
 const BATCH_ROWS: usize = 65_536;

@@ -11,7 +11,7 @@ use super::tables::*;
 use super::{clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprints, Hash128};
-use crate::model::{Conversation, RecordMeta};
+use crate::model::{Conversation, RecordKind, RecordMeta};
 use crate::neardup::{BlockTables, Policy, Split};
 use crate::pii::{PiiRecord, PiiStatus};
 
@@ -24,6 +24,11 @@ pub(super) struct RowDelta {
     pub(super) words: u32,
     pub(super) pii: Option<PiiRecord>,
     pub(super) flaws: crate::structure::Flaws,
+    /// Of the places this batch added: the least variant (hash, tokens, kind) and the least
+    /// `row_places` key. For a row new to the index these are its tables' first entries, so
+    /// the batch's finish need not look them up.
+    pub(super) least_variant: Option<(Hash128, u64, RecordKind)>,
+    pub(super) least_place: Option<Vec<u8>>,
 }
 
 /// What `WriteBatch::add_place` needs of a row: its fingerprints, canonical (redacted)
@@ -234,10 +239,8 @@ impl<'t> WriteBatch<'t> {
                 "place {object_id}:{line}#{record} added twice in one batch"
             )));
         }
-        self.row_places.insert(
-            keys::row_place(fp.content_hash, object_id, line, record).as_slice(),
-            (),
-        )?;
+        let place_key = keys::row_place(fp.content_hash, object_id, line, record);
+        self.row_places.insert(place_key.as_slice(), ())?;
         let vk = keys::variant(fp.content_hash, fp.variant_hash);
         let refs = self
             .variant_refs
@@ -255,6 +258,15 @@ impl<'t> WriteBatch<'t> {
         self.variant_refs.insert(vk.as_slice(), refs + 1)?;
         let delta = self.deltas.entry(fp.content_hash).or_default();
         delta.places += 1;
+        if delta.least_place.as_ref().is_none_or(|p| place_key < *p) {
+            delta.least_place = Some(place_key);
+        }
+        if delta
+            .least_variant
+            .is_none_or(|(v, _, _)| fp.variant_hash < v)
+        {
+            delta.least_variant = Some((fp.variant_hash, fp.tokens, conversation.kind));
+        }
         delta.simhash = fp.simhash;
         delta.words = fp.words;
         delta.pii = Some(pii.clone());
@@ -278,6 +290,37 @@ impl<'t> WriteBatch<'t> {
         self.primary_cache
             .insert(object_id.to_string(), primary.clone());
         Ok(primary)
+    }
+
+    /// The leading (tokens, kind) of a row's representative (first) variant: decoding the
+    /// prefix skips the text.
+    fn representative_head(&self, hash: Hash128) -> Result<(u64, RecordKind)> {
+        match super::first_variant(&self.variants, hash)? {
+            Some(value) => {
+                let head = codec::decode_variant_head(value.value())?;
+                Ok((head.tokens, head.kind))
+            }
+            None => Err(Error::Codec {
+                table: "variants",
+                message: format!("row {hash} has places but no stored text"),
+            }),
+        }
+    }
+
+    /// The object of a row's first place ("" when it has none).
+    fn first_place_object(&self, hash: Hash128) -> Result<String> {
+        let hk = hash.to_bytes();
+        let end = keys::prefix_end(&hk);
+        Ok(
+            match self
+                .row_places
+                .range::<&[u8]>(hk.as_slice()..end.as_slice())?
+                .next()
+            {
+                Some(entry) => keys::split_row_place(entry?.0.value()).0,
+                None => String::new(),
+            },
+        )
     }
 
     /// Apply the gathered row changes, derived counters and the full-text log; prune log entries
@@ -312,30 +355,17 @@ impl<'t> WriteBatch<'t> {
                 for (f, d) in &delta.families {
                     *families.entry(f.clone()).or_default() += d;
                 }
-                // Only the leading (tokens, kind) of the representative is needed: decoding the
-                // prefix skips the text.
-                let (rep_tokens, rep_kind) = match super::first_variant(&self.variants, hash)? {
-                    Some(value) => {
-                        let head = codec::decode_variant_head(value.value())?;
-                        (head.tokens, head.kind)
-                    }
-                    None => {
-                        return Err(Error::Codec {
-                            table: "variants",
-                            message: format!("row {hash} has places but no stored text"),
-                        })
-                    }
-                };
-                let pstart = hk.to_vec();
-                let pend = keys::prefix_end(&hk);
-                let first_place = match self
-                    .row_places
-                    .range::<&[u8]>(pstart.as_slice()..pend.as_slice())?
-                    .next()
-                {
-                    Some(entry) => keys::split_row_place(entry?.0.value()).0,
-                    None => String::new(),
-                };
+                let ((rep_tokens, rep_kind), first_place) =
+                    match (&old, delta.least_variant, &delta.least_place) {
+                        // A new row's variants and places are all this batch's.
+                        (None, Some((_, tokens, kind)), Some(place)) => {
+                            ((tokens, kind), keys::split_row_place(place).0)
+                        }
+                        _ => (
+                            self.representative_head(hash)?,
+                            self.first_place_object(hash)?,
+                        ),
+                    };
                 let primary_family = self.primary_of(&first_place)?;
                 Some(RowRecord {
                     simhash: old.as_ref().map_or(delta.simhash, |o| o.simhash),

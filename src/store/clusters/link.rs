@@ -12,7 +12,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use crate::error::{Error, Result};
 use crate::fingerprint::{fingerprint_text, Hash128, Hash128Map, Hash128Set, Shingles};
-use crate::neardup::{self, UnionFind};
+use crate::neardup::{self, IndexSets, UnionFind};
 use crate::store::{buckets, codec, VariantRecord, WriteBatch};
 
 /// Rows whose stored texts a large batch reads (and shingles on every core) at a time.
@@ -178,7 +178,7 @@ impl WriteBatch<'_> {
         cache: &mut Hash128Map<Rc<Shingles>>,
         row: Hash128,
     ) -> Result<Rc<Shingles>> {
-        if let Some(s) = cache.get(&row) {
+        if let Some(s) = cache.get(&row).or_else(|| self.clusters.held.get(&row)) {
             return Ok(s.clone());
         }
         let s = Rc::new(shingles_of(&self.variants, row)?);
@@ -197,9 +197,11 @@ impl WriteBatch<'_> {
     /// Link a large batch's rows (`created`, and the members of broken clusters) by one join
     /// over every fingerprint (`neardup::pairs_with`) instead of a lookup per row. A pair counts
     /// when one of its rows was created, or both are broken members (a broken member's other
-    /// near-duplicates were in its cluster). The texts of every row in such a pair are read and
-    /// shingled on every core; pairs are then judged closest first, each once, skipping those
-    /// the union-find has joined already.
+    /// near-duplicates were in its cluster). The join drops, on its own threads, the pairs of
+    /// two rows whose held shingles' bucket counts rule them out (most candidates of a crowded
+    /// corpus); the stored texts of the other rows of the remaining pairs are read and shingled
+    /// on every core; pairs are then judged closest first, each once, skipping those the
+    /// union-find has joined already.
     fn link_in_memory(
         &mut self,
         sets: &mut UnionFind,
@@ -210,27 +212,56 @@ impl WriteBatch<'_> {
         // Every fingerprint, this batch's changes included.
         let all = buckets::all_fingerprints(&self.simhash_buckets)?;
         let created: Hash128Set = created.iter().map(|&(row, _)| row).collect();
-        let mut pairs = neardup::pairs_with(&self.policy, &all, |h| {
-            created.contains(&h) || broken.contains(&h)
-        });
-        pairs.retain(|&(a, b, _)| {
-            let (a, b) = (all[a as usize].0, all[b as usize].0);
-            created.contains(&a)
-                || created.contains(&b)
-                || (broken.contains(&a) && broken.contains(&b))
-        });
+        // By index into `all`, for the join's threads: whether a row was created, is a broken
+        // member, and its held shingles.
+        const CREATED: u8 = 1;
+        const BROKEN: u8 = 2;
+        let mut role = vec![0u8; all.len()];
+        let mut held: Vec<Option<&Shingles>> = vec![None; all.len()];
+        for (i, (h, _)) in all.iter().enumerate() {
+            if created.contains(h) {
+                role[i] |= CREATED;
+            }
+            if broken.contains(h) {
+                role[i] |= BROKEN;
+            }
+            held[i] = self.clusters.held.get(h).map(|s| &**s);
+        }
+        let policy = &self.policy;
+        let pairs = neardup::pairs_with(
+            policy,
+            &all,
+            |h| created.contains(&h) || broken.contains(&h),
+            |a, b, distance| {
+                let (ra, rb) = (role[a as usize], role[b as usize]);
+                let counts = (ra | rb) & CREATED != 0 || ra & rb & BROKEN != 0;
+                counts
+                    && match (held[a as usize], held[b as usize]) {
+                        (Some(sa), Some(sb)) => policy.may_judge_sets(distance, sa, sb),
+                        _ => true,
+                    }
+            },
+        );
+        drop(held);
         for &row in broken_rows {
             // Their groups; their pairs are among `pairs`.
             self.link_groups(sets, row)?;
         }
-        // Shingled on every core, a part at a time. (Summaries first, as verify makes them, cost
-        // the templated bench 7%: there the bound passes most pairs, whose texts were then
-        // shingled twice; and the peak memory of a 1.37M-row ingest did not move.)
         let (shingles, slot) = self.shingles_of_pair_rows(&all, &pairs)?;
+        // Most pairs of a crowded corpus join rows this pass has joined already: the index
+        // sets answer that from an array; each row is admitted once.
+        let mut joined = IndexSets::new(all.len());
+        let mut admitted = vec![false; all.len()];
         for (a, b, distance) in pairs {
+            if joined.joined(a, b) {
+                continue;
+            }
             let (ra, rb) = (all[a as usize].0, all[b as usize].0);
-            self.admit(sets, ra)?;
-            self.admit(sets, rb)?;
+            for (i, row) in [(a, ra), (b, rb)] {
+                if !std::mem::replace(&mut admitted[i as usize], true) {
+                    self.admit(sets, row)?;
+                }
+            }
             if sets.find(ra) == sets.find(rb) {
                 continue;
             }
@@ -240,35 +271,43 @@ impl WriteBatch<'_> {
             );
             if self.policy.judge(distance, sa, sb).is_some() {
                 sets.union(ra, rb);
+                joined.union(a, b);
             }
         }
         Ok(())
     }
 
-    /// The shingles of the stored text of every row in `pairs` (indices into `all`), made on
-    /// every core a part at a time, so the compressed texts are never all held at once; with
-    /// each index's slot in them (`neardup::rows_in_pairs`).
+    /// The shingles of every row in `pairs` (indices into `all`), with each index's slot in
+    /// them (`neardup::rows_in_pairs`): a row's held shingles when the batch has them, else
+    /// those of its stored text, made on every core a part at a time, so the compressed texts
+    /// are never all held at once.
     fn shingles_of_pair_rows(
         &self,
         all: &[(Hash128, u64)],
         pairs: &[(u32, u32, u32)],
-    ) -> Result<(Vec<Shingles>, Vec<u32>)> {
+    ) -> Result<(Vec<Rc<Shingles>>, Vec<u32>)> {
         let (needed, slot) = neardup::rows_in_pairs(all.len(), pairs);
-        let mut out = Vec::with_capacity(needed.len());
-        let mut stored = Vec::with_capacity(SHINGLE_PART.min(needed.len()));
-        for part in needed.chunks(SHINGLE_PART) {
+        let mut out: Vec<Option<Rc<Shingles>>> = needed
+            .iter()
+            .map(|&i| self.clusters.held.get(&all[i as usize].0).cloned())
+            .collect();
+        let missing: Vec<usize> = (0..out.len()).filter(|&k| out[k].is_none()).collect();
+        let mut stored = Vec::with_capacity(SHINGLE_PART.min(missing.len()));
+        for part in missing.chunks(SHINGLE_PART) {
             stored.clear();
-            for &i in part {
-                stored.push(
-                    stored_text(&self.variants, all[i as usize].0)?
-                        .value()
-                        .to_vec(),
-                );
+            for &k in part {
+                let row = all[needed[k] as usize].0;
+                stored.push(stored_text(&self.variants, row)?.value().to_vec());
             }
-            out.extend(crate::parallel::map_items(&stored, 64, |v| {
-                shingles_of_stored(v)
-            })?);
+            let made = crate::parallel::map_items(&stored, 64, |v| shingles_of_stored(v))?;
+            for (&k, s) in part.iter().zip(made) {
+                out[k] = Some(Rc::new(s));
+            }
         }
+        let out = out
+            .into_iter()
+            .map(|s| s.ok_or_else(|| Error::Invariant("a pair row was not shingled".into())))
+            .collect::<Result<Vec<_>>>()?;
         Ok((out, slot))
     }
 }

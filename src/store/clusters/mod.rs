@@ -28,12 +28,13 @@
 mod link;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use redb::ReadableTable;
 
 use super::{buckets, codec, keys, WriteBatch};
 use crate::error::{Error, Result};
-use crate::fingerprint::{Hash128, Hash128Map, Hash128Set};
+use crate::fingerprint::{Hash128, Hash128Map, Hash128Set, Shingles};
 use crate::model::RecordMeta;
 use crate::neardup::{Policy, Split, UnionFind};
 use crate::source::derived::DERIVED_SOURCE;
@@ -56,6 +57,9 @@ pub(super) struct ClusterWork {
     pub old_splits: Hash128Map<Split>,
     /// Rows that did not exist before this batch (their split is not a move).
     pub new_rows: Hash128Set,
+    /// The shingles of fingerprintable rows new to the index, made by the caller (ingest's
+    /// workers): linking them reads and shingles no stored text.
+    pub held: Hash128Map<Rc<Shingles>>,
 }
 
 /// The flag on a `row_groups` count marking a link group (a derived row and its inputs), as
@@ -179,6 +183,15 @@ impl<'t> WriteBatch<'t> {
         Ok(false)
     }
 
+    /// Keep the shingles of a row new to the index (`is_new_row` when its first place was
+    /// added) for linking it at the end of the batch; a row too short to be fingerprinted
+    /// needs none.
+    pub fn hold_shingles(&mut self, row: Hash128, words: u32, shingles: Shingles) {
+        if self.policy.fingerprintable(words) {
+            self.clusters.held.insert(row, Rc::new(shingles));
+        }
+    }
+
     /// Whether a row exists, committed or created by this batch.
     fn exists(&self, row: Hash128) -> Result<bool> {
         Ok(self.clusters.new_rows.contains(&row)
@@ -223,8 +236,9 @@ impl<'t> WriteBatch<'t> {
     /// number is returned.
     pub(super) fn maintain_clusters(&mut self, seq: u64) -> Result<u64> {
         let mut work = std::mem::take(&mut self.clusters);
-        // Kept on `self`: `admit` needs it while `work` is borrowed.
+        // Kept on `self`: `admit` and the linking need them while `work` is borrowed.
         self.clusters.new_rows = std::mem::take(&mut work.new_rows);
+        self.clusters.held = std::mem::take(&mut work.held);
         // Existing rows whose cluster must be re-linked from scratch.
         let mut broken: BTreeSet<Hash128> = BTreeSet::new();
 
@@ -362,6 +376,7 @@ impl<'t> WriteBatch<'t> {
             }
         }
         self.clusters.new_rows.clear();
+        self.clusters.held.clear();
         Ok(moved)
     }
 
