@@ -53,6 +53,8 @@ const SHINGLE_BUCKETS: usize = 64;
 pub struct Shingles {
     set: Vec<u64>,
     counts: [u16; SHINGLE_BUCKETS],
+    /// No count saturated: the counts bound the overlap (checked once, not per pair).
+    bounded: bool,
 }
 
 impl Shingles {
@@ -70,7 +72,12 @@ impl Shingles {
             let c = &mut counts[(h >> 58) as usize];
             *c = c.saturating_add(1);
         }
-        Shingles { set, counts }
+        let bounded = !counts.contains(&u16::MAX);
+        Shingles {
+            set,
+            counts,
+            bounded,
+        }
     }
 
     /// The sorted, deduplicated shingle hashes.
@@ -80,7 +87,7 @@ impl Shingles {
 
     /// An upper bound of the number of shingles the two sets share.
     pub fn overlap_bound(&self, other: &Shingles) -> usize {
-        if !self.bounded() || !other.bounded() {
+        if !self.bounded || !other.bounded {
             return self.set.len().min(other.set.len());
         }
         self.counts
@@ -88,10 +95,6 @@ impl Shingles {
             .zip(&other.counts)
             .map(|(&a, &b)| a.min(b) as usize)
             .sum()
-    }
-
-    fn bounded(&self) -> bool {
-        !self.counts.contains(&u16::MAX)
     }
 
     /// Their Jaccard similarity when it is at least `threshold` (the decision of

@@ -91,7 +91,11 @@ pub fn rows_in_pairs(n: usize, pairs: &[(u32, u32, u32)]) -> (Vec<u32>, Vec<u32>
 /// over contiguous memory. Word SimHashes of conversational text are far from uniform (at 1.35M
 /// rows of the scale corpus one 16-bit bucket holds 9,316 rows and a lookup scanned 14k
 /// entries), so these comparisons are nearly all of the work: the join took 11.8 s where the
-/// lookups took 119 s (docs/PERFORMANCE.md § Scale). The tables run on their own threads.
+/// lookups took 119 s (docs/PERFORMANCE.md § Scale). The entries compared are the distinct
+/// SimHash values, not the rows: rows made from one template often share theirs (15,544 rows of
+/// the templated bench corpus have 8,069 values), and a crowded bucket costs the square of its
+/// size. A pair of values is expanded into its rows' pairs, and the rows sharing a value are
+/// paired at distance 0, on the thread that found them. The tables run on their own threads.
 fn join(
     fingerprints: &[(Hash128, u64)],
     policy: &Policy,
@@ -99,23 +103,45 @@ fn join(
     keep: &(impl Fn(u32, u32, u32) -> bool + Sync),
 ) -> Vec<(u32, u32, u32)> {
     let tables = policy.tables();
+    let values = Distinct::of(fingerprints, wanted);
+    let want = |i: u32| wanted.is_none_or(|w| w[i as usize]);
+    // The pairs of rows behind a pair of values (or behind one value, paired among themselves).
+    let expand = |ga: u32, gb: u32, d: u32, found: &mut Vec<(u32, u32, u32)>| {
+        let (ma, mb) = (values.members(ga), values.members(gb));
+        for (k, &a) in ma.iter().enumerate() {
+            let others = if ga == gb { &mb[k + 1..] } else { mb };
+            for &b in others {
+                if (want(a) || want(b)) && keep(a, b, d) {
+                    found.push((a, b, d));
+                }
+            }
+        }
+    };
     // One worker per core, each taking the next table not yet taken when it is done with one
     // (tables take unequal times: a crowded block is slow): a table's sorted copy of the
-    // fingerprints is what the join holds in memory, so no more are held at once. Each table's
-    // pairs are kept apart and put together in table order, whichever worker made them.
+    // values is what the join holds in memory, so no more are held at once. Each table's pairs
+    // are kept apart and put together in table order, whichever worker made them; the rows
+    // sharing a value come first, as a table of their own.
     let workers = crate::parallel::workers().clamp(1, tables.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut by_table = crate::parallel::on_threads(workers, |_| {
         let mut done = Vec::new();
         loop {
             let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if t >= tables.len() {
+            if t > tables.len() {
                 return done;
             }
-            done.push((
-                t,
-                join_table(fingerprints, &tables, t, policy.hamming, wanted, keep),
-            ));
+            let mut found = Vec::new();
+            if t == 0 {
+                for g in 0..values.len() {
+                    expand(g, g, 0, &mut found);
+                }
+            } else {
+                join_table(&values, &tables, t - 1, policy.hamming, |ga, gb, d| {
+                    expand(ga, gb, d, &mut found)
+                });
+            }
+            done.push((t, found));
         }
     })
     .concat();
@@ -123,24 +149,70 @@ fn join(
     by_table.into_iter().flat_map(|(_, pairs)| pairs).collect()
 }
 
-/// [`join`] for table `t`. Within a bucket the wanted entries come first, so the pairs with a
-/// wanted entry are: a wanted entry with every later entry of its bucket and every entry of a
-/// neighbouring bucket, and an unwanted one with the wanted entries of a neighbouring bucket.
+/// The distinct SimHash values of a list of fingerprints, each with the indices of its rows and
+/// whether any of them is wanted.
+struct Distinct {
+    /// (value, wanted) in value order.
+    values: Vec<(u64, bool)>,
+    /// Where each value's rows start in `rows` (one more entry than `values`).
+    starts: Vec<u32>,
+    rows: Vec<u32>,
+}
+
+impl Distinct {
+    fn of(fingerprints: &[(Hash128, u64)], wanted: Option<&[bool]>) -> Distinct {
+        let mut rows: Vec<u32> = (0..fingerprints.len() as u32).collect();
+        rows.sort_unstable_by_key(|&i| (fingerprints[i as usize].1, i));
+        let mut values: Vec<(u64, bool)> = Vec::new();
+        let mut starts = Vec::new();
+        for (k, &i) in rows.iter().enumerate() {
+            let value = fingerprints[i as usize].1;
+            let w = wanted.is_none_or(|w| w[i as usize]);
+            match values.last_mut() {
+                Some((v, any)) if *v == value => *any |= w,
+                _ => {
+                    values.push((value, w));
+                    starts.push(k as u32);
+                }
+            }
+        }
+        starts.push(rows.len() as u32);
+        Distinct {
+            values,
+            starts,
+            rows,
+        }
+    }
+
+    fn len(&self) -> u32 {
+        self.values.len() as u32
+    }
+
+    fn members(&self, g: u32) -> &[u32] {
+        &self.rows[self.starts[g as usize] as usize..self.starts[g as usize + 1] as usize]
+    }
+}
+
+/// [`join`] for table `t` over distinct values, calling `found(value, value, distance)` for each
+/// pair of distinct values this table reports. Within a bucket the wanted values come first, so
+/// the pairs with a wanted value are: a wanted value with every later value of its bucket and
+/// every value of a neighbouring bucket, and an unwanted one with the wanted values of a
+/// neighbouring bucket.
 fn join_table(
-    fingerprints: &[(Hash128, u64)],
+    values: &Distinct,
     tables: &BlockTables,
     t: usize,
     hamming: u32,
-    wanted: Option<&[bool]>,
-    keep: &impl Fn(u32, u32, u32) -> bool,
-) -> Vec<(u32, u32, u32)> {
-    let mut entries: Vec<(u64, u32)> = fingerprints
+    mut found: impl FnMut(u32, u32, u32),
+) {
+    let mut entries: Vec<(u64, u32)> = values
+        .values
         .iter()
         .enumerate()
-        .map(|(i, &(_, s))| (tables.permute(t, s), i as u32))
+        .map(|(i, &(v, _))| (tables.permute(t, v), i as u32))
         .collect();
     entries.sort_unstable();
-    let is_wanted = |id: u32| wanted.is_none_or(|w| w[id as usize]);
+    let is_wanted = |id: u32| values.values[id as usize].1;
     // Bucket prefix → (start, end of its wanted entries, end) in `entries`.
     let mut runs: HashMap<u64, (usize, usize, usize)> = HashMap::new();
     let mut start = 0;
@@ -149,17 +221,14 @@ fn join_table(
         let end =
             start + entries[start..].partition_point(|e| tables.bucket_of_permuted(t, e.0) == lo);
         let run = &mut entries[start..end];
-        if wanted.is_some() {
-            run.sort_by_key(|e| !is_wanted(e.1));
-        }
+        run.sort_by_key(|e| !is_wanted(e.1));
         let wanted_end = start + run.partition_point(|e| is_wanted(e.1));
         runs.insert(lo, (start, wanted_end, end));
         start = end;
     }
     let (permuted, ids): (Vec<u64>, Vec<u32>) = entries.into_iter().unzip();
-    let mut found = Vec::new();
     for (&lo, &(start, wanted_end, end)) in &runs {
-        let simhash = fingerprints[ids[start] as usize].1;
+        let simhash = values.values[ids[start] as usize].0;
         for (other, _) in tables.ranges(t, simhash) {
             let (from, to_wanted, to) = if other == lo {
                 (start, wanted_end, end)
@@ -181,7 +250,7 @@ fn join_table(
                     (false, false) => (from, to_wanted),
                 };
                 let a = ids[i];
-                let simhash_a = fingerprints[a as usize].1;
+                let simhash_a = values.values[a as usize].0;
                 scan(
                     &permuted[from..to],
                     &ids[from..to],
@@ -189,17 +258,14 @@ fn join_table(
                     hamming,
                     |b, d| {
                         // Every table that proposes the pair finds it: the first one reports it.
-                        if tables.first_table(simhash_a, fingerprints[b as usize].1) == Some(t)
-                            && keep(a, b, d)
-                        {
-                            found.push((a, b, d));
+                        if tables.first_table(simhash_a, values.values[b as usize].0) == Some(t) {
+                            found(a, b, d);
                         }
                     },
                 );
             }
         }
     }
-    found
 }
 
 #[cfg(test)]
