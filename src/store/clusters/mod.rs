@@ -58,9 +58,19 @@ pub(super) struct ClusterWork {
     /// Rows that did not exist before this batch (their split is not a move).
     pub new_rows: Hash128Set,
     /// The shingles of fingerprintable rows new to the index, made by the caller (ingest's
-    /// workers): linking them reads and shingles no stored text.
+    /// workers): linking them reads and shingles no stored text. At most
+    /// [`HELD_SHINGLES_BYTES`] of them (`held_bytes`); the rows past that are linked from their
+    /// stored text.
     pub held: Hash128Map<Rc<Shingles>>,
+    pub held_bytes: usize,
 }
+
+/// What a batch may hold of its new rows' shingle sets. A set takes about 1.5 times its text
+/// (8 bytes a shingle, one shingle a word): the 31.5 MB templated bench corpus holds 47 MB of
+/// them, and a 64 MB batch of the 1.37M-row scale corpus ~140 MB, which took a first ingest's
+/// peak RSS from 0.89 to 1.03 GiB. This cap keeps all of a 32 MB batch and a third of a 64 MB
+/// one, and the peak under 1 GiB.
+const HELD_SHINGLES_BYTES: usize = 48 << 20;
 
 /// The flag on a `row_groups` count marking a link group (a derived row and its inputs), as
 /// opposed to a holdout group.
@@ -187,7 +197,12 @@ impl<'t> WriteBatch<'t> {
     /// added) for linking it at the end of the batch; a row too short to be fingerprinted
     /// needs none.
     pub fn hold_shingles(&mut self, row: Hash128, words: u32, shingles: Shingles) {
-        if self.policy.fingerprintable(words) {
+        // The set, the counts and the map's entry.
+        let bytes = shingles.set().len() * 8 + std::mem::size_of::<Shingles>() + 48;
+        if self.policy.fingerprintable(words)
+            && self.clusters.held_bytes + bytes <= HELD_SHINGLES_BYTES
+        {
+            self.clusters.held_bytes += bytes;
             self.clusters.held.insert(row, Rc::new(shingles));
         }
     }
@@ -239,6 +254,7 @@ impl<'t> WriteBatch<'t> {
         // Kept on `self`: `admit` and the linking need them while `work` is borrowed.
         self.clusters.new_rows = std::mem::take(&mut work.new_rows);
         self.clusters.held = std::mem::take(&mut work.held);
+        self.clusters.held_bytes = work.held_bytes;
         // Existing rows whose cluster must be re-linked from scratch.
         let mut broken: BTreeSet<Hash128> = BTreeSet::new();
 
@@ -377,6 +393,7 @@ impl<'t> WriteBatch<'t> {
         }
         self.clusters.new_rows.clear();
         self.clusters.held.clear();
+        self.clusters.held_bytes = 0;
         Ok(moved)
     }
 
