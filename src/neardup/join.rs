@@ -8,18 +8,18 @@ use std::collections::HashMap;
 use super::{BlockTables, Policy};
 use crate::fingerprint::Hash128;
 
-/// The pairs within the policy's Hamming distance with at least one entry for which `chosen`
-/// holds and which `keep` (index, index, distance) keeps, as (index, index, distance) into
+/// The pairs within the policy's Hamming distance with at least one entry whose index `chosen`
+/// holds for and which `keep` (index, index, distance) keeps, as (index, index, distance) into
 /// `fingerprints`: each pair once, the smaller index first, closest pairs first. A large batch
 /// finds its rows' candidates this way, by one join; `keep` runs on the join's threads, as
 /// each pair is found, so a cheap test there saves holding the pairs it drops.
 pub fn pairs_with(
     policy: &Policy,
     fingerprints: &[(Hash128, u64)],
-    chosen: impl Fn(Hash128) -> bool,
+    chosen: impl Fn(u32) -> bool,
     keep: impl Fn(u32, u32, u32) -> bool + Sync,
 ) -> Vec<(u32, u32, u32)> {
-    let wanted: Vec<bool> = fingerprints.iter().map(|&(h, _)| chosen(h)).collect();
+    let wanted: Vec<bool> = (0..fingerprints.len() as u32).map(chosen).collect();
     let mut by_distance: Vec<Vec<(u32, u32, u32)>> = vec![Vec::new(); policy.hamming as usize + 1];
     let keep = |a: u32, b: u32, d: u32| {
         fingerprints[a as usize].0 != fingerprints[b as usize].0 && keep(a, b, d)
@@ -366,9 +366,12 @@ mod tests {
             let chosen = |h: Hash128| h.0 % 7 < 3;
             // And of those, the pairs a test on the join's threads keeps.
             let kept = |a: Hash128, b: Hash128| !(a.0 + b.0).is_multiple_of(5);
-            let pairs = pairs_with(&p, &fps, chosen, |a, b, _| {
-                kept(fps[a as usize].0, fps[b as usize].0)
-            });
+            let pairs = pairs_with(
+                &p,
+                &fps,
+                |i| chosen(fps[i as usize].0),
+                |a, b, _| kept(fps[a as usize].0, fps[b as usize].0),
+            );
             assert!(pairs.windows(2).all(|w| w[0].2 <= w[1].2), "closest first");
             // Every table proposes the pairs close in its block: each is still reported once.
             assert_eq!(

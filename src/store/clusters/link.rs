@@ -231,7 +231,7 @@ impl WriteBatch<'_> {
         let pairs = neardup::pairs_with(
             policy,
             &all,
-            |h| created.contains(&h) || broken.contains(&h),
+            |i| role[i as usize] != 0,
             |a, b, distance| {
                 let (ra, rb) = (role[a as usize], role[b as usize]);
                 let counts = (ra | rb) & CREATED != 0 || ra & rb & BROKEN != 0;
