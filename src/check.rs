@@ -141,6 +141,15 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
                 object_places.len()
             ));
         }
+        let kinds = view.object_kinds(&id)?;
+        let recounted = view.object_kinds_recount(&id)?;
+        if kinds != recounted {
+            report.problem(format!(
+                "{}: its stored record kinds ({kinds:#09b}) are not those of its places \
+                 ({recounted:#09b})",
+                o.key
+            ));
+        }
         for (line, _, hash, _) in object_places {
             report.places_checked += 1;
             *counted.entry(hash).or_default() += 1;

@@ -89,6 +89,43 @@ impl RecordKind {
             RecordKind::Text => 3,
         }
     }
+
+    pub const ALL: [RecordKind; 7] = [
+        RecordKind::Chatml,
+        RecordKind::Sharegpt,
+        RecordKind::Alpaca,
+        RecordKind::PromptResponse,
+        RecordKind::Preference,
+        RecordKind::Kto,
+        RecordKind::Text,
+    ];
+
+    /// This kind's bit in a [`KindMask`] (stored in the index: never renumber).
+    pub fn bit(self) -> u8 {
+        1 << match self {
+            RecordKind::Chatml => 0,
+            RecordKind::Sharegpt => 1,
+            RecordKind::Alpaca => 2,
+            RecordKind::PromptResponse => 3,
+            RecordKind::Preference => 4,
+            RecordKind::Kto => 5,
+            RecordKind::Text => 6,
+        }
+    }
+}
+
+/// A set of [`RecordKind`]s as bits ([`RecordKind::bit`]): the kinds of the places an object
+/// holds, as the index keeps them per object.
+pub type KindMask = u8;
+
+/// The content classes ([`RecordKind::content_class`]) of the kinds in `mask`, as bits: a row's
+/// every spelling is of one class, so an object whose classes miss a kind's class holds no row
+/// whose representative is of that kind.
+pub fn content_classes(mask: KindMask) -> u8 {
+    RecordKind::ALL
+        .iter()
+        .filter(|k| mask & k.bit() != 0)
+        .fold(0, |c, k| c | 1 << k.content_class())
 }
 
 /// The canonical form of every record: a ChatML conversation plus what some kinds add.

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
 use crate::index::Index;
 use crate::ingest::{IngestOptions, IngestReport};
-use crate::model::{Conversation, Message, RecordKind};
+use crate::model::{content_classes, Conversation, Message, RecordKind};
 use crate::parse::derived::DerivedLine;
 pub use crate::recipes::{Kind, Recipe, Recipes, Select};
 use crate::source::derived::DERIVED_SOURCE;
@@ -238,7 +238,8 @@ impl<'v> Objects<'v> {
         })
     }
 
-    /// The rows of the objects a selection admits (by family and mapping), each with the first
+    /// The rows of the objects a selection admits (by family, mapping and the kinds of their
+    /// places: every place of a row is of the row's content class), each with the first
     /// of its places among them (in source, key, line order, so the same rows give the same
     /// inputs whatever order they arrived in).
     fn inputs(&mut self, select: &Select) -> Result<Vec<Input>> {
@@ -255,6 +256,15 @@ impl<'v> Objects<'v> {
                 continue;
             }
             let id = crate::store::keys::object_id(&o.source, &o.key);
+            // By kind: an object holding no row of a wanted kind's class is passed over
+            // without reading its rows (`make` checks each row's own kind).
+            if !select.kinds.is_empty() {
+                let wanted = select.kinds.iter().fold(0, |m, k| m | k.bit());
+                let held = self.view.object_kinds(&id)?;
+                if content_classes(held) & content_classes(wanted) == 0 {
+                    continue;
+                }
+            }
             if !self.places.contains_key(&id) {
                 let places = self
                     .view

@@ -17,6 +17,7 @@
 //! | meta           | name                              | format version, seq, totals…   |
 //! | objects        | source \0 key                     | ObjectRecord                   |
 //! | object_places  | object id \0 line record          | content hash ‖ variant hash    |
+//! | object_kinds   | source \0 key                     | kinds of its places (bits)     |
 //! | row_places     | hash ‖ object id \0 line record   | ()                             |
 //! | variants       | hash ‖ variant hash               | head, zstd text (codec)        |
 //! | variant_refs   | hash ‖ variant hash               | u64 occurrences                |
@@ -43,6 +44,7 @@ mod contamination;
 mod footprint;
 mod global;
 pub mod keys;
+mod kinds;
 mod read;
 mod records;
 mod tables;
@@ -206,8 +208,10 @@ impl Store {
             }
         };
         if initialised {
-            if self.read()?.meta::<u32>(META_VERSION)? == Some(UPGRADES_FROM) {
-                self.upgrade(db)?;
+            if let Some(found) = self.read()?.meta::<u32>(META_VERSION)? {
+                if (OLDEST_UPGRADABLE..FORMAT_VERSION).contains(&found) {
+                    self.upgrade(db, found)?;
+                }
             }
             return self.check_version();
         }
@@ -218,6 +222,7 @@ impl Store {
             // Create every table so readers never meet a missing one.
             txn.open_table(OBJECTS)?;
             txn.open_table(OBJECT_PLACES)?;
+            txn.open_table(OBJECT_KINDS)?;
             txn.open_table(ROW_PLACES)?;
             txn.open_table(VARIANTS)?;
             txn.open_table(VARIANT_REFS)?;
@@ -274,13 +279,18 @@ impl Store {
         Ok(Some(moved))
     }
 
-    /// Bring an index of format `UPGRADES_FROM` to this one, in one commit: its SimHash tables
-    /// become buckets (nothing else changed). Without a stored policy there are no clusters to
-    /// keep, so the old tables are just dropped (the next `ensure_policy` builds them).
-    fn upgrade(&self, db: &Database) -> Result<()> {
+    /// Bring an index of format `found` (`OLDEST_UPGRADABLE` or later) to this one, in one
+    /// commit: from 4, its SimHash tables become buckets (without a stored policy there are no
+    /// clusters to keep, so the old tables are just dropped and the next `ensure_policy` builds
+    /// them); from 4 and 5, `object_kinds` is filled from the places (at 1.37M rows a few
+    /// seconds, once).
+    fn upgrade(&self, db: &Database, found: u32) -> Result<()> {
         let policy: Option<Policy> = self.read()?.meta(META_POLICY)?;
         let txn = db.begin_write()?;
-        buckets::upgrade_from_format_4(&txn, policy.as_ref())?;
+        if found == 4 {
+            buckets::upgrade_from_format_4(&txn, policy.as_ref())?;
+        }
+        kinds::fill(&txn)?;
         txn.open_table(META)?
             .insert(META_VERSION, codec::encode(&FORMAT_VERSION).as_slice())?;
         txn.commit()?;
@@ -291,10 +301,12 @@ impl Store {
         let view = self.read()?;
         match view.meta::<u32>(META_VERSION)? {
             Some(v) if v == FORMAT_VERSION => Ok(()),
-            Some(found) if found == UPGRADES_FROM => Err(Error::NeedsUpgrade {
-                path: self.path.clone(),
-                found,
-            }),
+            Some(found) if (OLDEST_UPGRADABLE..FORMAT_VERSION).contains(&found) => {
+                Err(Error::NeedsUpgrade {
+                    path: self.path.clone(),
+                    found,
+                })
+            }
             Some(found) => Err(Error::Version {
                 path: self.path.clone(),
                 found,

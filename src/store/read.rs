@@ -11,7 +11,7 @@ use super::write::{Assignment, SplitMove};
 use super::{buckets, clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Hash128, ShingleSummary, Shingles};
-use crate::model::{RecordMeta, Role};
+use crate::model::{KindMask, RecordMeta, Role};
 use crate::neardup::{Policy, Split};
 
 /// A read transaction with typed accessors. Every answer comes from one committed state.
@@ -180,6 +180,19 @@ impl ReadView {
             }
         }
         Ok(out)
+    }
+
+    /// The kinds of an object's places as stored (0: none, or no such object).
+    pub fn object_kinds(&self, id: &str) -> Result<KindMask> {
+        let t = self.txn.open_table(OBJECT_KINDS)?;
+        Ok(t.get(id)?.map_or(0, |v| v.value()))
+    }
+
+    /// The kinds of an object's places recounted from the places themselves (`idx check`).
+    pub fn object_kinds_recount(&self, id: &str) -> Result<KindMask> {
+        let places = self.txn.open_table(OBJECT_PLACES)?;
+        let variants = self.txn.open_table(VARIANTS)?;
+        super::kinds::recount(&places, &variants, id)
     }
 
     /// The rows of one object as (line, record, content hash, place metadata), in line order.
@@ -496,6 +509,7 @@ impl ReadView {
             &self.txn.open_table(OBJECT_PLACES)?,
             "object_places",
         )?;
+        feed(&mut h, &self.txn.open_table(OBJECT_KINDS)?, "object_kinds")?;
         feed(&mut h, &self.txn.open_table(ROW_PLACES)?, "row_places")?;
         feed(&mut h, &self.txn.open_table(VARIANTS)?, "variants")?;
         feed(&mut h, &self.txn.open_table(VARIANT_REFS)?, "variant_refs")?;

@@ -9,11 +9,14 @@ use redb::TableDefinition;
 /// 4: `simhash_tables` keys carry no value; `variants` values are a head (tokens, kind, messages, first role) and the conversation,
 /// zstd-compressed when that is smaller.
 /// 5: `simhash_buckets` (one packed entry per table and bucket) replaces `simhash_tables` (one
-/// key per table and row); a format 4 index is upgraded in place by the next writer.
-pub const FORMAT_VERSION: u32 = 5;
+/// key per table and row).
+/// 6: `object_kinds` (the record kinds of each object's places).
+/// An index of format 4 or 5 is upgraded in place by the next writer.
+pub const FORMAT_VERSION: u32 = 6;
 
-/// The one older format a writer upgrades in place (see `Store::open_write`).
-pub(super) const UPGRADES_FROM: u32 = 4;
+/// The oldest format a writer upgrades in place (see `Store::open_write`); every format from it
+/// up to `FORMAT_VERSION` is upgradable.
+pub(super) const OLDEST_UPGRADABLE: u32 = 4;
 
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -23,6 +26,10 @@ pub(super) const OBJECT_PLACES: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("object_places");
 
 pub(super) const ROW_PLACES: TableDefinition<&[u8], ()> = TableDefinition::new("row_places");
+
+/// Object id → the kinds of its places (`model::KindMask`); no entry for an object without
+/// places. Lets a selection by kind (`derive`) pass over objects without reading their rows.
+pub(super) const OBJECT_KINDS: TableDefinition<&str, u8> = TableDefinition::new("object_kinds");
 
 pub(super) const VARIANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("variants");
 

@@ -623,6 +623,98 @@ fn downgrade_to_format_4(index_dir: &Path) {
     }
     txn.delete_table(buckets).unwrap();
     txn.commit().unwrap();
+    drop(db);
+    drop_object_kinds(index_dir, 4);
+}
+
+/// Make an index look like one written before `object_kinds` (format 5 and earlier): the table
+/// gone, the stored format version `version`.
+fn drop_object_kinds(index_dir: &Path, version: u32) {
+    use redb::TableDefinition;
+    let db = redb::Database::builder()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .open(index_dir.join("index.redb"))
+        .unwrap();
+    let txn = db.begin_write().unwrap();
+    assert!(txn
+        .delete_table(TableDefinition::<&str, u8>::new("object_kinds"))
+        .unwrap());
+    {
+        let mut meta = txn
+            .open_table(TableDefinition::<&str, &[u8]>::new("meta"))
+            .unwrap();
+        let v = bincode::serde::encode_to_vec(version, bincode::config::standard()).unwrap();
+        meta.insert("format_version", v.as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn an_index_of_format_5_gets_its_object_kinds_from_the_next_writer() {
+    let f = Fixture::new();
+    f.write(
+        "x/rows.jsonl",
+        format!("{}\n{}\n", base(51).line(), base(52).line()),
+    );
+    f.write(
+        "x/labels.jsonl",
+        serde_json::json!({"prompt": "I feel low.", "completion": "I am sorry. What happened?", "label": true})
+            .to_string(),
+    );
+    f.ingest();
+    let digest = digest_of(&f.index_dir);
+    drop_object_kinds(&f.index_dir, 5);
+    refused_then_upgraded(&f.index_dir, 5);
+    // The same state as the index that kept the table all along.
+    assert_eq!(digest_of(&f.index_dir), digest);
+    let out = super::common::run_idx(&f.index_dir, &["check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A wrong entry is what `idx check` reports.
+    {
+        use redb::{ReadableTable, TableDefinition};
+        let db = redb::Database::open(f.index_dir.join("index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn
+                .open_table(TableDefinition::<&str, u8>::new("object_kinds"))
+                .unwrap();
+            let id = t
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value().to_string())
+                .find(|id| id.ends_with("labels.jsonl"))
+                .unwrap();
+            t.insert(id.as_str(), RecordKind::Chatml.bit()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let out = super::common::run_idx(&f.index_dir, &["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("labels.jsonl: its stored record kinds"),
+        "{text}"
+    );
+}
+
+/// Readers never write: they refuse an index of an older `version`, saying what upgrades it;
+/// the next writer (`idx recover`) upgrades it.
+fn refused_then_upgraded(index_dir: &Path, version: u32) {
+    let out = super::common::run_idx(index_dir, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("format version {version}")), "{err}");
+    assert!(err.contains("idx recover"), "{err}");
+    let out = super::common::run_idx(index_dir, &["recover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -641,19 +733,8 @@ fn an_index_of_format_4_is_upgraded_in_place_by_the_next_writer() {
     assert_eq!(neighbours.len(), 1);
 
     downgrade_to_format_4(&f.index_dir);
-    // Readers never write: they say what upgrades it.
-    let out = super::common::run_idx(&f.index_dir, &["status"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("format version 4"), "{err}");
-    assert!(err.contains("idx recover"), "{err}");
-    // The next writer upgrades it to the same state, and it goes on working.
-    let out = super::common::run_idx(&f.index_dir, &["recover"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    refused_then_upgraded(&f.index_dir, 4);
+    // The same state, and it goes on working.
     assert_eq!(digest_of(&f.index_dir), digest);
     assert_eq!(near(&f.index_dir, &a).neighbours, neighbours);
     f.write("x/more.jsonl", edited(&a, 1, 9, 3).line());

@@ -559,3 +559,91 @@ fn a_full_text_query_selects_a_recipes_rows() {
         .iter()
         .all(|r| !r.messages[0].content.contains("point")));
 }
+
+/// The kinds of an object's places as the index keeps them, and what `idx check` says of them.
+fn kinds_of(index_dir: &std::path::Path, key: &str) -> (u8, bool) {
+    let store = Index::open_store_read(index_dir).unwrap();
+    let view = store.read().unwrap();
+    let id = view
+        .objects()
+        .unwrap()
+        .iter()
+        .find(|o| o.key == key)
+        .map_or_else(String::new, |o| {
+            idx::store::keys::object_id(&o.source, &o.key)
+        });
+    let check = idx::check::check(&view, &idx::config::Settings::builtin(), None).unwrap();
+    (view.object_kinds(&id).unwrap(), check.passed)
+}
+
+#[test]
+fn a_selection_by_kind_reads_only_objects_holding_that_kind_as_they_change() {
+    use idx::model::RecordKind;
+    let f = Fixture::new();
+    let kto = |p: &str, c: &str, l: bool| {
+        serde_json::json!({"prompt": p, "completion": c, "label": l}).to_string() + "\n"
+    };
+    let labels = "datasets/huggingface/dpo_kto/labels.jsonl";
+    let chats = "datasets/consolidated/chats.jsonl";
+    let pair = [
+        kto(
+            "I feel stuck.",
+            "What does stuck feel like for you today?",
+            true,
+        ),
+        kto("I feel stuck.", "Everyone feels that way, move on.", false),
+    ]
+    .concat();
+    f.write(labels, &pair);
+    f.write(
+        chats,
+        chat("I slept badly again.", "That is hard. What kept you up?") + "\n",
+    );
+    f.ingest();
+    assert_eq!(
+        kinds_of(&f.index_dir, labels),
+        (RecordKind::Kto.bit(), true)
+    );
+    assert_eq!(
+        kinds_of(&f.index_dir, chats),
+        (RecordKind::Chatml.bit(), true)
+    );
+    let inputs = |r: &derive::DeriveReport| {
+        r.recipes
+            .iter()
+            .find(|r| r.name == "kto-label-pairs")
+            .unwrap()
+            .inputs
+    };
+    assert_eq!(inputs(&run(&f, &f.index_dir)), 2);
+
+    // The chat file gains labelled rows: its kinds follow, and the recipe reads them.
+    f.write(
+        chats,
+        chat("I slept badly again.", "That is hard. What kept you up?")
+            + "\n"
+            + &kto(
+                "Work is too much.",
+                "That sounds like a lot. What part weighs most?",
+                true,
+            ),
+    );
+    f.ingest();
+    assert_eq!(
+        kinds_of(&f.index_dir, chats),
+        (RecordKind::Chatml.bit() | RecordKind::Kto.bit(), true)
+    );
+    assert_eq!(inputs(&run(&f, &f.index_dir)), 3);
+
+    // The labels file becomes plain chat; then it goes.
+    f.write(labels, chat("Hello.", "Hi, how are you today?") + "\n");
+    f.ingest();
+    assert_eq!(
+        kinds_of(&f.index_dir, labels),
+        (RecordKind::Chatml.bit(), true)
+    );
+    assert_eq!(inputs(&run(&f, &f.index_dir)), 1);
+    f.remove(labels);
+    f.ingest();
+    assert_eq!(kinds_of(&f.index_dir, labels), (0, true));
+}
