@@ -141,12 +141,12 @@ pub fn check(view: &ReadView, settings: &Settings, integrity: Option<bool>) -> R
                 object_places.len()
             ));
         }
-        let kinds = view.object_kinds(&id)?;
-        let recounted = view.object_kinds_recount(&id)?;
-        if kinds != recounted {
+        let classes = view.object_classes(&id)?;
+        let recounted = view.object_classes_recount(&id)?;
+        if classes != recounted {
             report.problem(format!(
-                "{}: its stored record kinds ({kinds:#09b}) are not those of its places \
-                 ({recounted:#09b})",
+                "{}: its stored content classes ({classes:#06b}) are not those of its places \
+                 ({recounted:#06b})",
                 o.key
             ));
         }

@@ -90,43 +90,16 @@ impl RecordKind {
         }
     }
 
-    pub const ALL: [RecordKind; 7] = [
-        RecordKind::Chatml,
-        RecordKind::Sharegpt,
-        RecordKind::Alpaca,
-        RecordKind::PromptResponse,
-        RecordKind::Preference,
-        RecordKind::Kto,
-        RecordKind::Text,
-    ];
-
-    /// This kind's bit in a [`KindMask`] (stored in the index: never renumber).
-    pub fn bit(self) -> u8 {
-        1 << match self {
-            RecordKind::Chatml => 0,
-            RecordKind::Sharegpt => 1,
-            RecordKind::Alpaca => 2,
-            RecordKind::PromptResponse => 3,
-            RecordKind::Preference => 4,
-            RecordKind::Kto => 5,
-            RecordKind::Text => 6,
-        }
+    /// This kind's content class as a bit of a [`ClassMask`].
+    pub fn class_bit(self) -> ClassMask {
+        1 << self.content_class()
     }
 }
 
-/// A set of [`RecordKind`]s as bits ([`RecordKind::bit`]): the kinds of the places an object
-/// holds, as the index keeps them per object.
-pub type KindMask = u8;
-
-/// The content classes ([`RecordKind::content_class`]) of the kinds in `mask`, as bits: a row's
-/// every spelling is of one class, so an object whose classes miss a kind's class holds no row
-/// whose representative is of that kind.
-pub fn content_classes(mask: KindMask) -> u8 {
-    RecordKind::ALL
-        .iter()
-        .filter(|k| mask & k.bit() != 0)
-        .fold(0, |c, k| c | 1 << k.content_class())
-}
+/// A set of content classes ([`RecordKind::content_class`]) as bits: what the index keeps per
+/// object (the classes of its places). Every spelling of a row is of one class, so an object
+/// whose classes miss a kind's class holds no row of that kind.
+pub type ClassMask = u8;
 
 /// The canonical form of every record: a ChatML conversation plus what some kinds add.
 ///

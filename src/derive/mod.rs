@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Hash128;
 use crate::index::Index;
 use crate::ingest::{IngestOptions, IngestReport};
-use crate::model::{content_classes, Conversation, Message, RecordKind};
+use crate::model::{Conversation, Message, RecordKind};
 use crate::parse::derived::DerivedLine;
 pub use crate::recipes::{Kind, Recipe, Recipes, Select};
 use crate::source::derived::DERIVED_SOURCE;
@@ -238,7 +238,7 @@ impl<'v> Objects<'v> {
         })
     }
 
-    /// The rows of the objects a selection admits (by family, mapping and the kinds of their
+    /// The rows of the objects a selection admits (by family, mapping and the classes of their
     /// places: every place of a row is of the row's content class), each with the first
     /// of its places among them (in source, key, line order, so the same rows give the same
     /// inputs whatever order they arrived in).
@@ -259,9 +259,8 @@ impl<'v> Objects<'v> {
             // By kind: an object holding no row of a wanted kind's class is passed over
             // without reading its rows (`make` checks each row's own kind).
             if !select.kinds.is_empty() {
-                let wanted = select.kinds.iter().fold(0, |m, k| m | k.bit());
-                let held = self.view.object_kinds(&id)?;
-                if content_classes(held) & content_classes(wanted) == 0 {
+                let wanted = select.kinds.iter().fold(0, |m, k| m | k.class_bit());
+                if self.view.object_classes(&id)? & wanted == 0 {
                     continue;
                 }
             }

@@ -17,7 +17,7 @@
 //! | meta           | name                              | format version, seq, totals…   |
 //! | objects        | source \0 key                     | ObjectRecord                   |
 //! | object_places  | object id \0 line record          | content hash ‖ variant hash    |
-//! | object_kinds   | source \0 key                     | kinds of its places (bits)     |
+//! | object_classes | source \0 key                     | content classes of its places  |
 //! | row_places     | hash ‖ object id \0 line record   | ()                             |
 //! | variants       | hash ‖ variant hash               | head, zstd text (codec)        |
 //! | variant_refs   | hash ‖ variant hash               | u64 occurrences                |
@@ -38,13 +38,13 @@
 //! The near-duplicate tables are maintained by `clusters` under the [`Policy`] stored in `meta`.
 
 mod buckets;
+mod classes;
 mod clusters;
 mod codec;
 mod contamination;
 mod footprint;
 mod global;
 pub mod keys;
-mod kinds;
 mod read;
 mod records;
 mod tables;
@@ -222,7 +222,7 @@ impl Store {
             // Create every table so readers never meet a missing one.
             txn.open_table(OBJECTS)?;
             txn.open_table(OBJECT_PLACES)?;
-            txn.open_table(OBJECT_KINDS)?;
+            txn.open_table(OBJECT_CLASSES)?;
             txn.open_table(ROW_PLACES)?;
             txn.open_table(VARIANTS)?;
             txn.open_table(VARIANT_REFS)?;
@@ -282,7 +282,7 @@ impl Store {
     /// Bring an index of format `found` (`OLDEST_UPGRADABLE` or later) to this one, in one
     /// commit: from 4, its SimHash tables become buckets (without a stored policy there are no
     /// clusters to keep, so the old tables are just dropped and the next `ensure_policy` builds
-    /// them); from 4 and 5, `object_kinds` is filled from the places (at 1.37M rows a few
+    /// them); from 4 and 5, `object_classes` is filled from the places (at 1.37M rows a few
     /// seconds, once).
     fn upgrade(&self, db: &Database, found: u32) -> Result<()> {
         let policy: Option<Policy> = self.read()?.meta(META_POLICY)?;
@@ -290,7 +290,7 @@ impl Store {
         if found == 4 {
             buckets::upgrade_from_format_4(&txn, policy.as_ref())?;
         }
-        kinds::fill(&txn)?;
+        classes::fill(&txn)?;
         txn.open_table(META)?
             .insert(META_VERSION, codec::encode(&FORMAT_VERSION).as_slice())?;
         txn.commit()?;

@@ -11,7 +11,7 @@ use super::write::{Assignment, SplitMove};
 use super::{buckets, clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Hash128, ShingleSummary, Shingles};
-use crate::model::{KindMask, RecordMeta, Role};
+use crate::model::{ClassMask, RecordMeta, Role};
 use crate::neardup::{Policy, Split};
 
 /// A read transaction with typed accessors. Every answer comes from one committed state.
@@ -182,17 +182,17 @@ impl ReadView {
         Ok(out)
     }
 
-    /// The kinds of an object's places as stored (0: none, or no such object).
-    pub fn object_kinds(&self, id: &str) -> Result<KindMask> {
-        let t = self.txn.open_table(OBJECT_KINDS)?;
+    /// The content classes of an object's places as stored (0: none, or no such object).
+    pub fn object_classes(&self, id: &str) -> Result<ClassMask> {
+        let t = self.txn.open_table(OBJECT_CLASSES)?;
         Ok(t.get(id)?.map_or(0, |v| v.value()))
     }
 
-    /// The kinds of an object's places recounted from the places themselves (`idx check`).
-    pub fn object_kinds_recount(&self, id: &str) -> Result<KindMask> {
+    /// The content classes of an object's places recounted from the places (`idx check`).
+    pub fn object_classes_recount(&self, id: &str) -> Result<ClassMask> {
         let places = self.txn.open_table(OBJECT_PLACES)?;
         let variants = self.txn.open_table(VARIANTS)?;
-        super::kinds::recount(&places, &variants, id)
+        super::classes::recount(&places, &variants, id)
     }
 
     /// The rows of one object as (line, record, content hash, place metadata), in line order.
@@ -509,7 +509,11 @@ impl ReadView {
             &self.txn.open_table(OBJECT_PLACES)?,
             "object_places",
         )?;
-        feed(&mut h, &self.txn.open_table(OBJECT_KINDS)?, "object_kinds")?;
+        feed(
+            &mut h,
+            &self.txn.open_table(OBJECT_CLASSES)?,
+            "object_classes",
+        )?;
         feed(&mut h, &self.txn.open_table(ROW_PLACES)?, "row_places")?;
         feed(&mut h, &self.txn.open_table(VARIANTS)?, "variants")?;
         feed(&mut h, &self.txn.open_table(VARIANT_REFS)?, "variant_refs")?;

@@ -10,7 +10,7 @@ use redb::TableDefinition;
 /// zstd-compressed when that is smaller.
 /// 5: `simhash_buckets` (one packed entry per table and bucket) replaces `simhash_tables` (one
 /// key per table and row).
-/// 6: `object_kinds` (the record kinds of each object's places).
+/// 6: `object_classes` (the content classes of each object's places).
 /// An index of format 4 or 5 is upgraded in place by the next writer.
 pub const FORMAT_VERSION: u32 = 6;
 
@@ -27,9 +27,9 @@ pub(super) const OBJECT_PLACES: TableDefinition<&[u8], &[u8]> =
 
 pub(super) const ROW_PLACES: TableDefinition<&[u8], ()> = TableDefinition::new("row_places");
 
-/// Object id → the kinds of its places (`model::KindMask`); no entry for an object without
+/// Object id → the content classes of its places (`model::ClassMask`); no entry for an object without
 /// places. Lets a selection by kind (`derive`) pass over objects without reading their rows.
-pub(super) const OBJECT_KINDS: TableDefinition<&str, u8> = TableDefinition::new("object_kinds");
+pub(super) const OBJECT_CLASSES: TableDefinition<&str, u8> = TableDefinition::new("object_classes");
 
 pub(super) const VARIANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("variants");
 

@@ -11,7 +11,7 @@ use super::tables::*;
 use super::{clusters, codec, keys};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprints, Hash128};
-use crate::model::{Conversation, KindMask, RecordKind, RecordMeta};
+use crate::model::{ClassMask, Conversation, RecordKind, RecordMeta};
 use crate::neardup::{BlockTables, Policy, Split};
 use crate::pii::{PiiRecord, PiiStatus};
 
@@ -61,7 +61,7 @@ pub struct WriteBatch<'t> {
     pub(super) meta: Table<'t, &'static str, &'static [u8]>,
     pub(super) objects: Table<'t, &'static str, &'static [u8]>,
     pub(super) object_places: Table<'t, &'static [u8], &'static [u8]>,
-    pub(super) object_kinds: Table<'t, &'static str, u8>,
+    pub(super) object_classes: Table<'t, &'static str, u8>,
     pub(super) row_places: Table<'t, &'static [u8], ()>,
     pub(super) variants: Table<'t, &'static [u8], &'static [u8]>,
     pub(super) variant_refs: Table<'t, &'static [u8], u64>,
@@ -76,9 +76,9 @@ pub struct WriteBatch<'t> {
     pub(super) split_moves: Table<'t, &'static [u8], &'static [u8]>,
     pub(super) totals: Totals,
     pub(super) deltas: BTreeMap<Hash128, RowDelta>,
-    /// The kinds of the places of objects this batch touched, written at its finish (0: none
-    /// left).
-    pub(super) kinds: BTreeMap<String, KindMask>,
+    /// The content classes of the places of objects this batch touched, written at its finish
+    /// (0: none left).
+    pub(super) classes: BTreeMap<String, ClassMask>,
     pub(super) primary_cache: HashMap<String, String>,
     pub(super) policy: Policy,
     pub(super) tables: BlockTables,
@@ -114,7 +114,7 @@ impl<'t> WriteBatch<'t> {
             meta,
             objects: txn.open_table(OBJECTS)?,
             object_places: txn.open_table(OBJECT_PLACES)?,
-            object_kinds: txn.open_table(OBJECT_KINDS)?,
+            object_classes: txn.open_table(OBJECT_CLASSES)?,
             row_places: txn.open_table(ROW_PLACES)?,
             variants: txn.open_table(VARIANTS)?,
             variant_refs: txn.open_table(VARIANT_REFS)?,
@@ -129,7 +129,7 @@ impl<'t> WriteBatch<'t> {
             split_moves: txn.open_table(SPLIT_MOVES)?,
             totals,
             deltas: BTreeMap::new(),
-            kinds: BTreeMap::new(),
+            classes: BTreeMap::new(),
             primary_cache: HashMap::new(),
             policy: policy.clone(),
             tables: policy.tables(),
@@ -207,7 +207,7 @@ impl<'t> WriteBatch<'t> {
         }
         let n = doomed.len() as u64;
         self.totals.rows = self.totals.rows.saturating_sub(n);
-        self.kinds.insert(object_id.to_string(), 0);
+        self.classes.insert(object_id.to_string(), 0);
         Ok(n)
     }
 
@@ -283,15 +283,15 @@ impl<'t> WriteBatch<'t> {
         }
         self.group_place(object_id, families, meta, fp.content_hash, 1);
         self.totals.rows += 1;
-        let kinds = match self.kinds.get_mut(object_id) {
+        let classes = match self.classes.get_mut(object_id) {
             Some(k) => k,
             None => {
                 // An object whose places this batch did not remove: what it held before.
-                let stored = self.object_kinds.get(object_id)?.map_or(0, |v| v.value());
-                self.kinds.entry(object_id.to_string()).or_insert(stored)
+                let stored = self.object_classes.get(object_id)?.map_or(0, |v| v.value());
+                self.classes.entry(object_id.to_string()).or_insert(stored)
             }
         };
-        *kinds |= conversation.kind.bit();
+        *classes |= conversation.kind.class_bit();
         Ok(())
     }
 
@@ -476,11 +476,11 @@ impl<'t> WriteBatch<'t> {
                     .insert(family.as_str(), codec::encode(&s).as_slice())?;
             }
         }
-        for (id, kinds) in std::mem::take(&mut self.kinds) {
-            if kinds == 0 {
-                self.object_kinds.remove(id.as_str())?;
+        for (id, classes) in std::mem::take(&mut self.classes) {
+            if classes == 0 {
+                self.object_classes.remove(id.as_str())?;
             } else {
-                self.object_kinds.insert(id.as_str(), kinds)?;
+                self.object_classes.insert(id.as_str(), classes)?;
             }
         }
         let moved = self.maintain_clusters(seq)?;

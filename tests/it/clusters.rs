@@ -624,12 +624,12 @@ fn downgrade_to_format_4(index_dir: &Path) {
     txn.delete_table(buckets).unwrap();
     txn.commit().unwrap();
     drop(db);
-    drop_object_kinds(index_dir, 4);
+    drop_object_classes(index_dir, 4);
 }
 
-/// Make an index look like one written before `object_kinds` (format 5 and earlier): the table
+/// Make an index look like one written before `object_classes` (format 5 and earlier): the table
 /// gone, the stored format version `version`.
-fn drop_object_kinds(index_dir: &Path, version: u32) {
+fn drop_object_classes(index_dir: &Path, version: u32) {
     use redb::TableDefinition;
     let db = redb::Database::builder()
         .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
@@ -637,7 +637,7 @@ fn drop_object_kinds(index_dir: &Path, version: u32) {
         .unwrap();
     let txn = db.begin_write().unwrap();
     assert!(txn
-        .delete_table(TableDefinition::<&str, u8>::new("object_kinds"))
+        .delete_table(TableDefinition::<&str, u8>::new("object_classes"))
         .unwrap());
     {
         let mut meta = txn
@@ -650,7 +650,7 @@ fn drop_object_kinds(index_dir: &Path, version: u32) {
 }
 
 #[test]
-fn an_index_of_format_5_gets_its_object_kinds_from_the_next_writer() {
+fn an_index_of_format_5_gets_its_object_classes_from_the_next_writer() {
     let f = Fixture::new();
     f.write(
         "x/rows.jsonl",
@@ -663,7 +663,7 @@ fn an_index_of_format_5_gets_its_object_kinds_from_the_next_writer() {
     );
     f.ingest();
     let digest = digest_of(&f.index_dir);
-    drop_object_kinds(&f.index_dir, 5);
+    drop_object_classes(&f.index_dir, 5);
     refused_then_upgraded(&f.index_dir, 5);
     // The same state as the index that kept the table all along.
     assert_eq!(digest_of(&f.index_dir), digest);
@@ -680,7 +680,7 @@ fn an_index_of_format_5_gets_its_object_kinds_from_the_next_writer() {
         let txn = db.begin_write().unwrap();
         {
             let mut t = txn
-                .open_table(TableDefinition::<&str, u8>::new("object_kinds"))
+                .open_table(TableDefinition::<&str, u8>::new("object_classes"))
                 .unwrap();
             let id = t
                 .iter()
@@ -688,7 +688,8 @@ fn an_index_of_format_5_gets_its_object_kinds_from_the_next_writer() {
                 .map(|e| e.unwrap().0.value().to_string())
                 .find(|id| id.ends_with("labels.jsonl"))
                 .unwrap();
-            t.insert(id.as_str(), RecordKind::Chatml.bit()).unwrap();
+            t.insert(id.as_str(), RecordKind::Chatml.class_bit())
+                .unwrap();
         }
         txn.commit().unwrap();
     }
@@ -696,7 +697,7 @@ fn an_index_of_format_5_gets_its_object_kinds_from_the_next_writer() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(4), "{text}");
     assert!(
-        text.contains("labels.jsonl: its stored record kinds"),
+        text.contains("labels.jsonl: its stored content classes"),
         "{text}"
     );
 }

@@ -560,7 +560,8 @@ fn a_full_text_query_selects_a_recipes_rows() {
         .all(|r| !r.messages[0].content.contains("point")));
 }
 
-/// The kinds of an object's places as the index keeps them, and what `idx check` says of them.
+/// The content classes of an object's places as the index keeps them, and what `idx check`
+/// says of them.
 fn kinds_of(index_dir: &std::path::Path, key: &str) -> (u8, bool) {
     let store = Index::open_store_read(index_dir).unwrap();
     let view = store.read().unwrap();
@@ -573,7 +574,7 @@ fn kinds_of(index_dir: &std::path::Path, key: &str) -> (u8, bool) {
             idx::store::keys::object_id(&o.source, &o.key)
         });
     let check = idx::check::check(&view, &idx::config::Settings::builtin(), None).unwrap();
-    (view.object_kinds(&id).unwrap(), check.passed)
+    (view.object_classes(&id).unwrap(), check.passed)
 }
 
 #[test]
@@ -602,11 +603,28 @@ fn a_selection_by_kind_reads_only_objects_holding_that_kind_as_they_change() {
     f.ingest();
     assert_eq!(
         kinds_of(&f.index_dir, labels),
-        (RecordKind::Kto.bit(), true)
+        (RecordKind::Kto.class_bit(), true)
     );
     assert_eq!(
         kinds_of(&f.index_dir, chats),
-        (RecordKind::Chatml.bit(), true)
+        (RecordKind::Chatml.class_bit(), true)
+    );
+    // The same conversation as ShareGPT: one stored spelling (whose head says ChatML) for two
+    // kinds of one class, and the check agrees with what the writer kept.
+    let share = "datasets/consolidated/share.jsonl";
+    f.write(
+        share,
+        serde_json::json!({"conversations": [
+            {"from": "human", "value": "I slept badly again."},
+            {"from": "gpt", "value": "That is hard. What kept you up?"}
+        ]})
+        .to_string()
+            + "\n",
+    );
+    f.ingest();
+    assert_eq!(
+        kinds_of(&f.index_dir, share),
+        (RecordKind::Sharegpt.class_bit(), true)
     );
     let inputs = |r: &derive::DeriveReport| {
         r.recipes
@@ -631,7 +649,10 @@ fn a_selection_by_kind_reads_only_objects_holding_that_kind_as_they_change() {
     f.ingest();
     assert_eq!(
         kinds_of(&f.index_dir, chats),
-        (RecordKind::Chatml.bit() | RecordKind::Kto.bit(), true)
+        (
+            RecordKind::Chatml.class_bit() | RecordKind::Kto.class_bit(),
+            true
+        )
     );
     assert_eq!(inputs(&run(&f, &f.index_dir)), 3);
 
@@ -640,7 +661,7 @@ fn a_selection_by_kind_reads_only_objects_holding_that_kind_as_they_change() {
     f.ingest();
     assert_eq!(
         kinds_of(&f.index_dir, labels),
-        (RecordKind::Chatml.bit(), true)
+        (RecordKind::Chatml.class_bit(), true)
     );
     assert_eq!(inputs(&run(&f, &f.index_dir)), 1);
     f.remove(labels);
