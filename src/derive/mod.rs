@@ -245,6 +245,7 @@ impl<'v> Objects<'v> {
     fn inputs(&mut self, select: &Select) -> Result<Vec<Input>> {
         let mut seen: BTreeSet<Hash128> = BTreeSet::new();
         let mut out = Vec::new();
+        let wanted_classes = select.kinds.iter().fold(0, |m, k| m | k.class_bit());
         for o in &self.objects {
             let families_ok = select.families.is_empty()
                 || o.families.iter().any(|f| select.families.contains(f));
@@ -258,11 +259,8 @@ impl<'v> Objects<'v> {
             let id = crate::store::keys::object_id(&o.source, &o.key);
             // By kind: an object holding no row of a wanted kind's class is passed over
             // without reading its rows (`make` checks each row's own kind).
-            if !select.kinds.is_empty() {
-                let wanted = select.kinds.iter().fold(0, |m, k| m | k.class_bit());
-                if self.view.object_classes(&id)? & wanted == 0 {
-                    continue;
-                }
+            if !select.kinds.is_empty() && self.view.object_classes(&id)? & wanted_classes == 0 {
+                continue;
             }
             if !self.places.contains_key(&id) {
                 let places = self

@@ -2,8 +2,9 @@
 //! (`RecordKind::content_class`) as one byte, so a selection by kind (a derive recipe's `kinds`)
 //! passes over an object that cannot hold such a row without reading its rows. Classes, not
 //! kinds: two kinds of one class with the same text share a stored spelling, whose head keeps
-//! the first one's kind, so only the class is the same whichever way it is counted. The write batch keeps it with the places; an index from before
-//! the table is filled once by the upgrade, and `idx check` recounts it.
+//! the first one's kind, so only the class is the same whichever way it is counted. The write
+//! batch keeps it with the places; an index from before the table is filled once by the
+//! upgrade, and `idx check` recounts it.
 
 use redb::{ReadableTable, Table};
 

@@ -284,7 +284,7 @@ impl<'t> WriteBatch<'t> {
         self.group_place(object_id, families, meta, fp.content_hash, 1);
         self.totals.rows += 1;
         let classes = match self.classes.get_mut(object_id) {
-            Some(k) => k,
+            Some(c) => c,
             None => {
                 // An object whose places this batch did not remove: what it held before.
                 let stored = self.object_classes.get(object_id)?.map_or(0, |v| v.value());

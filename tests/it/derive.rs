@@ -65,6 +65,12 @@ const ANSWERS: &[(u32, &str, &str, u32)] = &[
     ),
 ];
 
+/// A KTO line: prompt, completion and desirability label.
+fn kto(prompt: &str, completion: &str, label: bool) -> String {
+    serde_json::json!({"prompt": prompt, "completion": completion, "label": label}).to_string()
+        + "\n"
+}
+
 fn derived_rows(index_dir: &std::path::Path) -> Vec<idx::query::RowAnswer> {
     let store = Index::open_store_read(index_dir).unwrap();
     let view = store.read().unwrap();
@@ -222,9 +228,6 @@ fn derived_rows_follow_their_inputs_and_not_the_order_they_came_in() {
 #[test]
 fn opposite_labels_on_one_prompt_become_pairs() {
     let f = Fixture::new();
-    let kto = |p: &str, c: &str, l: bool| {
-        serde_json::json!({"prompt": p, "completion": c, "label": l}).to_string() + "\n"
-    };
     f.write(
         "datasets/huggingface/dpo_kto/labels.jsonl",
         [
@@ -562,7 +565,7 @@ fn a_full_text_query_selects_a_recipes_rows() {
 
 /// The content classes of an object's places as the index keeps them, and what `idx check`
 /// says of them.
-fn kinds_of(index_dir: &std::path::Path, key: &str) -> (u8, bool) {
+fn classes_of(index_dir: &std::path::Path, key: &str) -> (u8, bool) {
     let store = Index::open_store_read(index_dir).unwrap();
     let view = store.read().unwrap();
     let id = view
@@ -581,9 +584,6 @@ fn kinds_of(index_dir: &std::path::Path, key: &str) -> (u8, bool) {
 fn a_selection_by_kind_reads_only_objects_holding_that_kind_as_they_change() {
     use idx::model::RecordKind;
     let f = Fixture::new();
-    let kto = |p: &str, c: &str, l: bool| {
-        serde_json::json!({"prompt": p, "completion": c, "label": l}).to_string() + "\n"
-    };
     let labels = "datasets/huggingface/dpo_kto/labels.jsonl";
     let chats = "datasets/consolidated/chats.jsonl";
     let pair = [
@@ -602,11 +602,11 @@ fn a_selection_by_kind_reads_only_objects_holding_that_kind_as_they_change() {
     );
     f.ingest();
     assert_eq!(
-        kinds_of(&f.index_dir, labels),
+        classes_of(&f.index_dir, labels),
         (RecordKind::Kto.class_bit(), true)
     );
     assert_eq!(
-        kinds_of(&f.index_dir, chats),
+        classes_of(&f.index_dir, chats),
         (RecordKind::Chatml.class_bit(), true)
     );
     // The same conversation as ShareGPT: one stored spelling (whose head says ChatML) for two
@@ -623,7 +623,7 @@ fn a_selection_by_kind_reads_only_objects_holding_that_kind_as_they_change() {
     );
     f.ingest();
     assert_eq!(
-        kinds_of(&f.index_dir, share),
+        classes_of(&f.index_dir, share),
         (RecordKind::Sharegpt.class_bit(), true)
     );
     let inputs = |r: &derive::DeriveReport| {
@@ -648,7 +648,7 @@ fn a_selection_by_kind_reads_only_objects_holding_that_kind_as_they_change() {
     );
     f.ingest();
     assert_eq!(
-        kinds_of(&f.index_dir, chats),
+        classes_of(&f.index_dir, chats),
         (
             RecordKind::Chatml.class_bit() | RecordKind::Kto.class_bit(),
             true
@@ -660,11 +660,11 @@ fn a_selection_by_kind_reads_only_objects_holding_that_kind_as_they_change() {
     f.write(labels, chat("Hello.", "Hi, how are you today?") + "\n");
     f.ingest();
     assert_eq!(
-        kinds_of(&f.index_dir, labels),
+        classes_of(&f.index_dir, labels),
         (RecordKind::Chatml.class_bit(), true)
     );
     assert_eq!(inputs(&run(&f, &f.index_dir)), 1);
     f.remove(labels);
     f.ingest();
-    assert_eq!(kinds_of(&f.index_dir, labels), (0, true));
+    assert_eq!(classes_of(&f.index_dir, labels), (0, true));
 }

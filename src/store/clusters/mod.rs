@@ -254,7 +254,6 @@ impl<'t> WriteBatch<'t> {
         // Kept on `self`: `admit` and the linking need them while `work` is borrowed.
         self.clusters.new_rows = std::mem::take(&mut work.new_rows);
         self.clusters.held = std::mem::take(&mut work.held);
-        self.clusters.held_bytes = work.held_bytes;
         // Existing rows whose cluster must be re-linked from scratch.
         let mut broken: BTreeSet<Hash128> = BTreeSet::new();
 
@@ -393,7 +392,6 @@ impl<'t> WriteBatch<'t> {
         }
         self.clusters.new_rows.clear();
         self.clusters.held.clear();
-        self.clusters.held_bytes = 0;
         Ok(moved)
     }
 
