@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use idx::config::{IdxConfig, Settings};
-use idx::fingerprint::{fingerprint, fingerprint_text, jaccard, Hash128, Shingles};
+use idx::fingerprint::{count_tokens, fingerprint, fingerprint_text, jaccard, Hash128, Shingles};
 use idx::model::{Conversation, Message, RecordKind, Role};
 use idx::neardup::{all_pairs, Policy, UnionFind};
 use idx::normalize::canonicalize;
@@ -472,5 +472,26 @@ fn bench_shingles(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_shingles, bench_tables);
+/// o200k token counts per second of message text: every row is counted once at ingest (on the
+/// fingerprint workers), over the real dialogues' turns (when present) and generated ones. The
+/// thread's remembered counts are warm after the first iteration, as they are through an ingest.
+fn bench_tokens(c: &mut Criterion) {
+    let mut rng = Rng(0x5819_0000_0000_0004);
+    let mut dialogues = real_dialogues();
+    dialogues.extend(generated_dialogues(2000, &mut rng));
+    let messages: Vec<Message> = dialogues
+        .iter()
+        .flatten()
+        .map(|t| Message::new(Role::User, t.clone()))
+        .collect();
+    let bytes: usize = messages.iter().map(|m| m.content.len()).sum();
+    let mut group = c.benchmark_group("tokens");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function(format!("count_{}_dialogues", dialogues.len()), |b| {
+        b.iter(|| count_tokens(messages.iter()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_shingles, bench_tokens, bench_tables);
 criterion_main!(benches);

@@ -397,3 +397,73 @@ mod propagation {
         assert_eq!(replace_names("nobody here", &alternatives), None);
     }
 }
+
+/// The prefilter (the patterns without their word boundaries) says at least every pattern that
+/// matches: a text it passes over is never searched. Texts are built from the pieces the patterns
+/// look for (greetings, "i'm" inside and outside words, digits, names, relations, non-ASCII
+/// letters beside them).
+mod prefilter {
+    use super::{r, Redactor};
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("hi".to_string()),
+            Just("Hey".to_string()),
+            Just("I'm".to_string()),
+            Just("im".to_string()),
+            Just("time".to_string()),
+            Just("this".to_string()),
+            Just("my friend".to_string()),
+            Just("call me".to_string()),
+            Just("born on".to_string()),
+            Just("Street".to_string()),
+            Just("Thanks,".to_string()),
+            Just("LCSW".to_string()),
+            Just("José".to_string()),
+            Just("é".to_string()),
+            Just("I’m".to_string()),
+            Just("’s".to_string()),
+            Just("Ünal".to_string()),
+            Just("日本".to_string()),
+            Just("@".to_string()),
+            Just("www.".to_string()),
+            "[A-Z][a-z]{1,6}",
+            "[a-z]{1,6}",
+            "[0-9]{1,4}",
+            "[ .,:/()+-]{1,2}",
+        ];
+        proptest::collection::vec(piece, 0..14).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn the_prefilter_never_misses_a_pattern(text in text()) {
+            let redactor = r();
+            let matching: Vec<usize> = redactor
+                .patterns
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.re.is_match(&text))
+                .map(|(i, _)| i)
+                .collect();
+            let wide: Vec<usize> = redactor.prefilter.matches(&text).into_iter().collect();
+            prop_assert!(matching.iter().all(|i| wide.contains(i)), "{matching:?} {wide:?}");
+        }
+
+        /// Matches found from the places where a match can start (what non-ASCII text
+        /// uses) are those of a search through the whole text, with every group in place.
+        #[test]
+        fn matches_found_from_possible_starts_are_the_whole_searchs(text in text()) {
+            let redactor = r();
+            let spans = |caps: &regex::Captures<'_>| -> Vec<Option<(usize, usize)>> {
+                caps.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect()
+            };
+            for pattern in &redactor.patterns {
+                let whole: Vec<_> = Redactor::captures(pattern, &text, false).iter().map(spans).collect();
+                let windowed: Vec<_> = Redactor::captures(pattern, &text, true).iter().map(spans).collect();
+                prop_assert_eq!(windowed, whole, "{:?}", pattern.kind);
+            }
+        }
+    }
+}
